@@ -1,0 +1,169 @@
+"""Every hyperparameter of napari-distill, as frozen dataclasses with defaults and units.
+
+A config is stored in checkpoints as a plain dict (``dataclasses.asdict``) so that checkpoints
+load with ``torch.load(weights_only=True)``; ``from_dict`` rebuilds it and ignores unknown keys
+so that older checkpoints keep loading after a setting is added.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], values: dict[str, Any]) -> T:
+    """Build the dataclass ``cls`` from ``values``, ignoring keys it does not know."""
+    known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    kwargs = {}
+    for key, value in values.items():
+        if key in known:
+            kwargs[key] = tuple(value) if isinstance(value, list) else value
+    return cls(**kwargs)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """The config as a dict of plain Python values (safe for ``weights_only`` checkpoints)."""
+    return dataclasses.asdict(config)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A 2D U-Net.
+
+    Attributes
+    ----------
+    in_channels:
+        Input channels: colour channels x (2 * context_slices + 1).
+    num_classes:
+        Output channels, background included.
+    base_channels:
+        Feature maps at the first level; doubled at every level down.
+    depth:
+        Number of resolution levels (depth - 1 poolings).
+    dropout:
+        Dropout probability in the encoder's deeper stages (also used for test-time dropout).
+    norm:
+        ``"group"`` (GroupNorm, works at batch size 1) or ``"batch"``.
+    context_slices:
+        Neighbouring slices on each side fed as extra channels (2.5D); 0 is plain 2D.
+    """
+
+    in_channels: int = 1
+    num_classes: int = 2
+    base_channels: int = 16
+    depth: int = 4
+    dropout: float = 0.1
+    norm: str = "group"
+    context_slices: int = 0
+
+    def __post_init__(self) -> None:
+        if self.in_channels < 1 or self.num_classes < 2:
+            raise ValueError(
+                f"a model needs at least 1 input channel and 2 classes, got "
+                f"in_channels={self.in_channels}, num_classes={self.num_classes}"
+            )
+        if self.depth < 2 or self.base_channels < 2:
+            raise ValueError("depth must be >= 2 and base_channels >= 2")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.norm not in ("group", "batch"):
+            raise ValueError(f"norm must be 'group' or 'batch', got {self.norm!r}")
+
+    def student(self) -> ModelConfig:
+        """The cheaper student configuration: half the channels, one level fewer (min 3)."""
+        return dataclasses.replace(
+            self, base_channels=max(4, self.base_channels // 2), depth=max(3, self.depth - 1)
+        )
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Supervised training of a network from annotated slices.
+
+    ``steps=None`` lets the trainer choose a budget from the data and the device, and early
+    stopping ends it when the validation score stops improving.
+    """
+
+    steps: int | None = None
+    batch_size: int = 4
+    patch_size: int = 128  # pixels; patches never exceed the slice, so small images still work
+    learning_rate: float = 2e-3
+    weight_decay: float = 1e-4
+    validation_fraction: float = 0.2  # of annotated slices, at least one when there are >= 3
+    validate_every: int = 25  # steps
+    patience: int = 8  # validations without improvement before stopping early
+    foreground_fraction: float = 0.7  # share of patches centred on a labelled foreground pixel
+    class_weighting: bool = True  # inverse-sqrt frequency weights, so small organs count
+    dice_weight: float = 1.0  # L = CE + dice_weight * soft Dice
+    augment: bool = True  # flips, 90-degree rotations, intensity scale/shift, noise
+    elastic: bool = False  # elastic deformation (slower)
+    seed: int = 0
+    max_minutes: float | None = None  # wall-clock budget on top of steps
+
+    def __post_init__(self) -> None:
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if self.batch_size < 1 or self.patch_size < 16:
+            raise ValueError("batch_size must be >= 1 and patch_size >= 16")
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ValueError("validation_fraction must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """Tiled sliding-window prediction.
+
+    ``tile_size=None`` derives the tile from the memory free on the device: a whole slice is
+    one tile where it fits.
+    """
+
+    tile_size: int | None = None  # pixels (square tiles); None = from device memory
+    overlap: float = 0.25  # fraction of the tile shared with its neighbour
+    batch_size: int = 4  # tiles per forward pass
+    crop_to_tissue: bool = True  # predict only the bounding box of non-background intensity
+    skip_empty_tiles: bool = True  # tiles with no tissue get background without a forward pass
+    amp: bool = True  # bf16/fp16 autocast on GPUs; ignored on the CPU
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.overlap < 0.9:
+            raise ValueError(f"overlap must be in [0, 0.9), got {self.overlap}")
+        if self.tile_size is not None and self.tile_size < 16:
+            raise ValueError("tile_size must be >= 16 pixels")
+
+
+@dataclass(frozen=True)
+class QualityConfig:
+    """The quality classifier of method 1: predicts the IoU of a pseudo-label per slice."""
+
+    tau: float = 0.7  # slices scoring >= tau are accepted
+    base_channels: int = 16
+    input_size: int = 128  # slice and probabilities are resized to this square for the CNN
+    steps: int = 300
+    learning_rate: float = 1e-3
+    variants_per_slice: int = 8  # pseudo-labels of varied quality made per annotated slice
+    holdout_fraction: float = 0.25  # annotated slices kept aside to report Spearman
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class KDConfig:
+    """Strategy ``kd``: L = CE(student, pseudo) + lambda_kd * T^2 * KL(teacher || student)."""
+
+    temperature: float = 2.0
+    lambda_kd: float = 1.0
+    init_from_teacher: bool = True
+    smaller_student: bool = False
+
+
+@dataclass(frozen=True)
+class InstanceConfig:
+    """Turning probabilities into labels."""
+
+    mode: str = "semantic"  # "semantic" (one label per class, CT organs) or "instances" (cells)
+    keep_largest_component: bool = False  # per class, per volume (CT organs are one piece)
+    min_size: int = 0  # pixels (2D) / voxels (3D); smaller objects are removed
+    instance_classes: tuple[int, ...] = field(default=())  # class ids split into instances
+    min_distance: int = 3  # pixels between watershed seeds
