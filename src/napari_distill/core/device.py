@@ -1,0 +1,229 @@
+"""Compute devices: choose CUDA, Apple MPS or the CPU, describe them, and size work to memory.
+
+Only documented torch APIs are used, and every optional one is looked up with ``getattr`` so an
+older torch (or a build without CUDA / MPS) degrades to a less precise answer instead of failing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+from dataclasses import dataclass
+
+import torch
+
+logger = logging.getLogger(__name__)
+
+_KINDS = ("cuda", "mps", "cpu")
+
+
+class DeviceError(ValueError):
+    """The requested device does not exist or is not available on this machine."""
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """A device the user can choose.
+
+    Attributes
+    ----------
+    name:
+        What :func:`select_device` accepts, e.g. ``"cuda:0"``, ``"mps"``, ``"cpu"``.
+    kind:
+        ``"cuda"``, ``"mps"`` or ``"cpu"``.
+    description:
+        Human-readable, e.g. ``"NVIDIA RTX A5000 (24.0 GB)"``.
+    memory_bytes:
+        Total memory of the device (system RAM for the CPU and for MPS' unified memory),
+        None when unknown.
+    """
+
+    name: str
+    kind: str
+    description: str
+    memory_bytes: int | None
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def select_device(preference: str | torch.device = "auto") -> torch.device:
+    """The torch device to compute on.
+
+    Parameters
+    ----------
+    preference:
+        ``"auto"`` (CUDA, then Apple MPS, then the CPU), or an explicit ``"cuda"``,
+        ``"cuda:1"``, ``"mps"`` or ``"cpu"``.
+
+    Raises
+    ------
+    DeviceError
+        The requested device is unknown or not available here.
+    """
+    if isinstance(preference, torch.device):
+        preference = str(preference)
+    choice = preference.strip().lower()
+    if choice == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", 0)
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(choice)
+    except RuntimeError as error:
+        raise DeviceError(
+            f"unknown device {preference!r}: use 'auto', 'cuda', 'cuda:<index>', 'mps' or 'cpu'"
+        ) from error
+    if device.type == "cpu":
+        return device
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"device {preference!r} was requested but CUDA is not available (no NVIDIA GPU, "
+                "or torch was installed without CUDA support); choose 'auto' or 'cpu'"
+            )
+        count = torch.cuda.device_count()
+        index = 0 if device.index is None else device.index
+        if index >= count:
+            raise DeviceError(
+                f"device {preference!r} was requested but only {count} CUDA device(s) exist "
+                f"(cuda:0 .. cuda:{count - 1})"
+            )
+        return torch.device("cuda", index)
+    if device.type == "mps":
+        if not _mps_available():
+            raise DeviceError(
+                f"device {preference!r} was requested but Apple MPS is not available "
+                "(needs an Apple-silicon Mac and a torch build with MPS); choose 'auto' or 'cpu'"
+            )
+        return torch.device("mps")
+    raise DeviceError(
+        f"device type {device.type!r} is not supported: use 'auto', 'cuda', 'mps' or 'cpu'"
+    )
+
+
+def _gigabytes(n_bytes: int | None) -> str:
+    return "" if n_bytes is None else f" ({n_bytes / 1024**3:.1f} GB)"
+
+
+def _meminfo_bytes(field_name: str) -> int | None:
+    """A field of ``/proc/meminfo`` (Linux) in bytes, None where the file does not exist."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith(field_name + ":"):
+                    return int(line.split()[1]) * 1024  # the file reports kB
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def _sysconf_bytes(pages_name: str) -> int | None:
+    try:
+        return int(os.sysconf(pages_name)) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def system_memory_bytes() -> int | None:
+    """Total system RAM in bytes, None when it cannot be found."""
+    return _meminfo_bytes("MemTotal") or _sysconf_bytes("SC_PHYS_PAGES")
+
+
+def system_available_bytes() -> int | None:
+    """RAM available to a new allocation without swapping, None when it cannot be found."""
+    # MemAvailable counts reclaimable caches; SC_AVPHYS_PAGES (free pages only) underestimates.
+    return _meminfo_bytes("MemAvailable") or _sysconf_bytes("SC_AVPHYS_PAGES")
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "CPU"
+
+
+def cpu_count() -> int:
+    """Cores this process may use (respects CPU affinity / container limits where known)."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def available_devices() -> list[DeviceInfo]:
+    """Every device torch can use here, GPUs first, the CPU last."""
+    devices: list[DeviceInfo] = []
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            memory = int(props.total_memory)
+            devices.append(
+                DeviceInfo(f"cuda:{index}", "cuda", f"{props.name}{_gigabytes(memory)}", memory)
+            )
+    if _mps_available():
+        memory = system_memory_bytes()  # unified memory: the GPU shares system RAM
+        devices.append(DeviceInfo("mps", "mps", f"Apple MPS{_gigabytes(memory)}", memory))
+    memory = system_memory_bytes()
+    cores = cpu_count()
+    devices.append(
+        DeviceInfo(
+            "cpu",
+            "cpu",
+            f"{_cpu_name()}, {cores} core{'s' if cores > 1 else ''}{_gigabytes(memory)}",
+            memory,
+        )
+    )
+    return devices
+
+
+def free_memory_bytes(device: torch.device | str) -> int:
+    """Memory that a new allocation on ``device`` can use now, in bytes.
+
+    CUDA reports its own free memory; MPS the recommended working set minus what torch holds
+    (falls back to free system RAM); the CPU the available RAM. When nothing is known, a
+    conservative 1 GiB is returned so callers still size their tiles.
+    """
+    device = torch.device(device)
+    fallback = 1024**3
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    if device.type == "mps":
+        mps = getattr(torch, "mps", None)
+        recommended = getattr(mps, "recommended_max_memory", None)
+        allocated = getattr(mps, "current_allocated_memory", None)
+        if recommended is not None and allocated is not None:
+            try:
+                return max(0, int(recommended()) - int(allocated()))
+            except RuntimeError:
+                logger.debug("torch.mps memory query failed; using free system RAM")
+        return system_available_bytes() or fallback
+    return system_available_bytes() or fallback
+
+
+def configure_cpu_threads(leave_free: int = 1) -> int:
+    """Let torch use all cores but ``leave_free``, so a GUI stays responsive; returns the count."""
+    threads = max(1, cpu_count() - max(0, leave_free))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def autocast_dtype(device: torch.device | str) -> torch.dtype | None:
+    """The mixed-precision dtype for ``device``: bf16 where CUDA supports it, else fp16;
+    fp16 on MPS; None on the CPU (CPU autocast is slower than float32 for these networks)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        supported = getattr(torch.cuda, "is_bf16_supported", None)
+        return torch.bfloat16 if supported is not None and supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return None

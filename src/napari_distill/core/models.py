@@ -1,0 +1,164 @@
+"""The 2D U-Net family used for teachers and students.
+
+One network shape serves every method: GroupNorm so batch size 1 trains (BatchNorm on
+request), dropout in the deeper encoder stages and the bottleneck (turned on at test time by
+:func:`enable_dropout` to make predictions of varied quality for the quality classifier), and
+the decoder's feature maps on request for feature distillation.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from napari_distill.core.config import ModelConfig
+
+
+def norm_groups(channels: int, channels_per_group: int = 4, max_groups: int = 32) -> int:
+    """Groups for GroupNorm: about ``channels_per_group`` channels each, dividing ``channels``."""
+    groups = min(max_groups, max(1, channels // channels_per_group))
+    while channels % groups:
+        groups -= 1
+    return groups
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    return nn.GroupNorm(norm_groups(channels), channels)
+
+
+class ConvBlock(nn.Sequential):
+    """Two 3x3 convolutions, each followed by normalisation and an in-place ReLU.
+
+    The convolutions have no bias: the normalisation that follows would cancel it.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, norm: str, dropout: float = 0.0):
+        layers: list[nn.Module] = [
+            nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+            _norm(norm, out_channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            _norm(norm, out_channels),
+            nn.ReLU(inplace=True),
+        ]
+        if dropout > 0:
+            # Channel dropout: neighbouring pixels are correlated, so dropping single pixels
+            # regularises little; whole feature maps make test-time dropout diverse.
+            layers.append(nn.Dropout2d(dropout))
+        super().__init__(*layers)
+
+
+class UNet(nn.Module):
+    """A 2D U-Net returning per-class logits.
+
+    Level ``i`` (0 = full resolution) has ``base_channels * 2**i`` feature maps; the deepest
+    level (``depth - 1``) is the bottleneck. Dropout sits in the levels ``i >= depth // 2``
+    (the deeper encoder stages and the bottleneck), where it regularises without blurring
+    boundaries.
+
+    Parameters
+    ----------
+    config:
+        The network's shape (:class:`~napari_distill.core.config.ModelConfig`).
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        widths = [config.base_channels * 2**level for level in range(config.depth)]
+        dropout_from = config.depth // 2
+        self.encoders = nn.ModuleList()
+        in_channels = config.in_channels
+        for level, width in enumerate(widths):
+            rate = config.dropout if level >= dropout_from else 0.0
+            self.encoders.append(ConvBlock(in_channels, width, config.norm, rate))
+            in_channels = width
+        self.pool = nn.MaxPool2d(2)
+        self.upsamplers = nn.ModuleList()
+        self.decoders = nn.ModuleList()
+        for level in range(config.depth - 2, -1, -1):  # from just above the bottleneck upwards
+            self.upsamplers.append(nn.ConvTranspose2d(widths[level + 1], widths[level], 2, 2))
+            self.decoders.append(ConvBlock(2 * widths[level], widths[level], config.norm))
+        self.head = nn.Conv2d(widths[0], config.num_classes, 1)
+        # Channels of the maps returned by forward(return_features=True), coarsest first.
+        self.feature_channels: tuple[int, ...] = tuple(reversed(widths))
+
+    @property
+    def size_multiple(self) -> int:
+        """Inputs are padded internally to a multiple of this many pixels."""
+        return 2 ** (self.config.depth - 1)
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        multiple = self.size_multiple
+        pad_h = -height % multiple
+        pad_w = -width % multiple
+        if not pad_h and not pad_w:
+            return x  # no copy when the size already fits
+        # Reflection keeps image statistics at the border; it needs the pad to be smaller
+        # than the image, so tiny inputs repeat their edge instead.
+        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+        return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+    def forward(
+        self, x: torch.Tensor, return_features: bool = False
+    ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
+        """Logits ``(B, K, H, W)`` for input ``(B, C_in, H, W)`` of any height and width.
+
+        With ``return_features=True``, also the list of decoder feature maps, coarsest first:
+        the bottleneck, then each decoder level up to full resolution (``len == depth``;
+        channels in :attr:`feature_channels`). Map ``j`` covers the input at scale
+        ``1 / 2**(depth - 1 - j)``, cropped to ``ceil(H / 2**(depth - 1 - j))`` rows (and
+        likewise columns) so it stays aligned with the unpadded input.
+        """
+        height, width = x.shape[-2:]
+        out = self._pad(x)
+        skips: list[torch.Tensor] = []
+        for level, encoder in enumerate(self.encoders):
+            if level > 0:
+                out = self.pool(out)
+            out = encoder(out)
+            skips.append(out)
+        features = [out] if return_features else []
+        for offset, (upsample, decoder) in enumerate(
+            zip(self.upsamplers, self.decoders, strict=True)
+        ):
+            skip = skips[-2 - offset]
+            out = decoder(torch.cat((upsample(out), skip), dim=1))
+            if return_features:
+                features.append(out)
+        logits = self.head(out)[..., :height, :width]
+        if not return_features:
+            return logits
+        cropped = []
+        for index, feature in enumerate(features):
+            scale = 2 ** (len(features) - 1 - index)
+            cropped.append(feature[..., : -(-height // scale), : -(-width // scale)])
+        return logits, cropped
+
+
+def build_model(config: ModelConfig) -> UNet:
+    """The network described by ``config`` (freshly initialised)."""
+    return UNet(config)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Trainable parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def enable_dropout(model: nn.Module) -> int:
+    """Switch the dropout layers of ``model`` to training mode (test-time / MC dropout).
+
+    Call after ``model.eval()``: normalisation layers stay in evaluation mode. Returns the
+    number of dropout layers switched on (0 means the model has no dropout).
+    """
+    count = 0
+    for module in model.modules():
+        if isinstance(module, nn.Dropout | nn.Dropout2d | nn.Dropout3d | nn.AlphaDropout):
+            module.train()
+            count += 1
+    return count
