@@ -1,0 +1,72 @@
+"""The ``napari-distill`` command line: the same core as the plugin, without a display.
+
+Every subcommand has ``--help``. Progress records from the core's generators are drawn as tqdm
+bars; a user mistake ends in one line on stderr (exit code 2), never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from napari_distill import __version__
+from napari_distill.cli import engine  # noqa: F401  (registers its commands)
+from napari_distill.cli._base import COMMANDS, UserError
+
+log = logging.getLogger("napari_distill")
+
+
+def _add_common(parser: argparse.ArgumentParser, *, device: bool = True) -> None:
+    if device:
+        parser.add_argument(
+            "--device",
+            default="auto",
+            help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps",
+        )
+        parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace output files that already exist"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one subparser per command."""
+    parser = argparse.ArgumentParser(
+        prog="napari-distill",
+        description="Segment CT stacks and Pap smears from a few annotated slices.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help, description=command.help)
+        command.add_arguments(p)
+        _add_common(p, device=command.uses_device)
+        p.set_defaults(handler=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(message)s",
+    )
+    try:
+        args.handler(args)
+    except KeyboardInterrupt:
+        sys.stderr.write("napari-distill: stopped by the user\n")
+        return 130
+    except (UserError, ValueError, FileNotFoundError, FileExistsError, OSError) as exc:
+        message = str(exc) or exc.__class__.__name__
+        sys.stderr.write(f"napari-distill {args.command}: error: {message}\n")
+        return 2
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

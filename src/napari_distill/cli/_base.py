@@ -1,0 +1,131 @@
+"""What every ``napari-distill`` subcommand shares: registration, progress bars, checks.
+
+Each command is data: its help, how it adds arguments, and what it runs. Command modules
+(:mod:`.engine`, :mod:`.distill`) register into :data:`COMMANDS` when imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+log = logging.getLogger("napari_distill")
+R = TypeVar("R")
+
+
+class UserError(ValueError):
+    """A mistake in what the user asked for; printed as one line."""
+
+
+@dataclass(frozen=True)
+class Command:
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], None]
+    uses_device: bool = True
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(
+    name: str,
+    help: str,
+    add_arguments: Callable[[argparse.ArgumentParser], None],
+    uses_device: bool = True,
+) -> Callable[[Callable[[argparse.Namespace], None]], Callable[[argparse.Namespace], None]]:
+    """Register the decorated function as subcommand ``name`` of the command line."""
+
+    def register(run: Callable[[argparse.Namespace], None]) -> Callable[[argparse.Namespace], None]:
+        COMMANDS[name] = Command(help, add_arguments, run, uses_device)
+        return run
+
+    return register
+
+
+def drive(records: Generator[Any, None, R], *, desc: str, quiet: bool, unit: str = "step") -> R:
+    """Exhaust a progress generator, drawing a tqdm bar; return the generator's result.
+
+    Records carry ``step``/``total_steps`` (training) or ``done``/``total`` (prediction).
+    """
+    from tqdm import tqdm
+
+    from napari_distill.core.progress import run_to_completion
+
+    if quiet:
+        return run_to_completion(records)
+    with tqdm(desc=desc, unit=unit, dynamic_ncols=True) as bar:
+
+        def draw(record: Any) -> None:
+            done = getattr(record, "step", getattr(record, "done", None))
+            total = getattr(record, "total_steps", getattr(record, "total", None))
+            if total is not None and bar.total != total:
+                bar.total = total
+            if done is not None:
+                bar.n = done
+            postfix = {
+                key: f"{value:.4f}"
+                for key in ("loss", "val_score", "best_score")
+                if (value := getattr(record, key, None)) is not None
+            }
+            if postfix:
+                bar.set_postfix(postfix, refresh=False)
+            bar.refresh()
+
+        return run_to_completion(records, draw)
+
+
+def check_output(path: str | Path, overwrite: bool) -> Path:
+    """Refuse to replace an existing file unless ``--overwrite`` was given."""
+    out = Path(path)
+    if out.exists() and not overwrite:
+        raise UserError(f"{out} exists; choose another path or pass --overwrite")
+    if not out.parent.exists():
+        raise UserError(f"the folder {out.parent} does not exist")
+    return out
+
+
+def parse_slices(text: str | None) -> list[int] | None:
+    """``"3,7,9"`` or ``"0-4,9"`` -> a sorted list of slice indices."""
+    if not text:
+        return None
+    indices: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                start, stop = (int(v) for v in part.split("-", 1))
+                indices.update(range(start, stop + 1))
+            elif part:
+                indices.add(int(part))
+        except ValueError as exc:
+            raise UserError(f"--slices: {part!r} is not a slice index or range like 3-7") from exc
+    return sorted(indices)
+
+
+def load_image(path: str) -> tuple[Any, Any]:
+    """Read an image through the plugin's readers; returns (ImageData, array)."""
+    from napari_distill.core.io import read_image
+
+    data = read_image(path)
+    return data, data.data
+
+
+def load_labels(path: str) -> np.ndarray:
+    from napari_distill.core.io import read_labels
+
+    return np.asarray(read_labels(path).data)
+
+
+def write_json(path: str | None, payload: dict[str, Any], overwrite: bool) -> None:
+    if path:
+        out = check_output(path, overwrite)
+        out.write_text(json.dumps(payload, indent=2, default=float))
+        log.info("wrote %s", out)
