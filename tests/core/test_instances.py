@@ -1,0 +1,80 @@
+"""Probabilities to labels and instances on tiny synthetic masks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_distill.core.config import InstanceConfig
+from napari_distill.core.instances import (
+    apply_instance_config,
+    clean_semantic,
+    instance_class_map,
+    instances_from_semantic,
+    labels_from_probabilities,
+    split_instances,
+)
+
+
+def two_touching_discs(shape: tuple[int, int] = (40, 60)) -> np.ndarray:
+    yy, xx = np.mgrid[: shape[0], : shape[1]]
+    left = (yy - 20) ** 2 + (xx - 20) ** 2 <= 10**2
+    right = (yy - 20) ** 2 + (xx - 38) ** 2 <= 10**2
+    return left | right
+
+
+def test_labels_from_probabilities_maps_channels_to_class_ids() -> None:
+    probs = np.zeros((3, 2, 2), np.float32)
+    probs[0, 0, 0] = probs[1, 0, 1] = probs[2, 1, :] = 1
+    assert labels_from_probabilities(probs, (0, 5, 9)).tolist() == [[0, 5], [9, 9]]
+    stacked = np.stack([probs, probs], axis=1)  # (K, N, H, W)
+    assert labels_from_probabilities(stacked, (0, 5, 9)).shape == (2, 2, 2)
+    with pytest.raises(ValueError, match="class ids"):
+        labels_from_probabilities(probs, (0, 1))
+
+
+def test_clean_semantic_keeps_the_largest_3d_component_per_class() -> None:
+    labels = np.zeros((3, 10, 10), np.uint8)
+    labels[:, 2:6, 2:6] = 1  # 48 voxels
+    labels[1, 8, 8] = 1  # stray voxel of class 1
+    labels[0, 8:10, 0:3] = 2  # 6 voxels
+    cleaned = clean_semantic(labels)
+    assert cleaned[1, 8, 8] == 0 and cleaned[1, 3, 3] == 1 and (cleaned == 2).sum() == 6
+    assert cleaned.dtype == labels.dtype
+    sized = clean_semantic(labels, keep_largest_component=False, min_size=10)
+    assert (sized == 2).sum() == 0 and (sized == 1).sum() == 48
+
+
+def test_two_touching_discs_become_two_instances() -> None:
+    instances = split_instances(two_touching_discs(), min_distance=5)
+    ids = np.unique(instances)
+    assert ids.tolist() == [0, 1, 2]
+    assert instances[20, 14] != instances[20, 44]
+    assert (instances > 0).sum() == two_touching_discs().sum()
+
+
+def test_instance_ids_are_unique_across_slices() -> None:
+    stack = np.stack([two_touching_discs(), two_touching_discs()])
+    instances = split_instances(stack, min_distance=5)
+    assert set(np.unique(instances[0])) - {0} == {1, 2}
+    assert set(np.unique(instances[1])) - {0} == {3, 4}
+
+
+def test_small_instances_are_removed() -> None:
+    mask = two_touching_discs()
+    mask[0:2, 55:57] = True  # 4 pixels
+    instances = split_instances(mask, min_distance=5, min_size=10)
+    assert instances[0, 55] == 0 and instances.max() == 2
+
+
+def test_instances_from_semantic_keeps_classes_apart() -> None:
+    labels = np.where(two_touching_discs(), 2, 0).astype(np.uint8)
+    labels[0:5, 0:5] = 1
+    instances = instances_from_semantic(labels, (1, 2), InstanceConfig(min_distance=5))
+    assert instances.max() == 3
+    assert instance_class_map(instances, labels) == {1: 1, 2: 2, 3: 2}
+    assert np.array_equal(
+        apply_instance_config(labels, InstanceConfig(mode="instances", min_distance=5)), instances
+    )
+    with pytest.raises(ValueError, match="mode"):
+        apply_instance_config(labels, InstanceConfig(mode="cells"))
