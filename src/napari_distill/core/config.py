@@ -155,7 +155,14 @@ class KDConfig:
     temperature: float = 2.0
     lambda_kd: float = 1.0
     init_from_teacher: bool = True
-    smaller_student: bool = False
+    smaller_student: bool = False  # ModelConfig.student(); always trained from scratch
+    kd_on_annotated: bool = True  # the KD term also on annotated slices (else accepted only)
+
+    def __post_init__(self) -> None:
+        if self.temperature <= 0:
+            raise ValueError(f"the temperature must be > 0, got {self.temperature}")
+        if self.lambda_kd < 0:
+            raise ValueError(f"lambda_kd must be >= 0, got {self.lambda_kd}")
 
 
 @dataclass(frozen=True)
