@@ -394,7 +394,7 @@ def test_non_tiff_content_raises_naming_the_file(tmp_path):
 @pytest.mark.parametrize(
     ("shape", "kwargs"),
     [
-        ((2, 3, 8, 8), {"metadata": {"axes": "TZYX"}}),
+        ((2, 5, 8, 8), {"metadata": {"axes": "TZYX"}, "photometric": "minisblack"}),
         ((2, 3, 2, 8, 8), {"imagej": True, "metadata": {"axes": "TZCYX"}}),
     ],
 )

@@ -1,0 +1,101 @@
+"""npe2 reader: TIFF stacks, folders of 2D slices and 2D images, as napari layer data.
+
+A thin adapter over :mod:`napari_distill.core.io`. ``napari_get_reader`` returns None for
+what it cannot read (so napari's other readers get their turn) and a reader function
+otherwise; a file it claims but cannot read raises :class:`~napari_distill.core.io.ReadError`.
+Labels and probability files written by napari-distill reopen as what they were saved from.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .core import io
+
+LayerData = tuple[Any, dict[str, Any], str]
+ReaderFunction = Callable[[str | Sequence[str]], list[LayerData]]
+PathOrPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+
+
+def _layer_name(path: Path) -> str:
+    name = path.name if path.is_dir() else path.stem
+    return name[: -len(".ome")] if name.lower().endswith(".ome") else name
+
+
+def _metadata(image: io.ImageData | io.ProbabilityData) -> dict[str, Any]:
+    return {"path": str(image.path), "unit": image.unit}
+
+
+def _image_layer(image: io.ImageData) -> LayerData:
+    kwargs = {
+        "name": _layer_name(image.path),
+        "scale": image.scale,
+        "rgb": image.rgb,
+        "metadata": _metadata(image),
+    }
+    return image.data, kwargs, "image"
+
+
+def read_labels_layer(path: str | os.PathLike[str]) -> LayerData:
+    """Read ``path`` as a napari Labels layer tuple ``(data, kwargs, "labels")``."""
+    labels = io.read_labels(path)
+    kwargs = {
+        "name": _layer_name(labels.path),
+        "scale": labels.scale,
+        "metadata": _metadata(labels),
+    }
+    return labels.data, kwargs, "labels"
+
+
+def _probabilities_layer(path: Path) -> LayerData:
+    probabilities = io.read_probabilities(path)
+    metadata = _metadata(probabilities)
+    metadata["class_ids"] = list(probabilities.class_ids)
+    kwargs = {
+        "name": _layer_name(path),
+        "scale": (1.0, *probabilities.scale),  # the class axis has no physical size
+        "metadata": metadata,
+        "contrast_limits": (0.0, 1.0),
+    }
+    return probabilities.data, kwargs, "image"
+
+
+def read_path(path: str | os.PathLike[str]) -> list[LayerData]:
+    """Read one file or folder into a list holding one layer data tuple."""
+    source = Path(path)
+    kind = io.file_kind(source)
+    if kind == "labels":
+        return [read_labels_layer(source)]
+    if kind == "probabilities":
+        return [_probabilities_layer(source)]
+    return [_image_layer(io.read_image(source))]
+
+
+def read_stack(paths: Sequence[str | os.PathLike[str]]) -> list[LayerData]:
+    """Read several 2D image files, in the order given, as one stack layer."""
+    return [_image_layer(io.read_image_stack(paths))]
+
+
+def _read(path: PathOrPaths) -> list[LayerData]:
+    if isinstance(path, (str, os.PathLike)):
+        return read_path(path)
+    paths = list(path)
+    return read_path(paths[0]) if len(paths) == 1 else read_stack(paths)
+
+
+def napari_get_reader(path: PathOrPaths) -> ReaderFunction | None:
+    """The reader for ``path`` (a path or a list of paths), or None to let others read it.
+
+    A list of several files is read as one stack of 2D slices (napari's "open as stack").
+    """
+    if isinstance(path, (str, os.PathLike)):
+        return _read if io.can_read(path) else None
+    paths = list(path)
+    if not paths:
+        return None
+    if len(paths) > 1 and not all(Path(p).is_file() for p in paths):
+        return None  # a stack is made of files, not folders
+    return _read if all(io.can_read(p) for p in paths) else None
