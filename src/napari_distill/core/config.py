@@ -146,6 +146,16 @@ class QualityConfig:
     variants_per_slice: int = 8  # pseudo-labels of varied quality made per annotated slice
     holdout_fraction: float = 0.25  # annotated slices kept aside to report Spearman
     seed: int = 0
+    batch_size: int = 16  # classifier inputs per optimiser step
+    per_class_head: bool = False  # also predict the IoU of every foreground class
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.tau <= 1.0:
+            raise ValueError(f"tau must be in [0, 1], got {self.tau}")
+        if self.input_size < 16 or self.steps < 1 or self.batch_size < 1:
+            raise ValueError("input_size must be >= 16, steps and batch_size >= 1")
+        if self.variants_per_slice < 0 or not 0.0 <= self.holdout_fraction < 1.0:
+            raise ValueError("variants_per_slice must be >= 0 and holdout_fraction in [0, 1)")
 
 
 @dataclass(frozen=True)
