@@ -1,0 +1,347 @@
+"""Strategy ``kd``: self-training with pixel-wise knowledge distillation (method 1).
+
+The student trains on two kinds of slices:
+
+- the annotated slices the teacher trained on, with their ground truth;
+- the *accepted* slices (unannotated slices that passed the quality filter), with the
+  teacher's hard prediction as pseudo-label ``y_pseudo``.
+
+Per pixel, ``L = S(z_s, y) + lambda_kd * T^2 * KL(p_t || p_s)`` with ``p = softmax(z / T)``,
+each term averaged over pixels. ``S`` is the supervised loss the teacher trained with
+(class-weighted cross-entropy, plus soft Dice when ``TrainConfig.dice_weight > 0``; set it to
+0 for the paper's plain cross-entropy). Defaults: ``T = 2``, ``lambda_kd = 1``.
+
+Choices (the paper leaves them open):
+
+- **The KD term applies on the annotated slices too** (``KDConfig.kd_on_annotated``, default
+  True): there the teacher fits the ground truth closely, so the term mostly passes on its
+  calibrated class similarities; switching it off restricts the KD term to accepted slices.
+- **The teacher's logits are computed on the fly**, on the very augmented patch the student
+  sees (teacher in eval mode, no gradient), so the temperature acts on exact logits and no
+  probability stack is stored. The pseudo-labels are computed once, on the un-augmented
+  slices, by the stack predictor (or taken from the pipeline, which already has them).
+- Unaccepted unannotated slices never contribute; the teacher's validation slices stay held
+  out and validate the student against their ground truth.
+- A patch comes from an annotated or an accepted slice with probability proportional to the
+  number of slices of each kind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from napari_distill.core.checkpoint import ModelBundle
+from napari_distill.core.config import KDConfig, PredictConfig, TrainConfig
+from napari_distill.core.data import Augmentation, SliceSampler
+from napari_distill.core.device import select_device
+from napari_distill.core.losses import ce_dice_loss, class_weights_from_labels
+from napari_distill.core.strategies.base import (
+    StudentData,
+    describe_student,
+    load_student,
+    new_student_bundle,
+    prepare_student_data,
+    student_model,
+    student_steps,
+    student_validator,
+)
+
+if TYPE_CHECKING:
+    from napari_distill.core.train import TrainingRun
+
+logger = logging.getLogger(__name__)
+
+NAME = "kd"
+
+
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``T^2 * KL(p_t || p_s)`` per pixel, averaged over the (masked) pixels.
+
+    Parameters
+    ----------
+    student_logits, teacher_logits:
+        ``(B, K, H, W)``; the teacher's are detached here (no gradient flows into them).
+    temperature:
+        ``T > 0``; ``p = softmax(z / T)``. The ``T^2`` factor keeps the gradient's size
+        independent of ``T`` (Hinton et al., 2015).
+    mask:
+        Optional ``(B, H, W)`` weights (bool or float; 0 = the pixel does not count).
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar; 0 (with a gradient path) when the mask is empty.
+    """
+    if temperature <= 0:
+        raise ValueError(f"the temperature must be > 0, got {temperature}")
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"student logits {tuple(student_logits.shape)} and teacher logits "
+            f"{tuple(teacher_logits.shape)} differ in shape"
+        )
+    log_p_s = F.log_softmax(student_logits.float() / temperature, dim=1)
+    log_p_t = F.log_softmax(teacher_logits.detach().float() / temperature, dim=1)
+    per_pixel = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1) * temperature**2
+    if mask is None:
+        return per_pixel.mean()
+    weight = mask.to(per_pixel.dtype)
+    total = weight.sum()
+    if total <= 0:
+        return student_logits.sum() * 0.0
+    return (per_pixel * weight).sum() / total
+
+
+def kd_objective_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor | None,
+    target: torch.Tensor,
+    config: KDConfig,
+    *,
+    kd_mask: torch.Tensor | None = None,
+    class_weight: torch.Tensor | None = None,
+    dice_weight: float = 0.0,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """``S(z_s, y) + lambda_kd * kd_loss(z_s, z_t, T, kd_mask)`` and its terms.
+
+    ``target`` holds channel indices (ground truth or pseudo-labels); ``teacher_logits`` may
+    be None when ``config.lambda_kd == 0``.
+    """
+    num_classes = student_logits.shape[1]
+    loss, terms = ce_dice_loss(
+        student_logits, target, num_classes, class_weight=class_weight, dice_weight=dice_weight
+    )
+    if config.lambda_kd > 0 and teacher_logits is not None:
+        distil = kd_loss(student_logits, teacher_logits, config.temperature, kd_mask)
+        terms["kd"] = float(distil.detach())
+        loss = loss + config.lambda_kd * distil
+    return loss, terms
+
+
+class KDObjective:
+    """Batches from annotated and accepted slices; the loss of :func:`kd_objective_loss`.
+
+    Parameters
+    ----------
+    teacher:
+        The teacher network, on the training device; kept in eval mode, never updated.
+    samplers:
+        ``[(sampler, kd_weight)]``: where patches come from and the weight of the KD term on
+        them (0 switches it off there). A sampler is chosen per patch with probability
+        proportional to its number of slices.
+    config:
+        Temperature and ``lambda_kd``.
+    class_weight, dice_weight:
+        The supervised term's class weights and Dice weight.
+    """
+
+    phase = "kd"
+
+    def __init__(
+        self,
+        teacher: nn.Module,
+        samplers: Sequence[tuple[SliceSampler, float]],
+        config: KDConfig,
+        class_weight: torch.Tensor | None = None,
+        dice_weight: float = 0.0,
+    ):
+        if not samplers:
+            raise ValueError("the student has no slice to train on")
+        self.teacher = teacher.eval()
+        self.samplers = list(samplers)
+        self.config = config
+        self.class_weight = class_weight
+        self.dice_weight = dice_weight
+        self.batch_size = self.samplers[0][0].batch_size
+        sizes = np.asarray([len(s.slice_indices) for s, _ in self.samplers], np.float64)
+        self._odds = sizes / sizes.sum()
+
+    def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        sources = rng.choice(len(self.samplers), size=self.batch_size, p=self._odds)
+        patches = [self.samplers[s][0].sample(rng) for s in sources]
+        kd = [self.samplers[s][1] for s in sources]
+        return {
+            "x": torch.from_numpy(np.stack([p["x"] for p in patches]).astype(np.float32)),
+            "y": torch.from_numpy(np.stack([p["y"] for p in patches]).astype(np.int64)),
+            "kd": torch.as_tensor(kd, dtype=torch.float32),
+        }
+
+    def loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        x = batch["x"]
+        logits = model(x)
+        teacher_logits = None
+        kd_mask = None
+        if self.config.lambda_kd > 0 and bool(batch["kd"].gt(0).any()):
+            self.teacher.eval()  # dropout off: the teacher's best guess, not a sample
+            with torch.no_grad():
+                teacher_logits = self.teacher(x)
+            kd_mask = batch["kd"][:, None, None].expand(-1, *logits.shape[-2:])
+        class_weight = None
+        if self.class_weight is not None:
+            class_weight = self.class_weight.to(logits.device)
+        return kd_objective_loss(
+            logits,
+            teacher_logits,
+            batch["y"],
+            self.config,
+            kd_mask=kd_mask,
+            class_weight=class_weight,
+            dice_weight=self.dice_weight,
+        )
+
+
+def kd_components(
+    teacher: ModelBundle,
+    data: StudentData,
+    student: ModelBundle,
+    train_config: TrainConfig,
+    config: KDConfig,
+    device: torch.device,
+) -> KDObjective:
+    """The objective for ``data``: one sampler per kind of slice (annotated, accepted)."""
+    augmentation = Augmentation(elastic=train_config.elastic) if train_config.augment else None
+    common = {
+        "patch_size": train_config.patch_size,
+        "batch_size": train_config.batch_size,
+        "context_slices": student.model_config.context_slices,
+        "foreground_fraction": train_config.foreground_fraction,
+        "augmentation": augmentation,
+    }
+    samplers: list[tuple[SliceSampler, float]] = []
+    if data.annotated:
+        truth = {i: data.labels_stack[i] for i in data.annotated}
+        sampler = SliceSampler(
+            data.stack, truth, student.class_ids, student.normalization, **common
+        )
+        samplers.append((sampler, 1.0 if config.kd_on_annotated else 0.0))
+    if data.accepted:
+        sampler = SliceSampler(
+            data.stack, data.pseudo_labels, student.class_ids, student.normalization, **common
+        )
+        samplers.append((sampler, 1.0))
+    class_weight = None
+    if train_config.class_weighting and samplers:
+        targets = [t for sampler, _ in samplers for t in sampler.target_indices]
+        class_weight = class_weights_from_labels(targets, len(student.class_ids))
+    return KDObjective(
+        teacher.model.to(device), samplers, config, class_weight, train_config.dice_weight
+    )
+
+
+def build_kd(
+    teacher: ModelBundle,
+    image: np.ndarray,
+    labels: np.ndarray,
+    accepted: Sequence[int],
+    *,
+    train_config: TrainConfig = TrainConfig(),  # noqa: B008 - frozen, never mutated
+    strategy_config: KDConfig = KDConfig(),  # noqa: B008
+    device: str | torch.device = "auto",
+    pseudo_labels: np.ndarray | None = None,
+    predict_config: PredictConfig | None = None,
+    resume_from: str | os.PathLike[str] | None = None,
+    rgb: bool | None = None,
+) -> TrainingRun:
+    """Prepare a ``kd`` student run (then iterate ``run.steps()``; ``run.save(path)``).
+
+    Parameters
+    ----------
+    teacher:
+        The trained teacher (its classes, normalisation, slice split and weights).
+    image, labels:
+        The data the teacher was trained on (labels: ground truth on annotated slices).
+    accepted:
+        Unannotated slices to learn from with pseudo-labels (annotated ones are ignored here).
+    train_config:
+        Steps (None: from the training pixels, see
+        :func:`~napari_distill.core.train.auto_steps`), batch, patches, learning rate, seed...
+    strategy_config:
+        Temperature, ``lambda_kd``, initialisation and student size.
+    device:
+        Where to train.
+    pseudo_labels:
+        The teacher's predicted labels ``(N, H, W)`` if already computed.
+    predict_config:
+        Tiling for computing pseudo-labels and for validation.
+    resume_from:
+        A student checkpoint written by ``run.save``: continue it; its own train and strategy
+        configs and accepted slices are used, ``train_config``, ``strategy_config`` and
+        ``accepted`` are ignored.
+    rgb:
+        Whether the image's last axis is colour (None: guess).
+
+    Raises
+    ------
+    ValueError
+        Mismatched data, unknown classes, slices outside the stack, or no slice to train on.
+    CheckpointError
+        ``resume_from`` is not a ``kd`` student checkpoint.
+    """
+    from napari_distill.core.train import TrainingRun  # lazily: core.train imports core.teacher
+
+    torch_device = select_device(device)
+    checkpoint = None
+    if resume_from is not None:
+        student, checkpoint, strategy_config = load_student(resume_from, NAME, KDConfig)
+        train_config = student.train_config or train_config
+        accepted = student.extra.get("accepted_slices", accepted)
+    data = prepare_student_data(
+        teacher,
+        image,
+        labels,
+        accepted,
+        train_config,
+        torch_device,
+        pseudo_labels=pseudo_labels,
+        predict_config=predict_config,
+        rgb=rgb,
+    )
+    if checkpoint is None:
+        model, model_config, from_teacher = student_model(
+            teacher,
+            strategy_config.init_from_teacher,
+            strategy_config.smaller_student,
+            train_config.seed,
+        )
+        student = new_student_bundle(
+            teacher,
+            model,
+            model_config,
+            strategy=NAME,
+            strategy_config=strategy_config,
+            train_config=train_config,
+            data=data,
+            from_teacher=from_teacher,
+        )
+    objective = kd_components(teacher, data, student, train_config, strategy_config, torch_device)
+    total = student_steps(train_config, data, torch_device)
+    if checkpoint is not None:
+        total = int((checkpoint.get("resume") or {}).get("total_steps") or total)
+    run = TrainingRun(
+        student,
+        objective,
+        train_config,
+        device=torch_device,
+        total_steps=total,
+        validator=student_validator(data, student, torch_device),
+    )
+    if checkpoint is not None:
+        run.restore(checkpoint)
+        logger.info("resuming %s at step %d of %d", resume_from, run.step, run.total_steps)
+    else:
+        describe_student(student, data, total, torch_device)
+    return run

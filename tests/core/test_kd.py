@@ -1,0 +1,203 @@
+"""Strategy ``kd``: the loss terms on hand-computed tensors, masking, the student loop."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from napari_distill.core.checkpoint import load_checkpoint
+from napari_distill.core.config import KDConfig, ModelConfig, TrainConfig
+from napari_distill.core.strategies import STRATEGIES, get_strategy
+from napari_distill.core.strategies.kd import kd_loss, kd_objective_loss
+from napari_distill.core.train import train_teacher
+
+TINY_MODEL = ModelConfig(base_channels=8, depth=3, dropout=0.0)
+TINY_TRAIN = TrainConfig(
+    steps=4, batch_size=2, patch_size=32, validate_every=2, augment=False, seed=0
+)
+
+
+def tiny_volume(n: int = 8, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Bright disks (class 1) and a dim square (class 2) on a dark, noisy background."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[:size, :size]
+    image = rng.normal(10.0, 2.0, (n, size, size)).astype(np.float32)
+    truth = np.zeros((n, size, size), np.uint8)
+    for i in range(n):
+        disk = (rows - 10 - i % 3) ** 2 + (cols - 12) ** 2 < 36
+        square = (rows > 20) & (rows < 28) & (cols > 18) & (cols < 28)
+        truth[i][disk] = 1
+        truth[i][square] = 2
+    image += 40.0 * (truth == 1) + 20.0 * (truth == 2)
+    return image, truth
+
+
+@pytest.fixture(scope="module")
+def teacher_setup():
+    torch.manual_seed(0)
+    image, truth = tiny_volume()
+    labels = np.zeros_like(truth)
+    annotated = [1, 3, 5]
+    labels[annotated] = truth[annotated]
+    run = train_teacher(
+        image, labels, model_config=TINY_MODEL, train_config=TINY_TRAIN, device="cpu"
+    )
+    for _ in run.steps():
+        pass
+    return run.best_bundle(), image, labels
+
+
+# ----------------------------------------------------------------------------- losses
+def test_kd_loss_is_zero_when_teacher_equals_student():
+    logits = torch.randn(2, 3, 4, 5)
+    assert kd_loss(logits, logits.clone(), 2.0).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_kd_loss_matches_a_hand_computation():
+    # One pixel, two classes: z_s = (0, 0), z_t = (2, 0), T = 2.
+    student = torch.tensor([0.0, 0.0]).view(1, 2, 1, 1)
+    teacher = torch.tensor([2.0, 0.0]).view(1, 2, 1, 1)
+    p_t = np.array([math.e, 1.0]) / (math.e + 1.0)  # softmax((2, 0) / 2) = softmax((1, 0))
+    p_s = np.array([0.5, 0.5])
+    expected_kl = float(np.sum(p_t * np.log(p_t / p_s)))
+    value = kd_loss(student, teacher, 2.0).item()
+    assert value == pytest.approx(4.0 * expected_kl, rel=1e-5)  # T^2 = 4
+    # At T = 1 the same logits give softmax((2, 0)) and no scaling.
+    q_t = np.array([math.e**2, 1.0]) / (math.e**2 + 1.0)
+    assert kd_loss(student, teacher, 1.0).item() == pytest.approx(
+        float(np.sum(q_t * np.log(q_t / p_s))), rel=1e-5
+    )
+
+
+def test_kd_loss_is_a_mean_over_pixels_and_gives_no_gradient_to_the_teacher():
+    student = torch.randn(1, 3, 2, 2, requires_grad=True)
+    teacher = torch.randn(1, 3, 2, 2, requires_grad=True)
+    per_pixel = [
+        kd_loss(student[..., r : r + 1, c : c + 1], teacher[..., r : r + 1, c : c + 1], 3.0)
+        for r in range(2)
+        for c in range(2)
+    ]
+    total = kd_loss(student, teacher, 3.0)
+    expected = float(torch.stack(per_pixel).detach().mean())
+    assert total.detach().item() == pytest.approx(expected, rel=1e-5)
+    total.backward()
+    assert student.grad is not None and teacher.grad is None
+
+
+def test_masked_pixels_change_nothing():
+    student = torch.randn(2, 3, 4, 4)
+    teacher = torch.randn(2, 3, 4, 4)
+    mask = torch.zeros(2, 4, 4, dtype=torch.bool)
+    mask[0] = True  # only the first patch counts (an accepted slice)
+    before = kd_loss(student, teacher, 2.0, mask)
+    changed_student, changed_teacher = student.clone(), teacher.clone()
+    changed_student[1] = torch.randn(3, 4, 4) * 10
+    changed_teacher[1] = torch.randn(3, 4, 4) * 10
+    after = kd_loss(changed_student, changed_teacher, 2.0, mask)
+    assert after.item() == pytest.approx(before.item(), rel=1e-6)
+    assert before.item() == pytest.approx(kd_loss(student[:1], teacher[:1], 2.0).item(), rel=1e-6)
+    assert kd_loss(student, teacher, 2.0, torch.zeros_like(mask)).item() == 0.0
+
+
+def test_objective_loss_is_ce_plus_weighted_kd():
+    torch.manual_seed(1)
+    student = torch.randn(1, 3, 3, 3)
+    teacher = torch.randn(1, 3, 3, 3)
+    target = torch.randint(0, 3, (1, 3, 3))
+    ce = F.cross_entropy(student, target).item()
+    kd = kd_loss(student, teacher, 2.0).item()
+    loss, terms = kd_objective_loss(student, teacher, target, KDConfig(lambda_kd=0.5))
+    assert loss.item() == pytest.approx(ce + 0.5 * kd, rel=1e-5)
+    assert terms["ce"] == pytest.approx(ce, rel=1e-5) and terms["kd"] == pytest.approx(kd)
+    ce_only, terms = kd_objective_loss(student, teacher, target, KDConfig(lambda_kd=0.0))
+    assert ce_only.item() == pytest.approx(ce, rel=1e-5) and "kd" not in terms
+
+
+def test_kd_config_refuses_bad_values():
+    with pytest.raises(ValueError, match="temperature"):
+        KDConfig(temperature=0.0)
+    with pytest.raises(ValueError, match="lambda_kd"):
+        KDConfig(lambda_kd=-1.0)
+
+
+def test_registry_lists_kd_with_its_settings():
+    spec = get_strategy("kd")
+    assert spec is STRATEGIES["kd"] and spec.config_class is KDConfig
+    assert {f.name for f in spec.config_fields()} >= {"temperature", "lambda_kd"}
+    with pytest.raises(ValueError, match="kd"):
+        get_strategy("nope")
+
+
+# ----------------------------------------------------------------------------- the student
+def test_student_trains_only_on_annotated_and_accepted_slices(teacher_setup):
+    teacher, image, labels = teacher_setup
+    build = STRATEGIES["kd"].build
+    run = build(teacher, image, labels, [0, 6], train_config=TINY_TRAIN, device="cpu")
+    used = {i for sampler, _ in run.objective.samplers for i in sampler.slice_indices}
+    validation = set(teacher.extra["validation_slices"])
+    assert used == (set(teacher.extra["train_slices"]) | {0, 6}) and not used & validation
+    # Unaccepted slices never contribute: scrambling them leaves the batches unchanged.
+    scrambled = image.copy()
+    scrambled[[2, 4, 7]] = np.random.default_rng(5).normal(0, 100, scrambled[[2, 4, 7]].shape)
+    other = build(teacher, scrambled, labels, [0, 6], train_config=TINY_TRAIN, device="cpu")
+    first = run.objective.batch(np.random.default_rng(3))
+    second = other.objective.batch(np.random.default_rng(3))
+    assert all(torch.equal(first[key], second[key]) for key in first)
+
+
+def test_student_stop_resume_and_checkpoint(teacher_setup, tmp_path):
+    teacher, image, labels = teacher_setup
+    config = TrainConfig(steps=6, batch_size=2, patch_size=32, validate_every=2, augment=False)
+    strategy = KDConfig(temperature=3.0, lambda_kd=0.5)
+    run = STRATEGIES["kd"].build(
+        teacher, image, labels, [0, 6, 7], train_config=config, strategy_config=strategy,
+        device="cpu",
+    )  # fmt: skip
+    records = run.steps()
+    for _ in range(3):
+        record = next(records)
+    assert record.step == 3 and record.phase == "kd" and "kd" in record.logs
+    path = run.save(tmp_path / "student.pt")
+    bundle, checkpoint = load_checkpoint(path, kind="student")
+    assert bundle.extra["strategy"] == "kd"
+    assert bundle.extra["strategy_config"]["temperature"] == 3.0
+    assert bundle.extra["accepted_slices"] == [0, 6, 7]
+    resumed = STRATEGIES["kd"].build(
+        teacher, image, labels, [], train_config=TINY_TRAIN, device="cpu", resume_from=path
+    )
+    assert resumed.step == 3 and resumed.total_steps == 6
+    assert resumed.objective.config == strategy
+    steps = [r.step for r in resumed.steps()]
+    assert steps == [4, 5, 6]
+    assert resumed.best_score is not None
+
+
+def test_smaller_student_starts_from_scratch(teacher_setup, caplog):
+    teacher, image, labels = teacher_setup
+    with caplog.at_level(logging.WARNING):
+        run = STRATEGIES["kd"].build(
+            teacher, image, labels, [0], train_config=TINY_TRAIN, device="cpu",
+            strategy_config=KDConfig(smaller_student=True, init_from_teacher=True),
+        )  # fmt: skip
+    assert "from scratch" in caplog.text
+    assert run.model.config == teacher.model_config.student()
+    assert run.meta.extra["from_teacher"] is False
+    build = STRATEGIES["kd"].build
+    same = build(teacher, image, labels, [0], train_config=TINY_TRAIN, device="cpu")
+    weights = same.model.state_dict()
+    assert all(torch.equal(v, weights[k]) for k, v in teacher.model.state_dict().items())
+
+
+def test_student_refuses_bad_input(teacher_setup):
+    teacher, image, labels = teacher_setup
+    with pytest.raises(ValueError, match="outside the stack"):
+        STRATEGIES["kd"].build(teacher, image, labels, [99], train_config=TINY_TRAIN, device="cpu")
+    foreign = labels.copy()
+    foreign[1, 0, 0] = 7
+    with pytest.raises(ValueError, match="not trained on"):
+        STRATEGIES["kd"].build(teacher, image, foreign, [0], train_config=TINY_TRAIN, device="cpu")
