@@ -1,0 +1,435 @@
+"""The teacher's pieces: checks on the painted labels, the slice split, the supervised
+objective (class-weighted CE + Dice on patches) and the validator (mean Dice on whole slices).
+
+:func:`napari_distill.core.train.train_teacher` assembles them into a
+:class:`~napari_distill.core.train.TrainingRun`; the student strategies reuse
+:class:`SliceValidator` and, with pseudo-labels as targets, :class:`SupervisedObjective`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+
+from napari_distill.core.checkpoint import ModelBundle, load_checkpoint
+from napari_distill.core.config import ModelConfig, PredictConfig, TrainConfig
+from napari_distill.core.data import Augmentation, SliceSampler
+from napari_distill.core.device import select_device
+from napari_distill.core.inference import predict_slice_probabilities
+from napari_distill.core.losses import ce_dice_loss, class_weights_from_labels
+from napari_distill.core.metrics import mean_dice
+from napari_distill.core.models import build_model, count_parameters
+from napari_distill.core.preprocess import (
+    Normalization,
+    annotated_slices,
+    as_stack,
+    check_pair,
+    class_ids_from_labels,
+    input_channels,
+    labels_as_stack,
+    labels_to_indices,
+    slice_input,
+)
+
+if TYPE_CHECKING:
+    from napari_distill.core.train import TrainingRun
+
+logger = logging.getLogger(__name__)
+
+
+def prepare_pair(
+    image: np.ndarray, labels: np.ndarray, rgb: bool | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The image as ``(N, H, W, C)``, the labels as ``(N, H, W)`` and the annotated slices.
+
+    Raises
+    ------
+    ValueError
+        Mismatched shapes, non-integer labels, no annotated slice, or a single class painted
+        over whole slices (nothing to tell it from).
+    """
+    stack = as_stack(image, rgb)
+    labels_stack = labels_as_stack(np.asarray(labels))
+    check_pair(stack, labels_stack)
+    if labels_stack.dtype == bool:
+        labels_stack = labels_stack.astype(np.uint8)
+    if not np.issubdtype(labels_stack.dtype, np.integer):
+        raise ValueError(
+            f"labels must hold integer class ids, got dtype {labels_stack.dtype}: use a napari "
+            "Labels layer (not an Image layer) for the annotations"
+        )
+    annotated = annotated_slices(labels_stack)
+    if len(annotated) == 0:
+        raise ValueError(
+            "the labels layer has no annotated slice: paint at least one slice (every class, "
+            "with 0 for background) before training a teacher"
+        )
+    class_ids = class_ids_from_labels(labels_stack, annotated)
+    has_background = any(np.any(labels_stack[i] == 0) for i in annotated)
+    if len(class_ids) - (0 if has_background else 1) < 2:
+        painted = class_ids[-1]
+        raise ValueError(
+            f"the annotated slices {annotated.tolist()} hold only one class (id {painted}) and "
+            "no unpainted background: paint at least two classes, or leave background as 0"
+        )
+    return stack, labels_stack, annotated
+
+
+def split_slices(
+    annotated: Sequence[int], validation_fraction: float, seed: int
+) -> tuple[list[int], list[int]]:
+    """Split annotated slices into training and validation (seeded).
+
+    With at least 3 annotated slices, at least one is held out; with fewer (or a fraction of 0)
+    the model is validated on its training slices, which is logged as a warning because the
+    score then flatters the model and early stopping acts late.
+    """
+    annotated = [int(i) for i in annotated]
+    n_validation = 0
+    if len(annotated) >= 3 and validation_fraction > 0:
+        n_validation = min(len(annotated) - 1, max(1, round(validation_fraction * len(annotated))))
+    if n_validation == 0:
+        logger.warning(
+            "only %d annotated slice(s): validating on the training slices (annotate at least 3 "
+            "slices for an honest validation score)",
+            len(annotated),
+        )
+        return annotated, list(annotated)
+    order = np.random.default_rng(seed).permutation(len(annotated))
+    validation = sorted(annotated[i] for i in order[:n_validation])
+    training = sorted(annotated[i] for i in order[n_validation:])
+    return training, validation
+
+
+def teacher_model_config(
+    base: ModelConfig | None, n_colours: int, class_ids: Sequence[int]
+) -> ModelConfig:
+    """``base`` (or the defaults) with input and output channels set from the data."""
+    base = base or ModelConfig()
+    config = dataclasses.replace(
+        base,
+        in_channels=input_channels(n_colours, base.context_slices),
+        num_classes=len(class_ids),
+    )
+    if (base.in_channels, base.num_classes) != (config.in_channels, config.num_classes):
+        logger.info(
+            "model channels set from the data: %d input, %d classes",
+            config.in_channels,
+            config.num_classes,
+        )
+    return config
+
+
+def new_teacher_bundle(
+    stack: np.ndarray,
+    labels_stack: np.ndarray,
+    annotated: np.ndarray,
+    split: tuple[list[int], list[int]],
+    model_config: ModelConfig | None,
+    train_config: TrainConfig,
+    class_names: dict[int, str] | None = None,
+) -> ModelBundle:
+    """A freshly initialised teacher with its classes, normalisation and slice split."""
+    class_ids = class_ids_from_labels(labels_stack, annotated)
+    config = teacher_model_config(model_config, stack.shape[-1], class_ids)
+    names = {0: "background", **(class_names or {})}
+    return ModelBundle(
+        model=build_model(config),
+        model_config=config,
+        class_ids=class_ids,
+        class_names={c: names[c] for c in class_ids if c in names},
+        normalization=Normalization.from_image(stack, seed=train_config.seed),
+        kind="teacher",
+        train_config=train_config,
+        extra={"train_slices": split[0], "validation_slices": split[1]},
+    )
+
+
+def saved_split(
+    bundle: ModelBundle, annotated: np.ndarray, train_config: TrainConfig
+) -> tuple[list[int], list[int]]:
+    """The split stored with ``bundle`` if its slices are still annotated, else a new one."""
+    training = bundle.extra.get("train_slices")
+    validation = bundle.extra.get("validation_slices")
+    if training and validation and set(training) | set(validation) <= set(annotated.tolist()):
+        return [int(i) for i in training], [int(i) for i in validation]
+    logger.warning("the annotated slices changed since the checkpoint was saved: new split")
+    split = split_slices(annotated, train_config.validation_fraction, train_config.seed)
+    bundle.extra.update(train_slices=split[0], validation_slices=split[1])
+    return split
+
+
+def teacher_components(
+    stack: np.ndarray,
+    labels_stack: np.ndarray,
+    split: tuple[list[int], list[int]],
+    bundle: ModelBundle,
+    train_config: TrainConfig,
+    device: torch.device,
+) -> tuple[SupervisedObjective, SliceValidator]:
+    """The objective on the training slices and the validator on the validation slices."""
+    training, validation = split
+    context = bundle.model_config.context_slices
+    augmentation = Augmentation(elastic=train_config.elastic) if train_config.augment else None
+    sampler = SliceSampler(
+        stack,
+        {i: labels_stack[i] for i in training},
+        bundle.class_ids,
+        bundle.normalization,
+        patch_size=train_config.patch_size,
+        batch_size=train_config.batch_size,
+        context_slices=context,
+        foreground_fraction=train_config.foreground_fraction,
+        augmentation=augmentation,
+    )
+    class_weight = None
+    if train_config.class_weighting:
+        class_weight = class_weights_from_labels(sampler.target_indices, sampler.num_classes)
+    objective = SupervisedObjective(sampler, class_weight, train_config.dice_weight)
+    validator = SliceValidator(
+        stack, labels_stack, validation, bundle.class_ids, bundle.normalization, device, context
+    )
+    return objective, validator
+
+
+class SupervisedObjective:
+    """Class-weighted cross-entropy plus soft Dice on patches from a :class:`SliceSampler`.
+
+    Pixels with weight 0 in the batch's ``"weight"`` (if any) are ignored by both terms.
+    """
+
+    def __init__(
+        self,
+        sampler: SliceSampler,
+        class_weight: torch.Tensor | None = None,
+        dice_weight: float = 1.0,
+    ):
+        self.sampler = sampler
+        self.num_classes = sampler.num_classes
+        self.class_weight = class_weight
+        self.dice_weight = dice_weight
+
+    def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        return self.sampler.batch(rng)
+
+    def loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        logits = model(batch["x"])
+        weight = batch.get("weight")
+        class_weight = None
+        if self.class_weight is not None:
+            class_weight = self.class_weight.to(logits.device)
+        return ce_dice_loss(
+            logits,
+            batch["y"],
+            self.num_classes,
+            class_weight=class_weight,
+            dice_weight=self.dice_weight,
+            pixel_weight=weight,
+            ignore_mask=None if weight is None else weight <= 0,
+        )
+
+
+class SliceValidator:
+    """Mean Dice over foreground classes of whole-slice predictions on validation slices.
+
+    The slices' inputs and truths are prepared once; each call predicts them with
+    :func:`~napari_distill.core.inference.predict_slice_probabilities` and scores the
+    prediction of all slices together (so a class present in one slice only still counts).
+    """
+
+    def __init__(
+        self,
+        image_stack: np.ndarray,
+        labels_stack: np.ndarray,
+        slices: Sequence[int],
+        class_ids: tuple[int, ...],
+        normalization: Normalization,
+        device: torch.device,
+        context_slices: int = 0,
+        predict_config: PredictConfig | None = None,
+    ):
+        self.slices = [int(i) for i in slices]
+        self.device = device
+        self.predict_config = predict_config or PredictConfig()
+        self.num_classes = len(class_ids)
+        self._inputs = [
+            slice_input(image_stack, i, normalization, context_slices) for i in self.slices
+        ]
+        self._truth = np.stack(
+            [labels_to_indices(np.asarray(labels_stack[i]), class_ids) for i in self.slices]
+        )
+
+    def predict(self, model: nn.Module) -> np.ndarray:
+        """Channel-index predictions ``(n_slices, H, W)`` of the validation slices."""
+        return np.stack(
+            [
+                predict_slice_probabilities(model, x, self.predict_config, self.device).argmax(0)
+                for x in self._inputs
+            ]
+        )
+
+    def __call__(self, model: nn.Module) -> float:
+        score = mean_dice(
+            self.predict(model),
+            self._truth,
+            class_ids=range(self.num_classes),
+            ignore_background=True,
+        )
+        return 0.0 if np.isnan(score) else score
+
+
+def train_teacher(
+    image: np.ndarray,
+    labels: np.ndarray,
+    *,
+    model_config: ModelConfig | None = None,
+    train_config: TrainConfig = TrainConfig(),  # noqa: B008 - frozen, so a shared default is safe
+    device: str | torch.device = "auto",
+    class_names: dict[int, str] | None = None,
+    resume_from: str | os.PathLike[str] | None = None,
+    rgb: bool | None = None,
+) -> TrainingRun:
+    """Prepare a teacher run on the annotated slices of ``labels`` (then iterate ``run.steps()``).
+
+    Parameters
+    ----------
+    image:
+        2D, 2D RGB, a stack or an RGB stack (see :func:`~napari_distill.core.preprocess.as_stack`).
+    labels:
+        Class ids with the image's spatial shape; slices with any non-zero label are annotated
+        (0 is background there), the others are ignored.
+    model_config:
+        Width, depth, dropout, norm and 2.5D context; input and output channels are set from
+        the data. Default: the :class:`ModelConfig` defaults.
+    train_config:
+        Steps (None: :func:`auto_steps`), batch, patch, learning rate, validation, seed...
+    device:
+        ``"auto"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"`` or a torch device.
+    class_names:
+        Optional ``{class_id: name}`` stored with the model.
+    resume_from:
+        A checkpoint written by :meth:`TrainingRun.save`: continue it (see
+        :func:`resume_training`); ``model_config`` and ``train_config`` are then ignored.
+    rgb:
+        Whether the last axis of ``image`` is colour (None: guess as napari does).
+
+    Raises
+    ------
+    ValueError
+        Shape mismatch, no annotated slice, a single class painted, or an unavailable device.
+    """
+    from napari_distill.core.train import (  # lazily: core.train imports this module
+        TrainingRun,
+        auto_steps,
+    )
+
+    if resume_from is not None:
+        return resume_training(
+            resume_from, image, labels, device=device, class_names=class_names, rgb=rgb
+        )
+    stack, labels_stack, annotated = prepare_pair(image, labels, rgb)
+    torch_device = select_device(device)
+    split = split_slices(annotated, train_config.validation_fraction, train_config.seed)
+    torch.manual_seed(train_config.seed)  # reproducible initial weights and dropout
+    bundle = new_teacher_bundle(
+        stack, labels_stack, annotated, split, model_config, train_config, class_names
+    )
+    objective, validator = teacher_components(
+        stack, labels_stack, split, bundle, train_config, torch_device
+    )
+    total = train_config.steps or auto_steps(
+        len(split[0]) * stack.shape[1] * stack.shape[2],
+        torch_device,
+        train_config.batch_size,
+        train_config.patch_size,
+    )
+    logger.info(
+        "teacher: classes %s, %d training and %d validation slices, %d parameters, %d steps on %s",
+        bundle.class_ids,
+        len(split[0]),
+        len(split[1]),
+        count_parameters(bundle.model),
+        total,
+        torch_device,
+    )
+    return TrainingRun(
+        bundle,
+        objective,
+        train_config,
+        device=torch_device,
+        total_steps=total,
+        validator=validator,
+    )
+
+
+def resume_training(
+    path: str | os.PathLike[str],
+    image: np.ndarray,
+    labels: np.ndarray,
+    *,
+    device: str | torch.device = "auto",
+    class_names: dict[int, str] | None = None,
+    rgb: bool | None = None,
+) -> TrainingRun:
+    """Continue a teacher run saved by :meth:`TrainingRun.save` up to its planned total.
+
+    The model, classes, normalisation, settings, slice split, optimiser, step, random states
+    and early-stopping counters come from the checkpoint; ``image`` and ``labels`` must be the
+    data it was trained on (more painted slices are fine: they are used if the split allows).
+
+    Raises
+    ------
+    CheckpointError
+        The file is not a usable teacher checkpoint.
+    ValueError
+        The labels hold classes the checkpoint does not know, or do not fit the image.
+    """
+    from napari_distill.core.train import (  # lazily: core.train imports this module
+        TrainingRun,
+        auto_steps,
+    )
+
+    torch_device = select_device(device)
+    bundle, checkpoint = load_checkpoint(path, device="cpu", kind="teacher")
+    stack, labels_stack, annotated = prepare_pair(image, labels, rgb)
+    unknown = sorted(set(class_ids_from_labels(labels_stack, annotated)) - set(bundle.class_ids))
+    if unknown:
+        raise ValueError(
+            f"the labels hold class ids {unknown} that the checkpoint {path} was not trained "
+            f"on (it knows {list(bundle.class_ids)}): train a new teacher instead"
+        )
+    train_config = bundle.train_config or TrainConfig()
+    split = saved_split(bundle, annotated, train_config)
+    bundle.class_names.update(class_names or {})
+    objective, validator = teacher_components(
+        stack, labels_stack, split, bundle, train_config, torch_device
+    )
+    resume = checkpoint.get("resume") or {}
+    total = resume.get("total_steps") or train_config.steps
+    if total is None:
+        total = auto_steps(
+            len(split[0]) * stack.shape[1] * stack.shape[2],
+            torch_device,
+            train_config.batch_size,
+            train_config.patch_size,
+        )
+    run = TrainingRun(
+        bundle,
+        objective,
+        train_config,
+        device=torch_device,
+        total_steps=int(total),
+        validator=validator,
+    )
+    run.restore(checkpoint)
+    logger.info("resuming %s at step %d of %d", path, run.step, run.total_steps)
+    return run

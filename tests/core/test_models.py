@@ -1,0 +1,90 @@
+"""The U-Net: any input size, features for distillation, dropout and normalisation choices."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from napari_distill.core.config import ModelConfig
+from napari_distill.core.models import (
+    UNet,
+    build_model,
+    count_parameters,
+    enable_dropout,
+    norm_groups,
+)
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture
+def model() -> UNet:
+    torch.manual_seed(0)
+    return build_model(ModelConfig(in_channels=3, num_classes=4, base_channels=8, depth=3))
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (48, 48), (5, 9), (64, 17)])
+def test_any_input_size_gives_logits_of_that_size(model, shape):
+    x = torch.randn(2, 3, *shape)
+    with torch.no_grad():
+        logits = model(x)
+    assert logits.shape == (2, 4, *shape)
+    assert torch.isfinite(logits).all()
+
+
+def test_features_are_decoder_maps_coarsest_first(model):
+    x = torch.randn(1, 3, 37, 53)
+    with torch.no_grad():
+        logits, features = model(x, return_features=True)
+    assert logits.shape == (1, 4, 37, 53)
+    assert len(features) == model.config.depth == 3
+    assert [f.shape[1] for f in features] == list(model.feature_channels) == [32, 16, 8]
+    assert features[-1].shape[-2:] == (37, 53)
+    assert features[1].shape[-2:] == (19, 27)  # ceil(37 / 2), ceil(53 / 2)
+    assert features[0].shape[-2:] == (10, 14)
+
+
+def test_batch_size_one_trains_with_group_norm(model):
+    model.train()
+    x = torch.randn(1, 3, 24, 24)
+    loss = model(x).logsumexp(1).mean()
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_batch_norm_variant():
+    model = build_model(ModelConfig(num_classes=2, base_channels=8, depth=2, norm="batch"))
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    model.eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 1, 20, 20)).shape == (1, 2, 20, 20)
+
+
+def test_norm_groups_divide_channels():
+    for channels in (4, 6, 8, 12, 16, 24, 64, 128, 256):
+        groups = norm_groups(channels)
+        assert channels % groups == 0 and 1 <= groups <= 32
+
+
+def test_test_time_dropout_varies_predictions():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(num_classes=3, base_channels=8, depth=3, dropout=0.5)).eval()
+    x = torch.randn(1, 1, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x))  # eval: deterministic
+        assert enable_dropout(model) > 0
+        first, second = model(x), model(x)
+    assert not torch.equal(first, second)
+    assert not any(m.training for m in model.modules() if isinstance(m, nn.GroupNorm))
+
+
+def test_no_dropout_when_zero():
+    model = build_model(ModelConfig(base_channels=4, depth=2, dropout=0.0))
+    assert enable_dropout(model) == 0
+
+
+def test_parameter_count_grows_with_width():
+    small = count_parameters(build_model(ModelConfig(base_channels=8, depth=3)))
+    large = count_parameters(build_model(ModelConfig(base_channels=16, depth=3)))
+    assert 0 < small < large

@@ -1,0 +1,366 @@
+"""Teacher training on a tiny synthetic volume: it learns, is reproducible, stops and resumes.
+
+Also the pieces: patch sampling and augmentation, losses, the learning-rate schedule.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from napari_distill.core.checkpoint import CheckpointError, load_checkpoint
+from napari_distill.core.config import ModelConfig, PredictConfig, TrainConfig
+from napari_distill.core.data import Augmentation, SliceSampler, augment
+from napari_distill.core.inference import predict_slice_probabilities
+from napari_distill.core.losses import ce_dice_loss, class_weights_from_labels, dice_loss
+from napari_distill.core.metrics import mean_iou
+from napari_distill.core.models import build_model
+from napari_distill.core.preprocess import Normalization, as_stack, slice_input
+from napari_distill.core.train import (
+    TrainingRun,
+    TrainStep,
+    auto_steps,
+    lr_at,
+    resume_training,
+    train_teacher,
+)
+
+torch.set_num_threads(2)
+
+TINY_MODEL = ModelConfig(base_channels=8, depth=3)
+
+
+def synthetic_volume(n: int = 8, size: int = 48, seed: int = 0):
+    """A noisy stack with a bright disk (class 1) and a dimmer square (class 2) per slice."""
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[:size, :size]
+    image = rng.normal(100.0, 10.0, (n, size, size)).astype(np.float32)
+    labels = np.zeros((n, size, size), np.uint8)
+    for i in range(n):
+        cy, cx = rng.integers(12, size - 12, 2)
+        disk = (rows - cy) ** 2 + (cols - cx) ** 2 < rng.integers(5, 9) ** 2
+        r0, c0 = rng.integers(2, size - 14, 2)
+        square = np.zeros_like(disk)
+        square[r0 : r0 + 10, c0 : c0 + 10] = True
+        square &= ~disk
+        labels[i][disk], labels[i][square] = 1, 2
+        image[i][disk] += 120.0
+        image[i][square] += 60.0
+    return image, labels
+
+
+@pytest.fixture(scope="module")
+def volume():
+    image, truth = synthetic_volume()
+    painted = truth.copy()
+    painted[1::2] = 0  # odd slices are held aside: never seen in training or validation
+    return image, truth, painted
+
+
+def config(**overrides) -> TrainConfig:
+    values = {"steps": 20, "batch_size": 4, "patch_size": 32, "validate_every": 10}
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_teacher_beats_trivial_baseline_on_held_aside_slices(volume):
+    image, truth, painted = volume
+    run = train_teacher(
+        image,
+        painted,
+        model_config=TINY_MODEL,
+        train_config=config(steps=150, validate_every=25, patience=100),
+        device="cpu",
+        class_names={1: "disk", 2: "square"},
+    )
+    records = list(run.steps())
+    assert [r.step for r in records] == list(range(1, 151))
+    assert all(isinstance(r, TrainStep) and math.isfinite(r.loss) for r in records)
+    assert records[-1].best_score is not None and records[-1].best_score > 0.5
+    assert records[-1].eta_s == 0.0
+    bundle = run.best_bundle()
+    assert bundle.class_ids == (0, 1, 2) and bundle.class_names[1] == "disk"
+    stack = as_stack(image)
+    held = list(range(1, 8, 2))
+    pred = np.stack(
+        [
+            predict_slice_probabilities(
+                bundle.model,
+                slice_input(stack, i, bundle.normalization),
+                PredictConfig(),
+                torch.device("cpu"),
+            ).argmax(0)
+            for i in held
+        ]
+    )
+    score = mean_iou(pred, truth[held], class_ids=[0, 1, 2])
+    baseline = mean_iou(np.zeros_like(pred), truth[held], class_ids=[0, 1, 2])
+    assert score > baseline + 0.4, (score, baseline)
+
+
+def _losses(image, painted, **overrides) -> list[float]:
+    run = train_teacher(
+        image, painted, model_config=TINY_MODEL, train_config=config(**overrides), device="cpu"
+    )
+    return [record.loss for record in run.steps()]
+
+
+def test_same_seed_same_losses(volume):
+    image, _, painted = volume
+    first = _losses(image, painted, steps=8, seed=3)
+    assert first == _losses(image, painted, steps=8, seed=3)
+    assert first != _losses(image, painted, steps=8, seed=4)
+
+
+def test_stop_save_resume_continues_where_it_stopped(volume, tmp_path):
+    image, _, painted = volume
+    settings = config(steps=16, validate_every=4, patience=100, seed=1)
+    uninterrupted = train_teacher(
+        image, painted, model_config=TINY_MODEL, train_config=settings, device="cpu"
+    )
+    expected = [record.loss for record in uninterrupted.steps()]
+
+    run = train_teacher(
+        image, painted, model_config=TINY_MODEL, train_config=settings, device="cpu"
+    )
+    steps = run.steps()
+    for _ in range(6):  # the consumer stops iterating after 6 steps (the GUI's Stop)
+        next(steps)
+    assert run.step == 6
+    assert run.best_bundle().model is not run.model  # usable at any point
+    path = run.save(tmp_path / "run.pt")
+    # The file is a normal checkpoint of the best model...
+    best, _ = load_checkpoint(path, kind="teacher")
+    assert best.extra["best_step"] == 4
+    # ...that also resumes the run.
+    resumed = resume_training(path, image, painted, device="cpu")
+    assert resumed.step == 6 and resumed.total_steps == 16
+    assert len(resumed.history) == 6
+    rest = [record.loss for record in resumed.steps()]
+    assert [r.step for r in resumed.history] == list(range(1, 17))
+    np.testing.assert_allclose(rest, expected[6:], rtol=1e-5, atol=1e-6)
+    # train_teacher(resume_from=...) is the same thing
+    again = train_teacher(image, painted, resume_from=path, device="cpu")
+    assert again.step == 6
+
+
+def test_calling_steps_again_continues(volume):
+    image, _, painted = volume
+    run = train_teacher(
+        image, painted, model_config=TINY_MODEL, train_config=config(steps=6), device="cpu"
+    )
+    for record in run.steps():
+        if record.step == 2:
+            break
+    assert [record.step for record in run.steps()] == [3, 4, 5, 6]
+    assert run.stop_reason == "completed"
+
+
+class _ConstantTarget:
+    """A minimal objective: push the logits of random inputs towards class 0."""
+
+    def batch(self, rng):
+        return {"x": torch.from_numpy(rng.standard_normal((2, 1, 16, 16)).astype(np.float32))}
+
+    def loss(self, model, batch):
+        logits = model(batch["x"])
+        loss = torch.nn.functional.cross_entropy(
+            logits, torch.zeros(logits.shape[:1] + logits.shape[2:], dtype=torch.long)
+        )
+        return loss, {"ce": float(loss.detach())}
+
+
+def _generic_run(validator, **overrides) -> TrainingRun:
+    from napari_distill.core.checkpoint import ModelBundle
+
+    torch.manual_seed(0)
+    model_config = ModelConfig(base_channels=4, depth=2)
+    bundle = ModelBundle(
+        build_model(model_config), model_config, (0, 1), {}, Normalization((0.0,), (1.0,))
+    )
+    settings = config(steps=50, validate_every=2, **overrides)
+    return TrainingRun(
+        bundle,
+        _ConstantTarget(),
+        settings,
+        device=torch.device("cpu"),
+        total_steps=50,
+        validator=validator,
+    )
+
+
+def test_early_stopping_after_patience_validations_without_improvement():
+    run = _generic_run(lambda model: 0.5, patience=3)
+    records = list(run.steps())
+    # first validation (step 2) sets the best; three more without improvement stop the run
+    assert records[-1].step == 8
+    assert run.stop_reason == "early_stopping"
+    assert run.best_step == 2 and run.best_score == 0.5
+    assert list(run.steps()) == []  # an early-stopped run stays stopped
+
+
+def test_best_bundle_keeps_the_best_weights():
+    scores = iter([0.2, 0.9, 0.1, 0.3])
+    run = _generic_run(lambda model: next(scores), patience=10)
+    steps = run.steps()
+    for _ in range(4):
+        next(steps)
+    snapshot = {k: v.clone() for k, v in run.model.state_dict().items()}
+    for _ in range(4):
+        next(steps)
+    best = run.best_bundle()
+    assert run.best_step == 4 and best.extra["best_score"] == 0.9
+    for key, value in best.model.state_dict().items():
+        torch.testing.assert_close(value, snapshot[key])
+
+
+def test_time_budget_stops_the_run():
+    run = _generic_run(None, max_minutes=1e-9)
+    records = list(run.steps())
+    assert len(records) == 1 and run.stop_reason == "time_budget"
+
+
+def test_clear_errors_for_unusable_labels(volume):
+    image, _, painted = volume
+    with pytest.raises(ValueError, match="no annotated slice: paint at least one slice"):
+        train_teacher(image, np.zeros_like(painted), device="cpu")
+    with pytest.raises(ValueError, match="do not match"):
+        train_teacher(image, painted[:, :40], device="cpu")
+    with pytest.raises(ValueError, match="only one class"):
+        train_teacher(image, np.ones_like(painted), device="cpu")
+    with pytest.raises(ValueError, match="integer class ids"):
+        train_teacher(image, painted.astype(np.float32), device="cpu")
+
+
+def test_resume_from_a_foreign_file_fails_clearly(volume, tmp_path):
+    image, _, painted = volume
+    path = tmp_path / "weights.pt"
+    torch.save(build_model(TINY_MODEL).state_dict(), path)
+    with pytest.raises(CheckpointError, match="weights.pt"):
+        resume_training(path, image, painted, device="cpu")
+
+
+def test_few_annotated_slices_validate_on_training_slices(volume, caplog):
+    image, _, painted = volume
+    two = np.zeros_like(painted)
+    two[[0, 2]] = painted[[0, 2]]
+    with caplog.at_level("WARNING"):
+        run = train_teacher(
+            image, two, model_config=TINY_MODEL, train_config=config(steps=2), device="cpu"
+        )
+    assert "validating on the training slices" in caplog.text
+    assert run.meta.extra["validation_slices"] == [0, 2]
+
+
+def test_rgb_and_context_set_the_input_channels():
+    image, labels = synthetic_volume(n=4, size=32)
+    rgb = np.repeat(image[..., None], 3, axis=-1)
+    run = train_teacher(
+        rgb,
+        labels,
+        model_config=ModelConfig(base_channels=4, depth=2, context_slices=1),
+        train_config=config(steps=2, patch_size=16),
+        device="cpu",
+    )
+    assert run.meta.model_config.in_channels == 9
+    assert len(list(run.steps())) == 2
+
+
+# ------------------------------------------------------------------ schedule and budget
+def test_lr_schedule_warms_up_then_decays():
+    total, base = 1000, 1e-3
+    rates = [lr_at(step, total, base) for step in range(total)]
+    assert rates[0] < rates[49] == pytest.approx(base)
+    assert all(a >= b for a, b in zip(rates[49:], rates[50:], strict=False))
+    assert rates[-1] == pytest.approx(base * 0.01, rel=0.05)
+
+
+def test_auto_steps_bounds():
+    assert auto_steps(100, "cpu") == 200
+    assert auto_steps(10**9, "cpu") == 1000
+    assert auto_steps(10**9, "cuda") == 4000
+
+
+# ------------------------------------------------------------------ sampling and augmentation
+def test_sampler_batches_and_class_balanced_centring():
+    image, labels = synthetic_volume(n=3, size=40)
+    labels[:, :2, :2] = 3  # a tiny class: 4 pixels per slice
+    sampler = SliceSampler(
+        as_stack(image),
+        {0: labels[0], 2: labels[2]},
+        (0, 1, 2, 3),
+        Normalization((0.0,), (255.0,)),
+        patch_size=16,
+        batch_size=64,
+        foreground_fraction=1.0,
+    )
+    batch = sampler.batch(np.random.default_rng(0))
+    assert batch["x"].shape == (64, 1, 16, 16) and batch["x"].dtype == torch.float32
+    assert batch["y"].shape == (64, 16, 16) and batch["y"].dtype == torch.int64
+    with_tiny = (batch["y"] == 3).flatten(1).any(1).float().mean().item()
+    assert with_tiny > 0.2  # about a third of patches are centred on it, plus neighbours
+
+
+def test_patch_clamped_to_small_slices_and_optional_targets():
+    image, labels = synthetic_volume(n=2, size=32)
+    soft = np.random.default_rng(0).dirichlet(np.ones(3), size=(32, 32)).transpose(2, 0, 1)
+    sampler = SliceSampler(
+        as_stack(image[:, :20, :24]),
+        {0: labels[0, :20, :24], 1: labels[1, :20, :24]},
+        (0, 1, 2),
+        Normalization((0.0,), (255.0,)),
+        patch_size=128,
+        batch_size=3,
+        soft_targets={0: soft[:, :20, :24], 1: soft[:, :20, :24]},
+        weights={0: np.full((20, 24), 0.5, np.float32)},
+        augmentation=Augmentation(elastic=True, elastic_probability=1.0),
+    )
+    batch = sampler.batch(np.random.default_rng(1))
+    assert batch["x"].shape == (3, 1, 20, 24)
+    assert batch["soft"].shape == (3, 3, 20, 24)
+    assert torch.allclose(batch["soft"].sum(1), torch.ones(3, 20, 24), atol=1e-4)
+    assert batch["weight"].shape == (3, 20, 24)
+    assert set(torch.unique(batch["weight"]).tolist()) <= {0.5, 1.0}
+    assert set(torch.unique(batch["y"]).tolist()) <= {0, 1, 2}
+
+
+def test_augmentation_moves_image_and_labels_together():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, (16, 16))
+    no_intensity = Augmentation(intensity_scale=0, intensity_shift=0, noise_std=0, elastic=True)
+    for _ in range(10):
+        patch = {"x": labels[None].astype(np.float32), "y": labels}
+        out = augment(patch, no_intensity, rng)
+        np.testing.assert_array_equal(np.rint(out["x"][0]), out["y"])
+
+
+# ------------------------------------------------------------------ losses
+def test_dice_loss_is_zero_for_a_confident_correct_prediction():
+    target = torch.randint(0, 3, (2, 8, 8))
+    logits = torch.nn.functional.one_hot(target, 3).permute(0, 3, 1, 2).float() * 50
+    assert dice_loss(logits, target, 3).item() == pytest.approx(0.0, abs=1e-3)
+    assert dice_loss(-logits, target, 3).item() > 0.9
+    ignore = torch.ones_like(target, dtype=torch.bool)
+    assert dice_loss(-logits, target, 3, ignore_mask=ignore).item() == 0.0
+
+
+def test_class_weights_favour_rare_classes():
+    labels = np.zeros((10, 10), np.int64)
+    labels[0, :2] = 1
+    weights = class_weights_from_labels([labels], 3)
+    assert weights[1] > weights[0] and weights[2] == 1.0
+    assert weights.min() >= 0.1 and weights.max() <= 10.0
+
+
+def test_ce_dice_loss_ignores_masked_pixels():
+    target = torch.zeros((1, 4, 4), dtype=torch.long)
+    logits = torch.zeros((1, 2, 4, 4), requires_grad=True)
+    weight = torch.zeros((1, 4, 4))
+    loss, terms = ce_dice_loss(logits, target, 2, pixel_weight=weight, ignore_mask=weight == 0)
+    assert loss.item() == 0.0 and set(terms) == {"ce", "dice"}
+    loss, _ = ce_dice_loss(logits, target, 2)
+    loss.backward()
+    assert logits.grad is not None
