@@ -193,7 +193,7 @@ def _imagej_sizes(tiff: tifffile.TiffFile) -> PhysicalSizes:
     if not meta:
         return {}
     factor = micrometres_per(meta.get("unit"))
-    sizes = _pixel_sizes_from_tags(tiff.pages.first, factor)
+    sizes = _pixel_sizes_from_tags(tiff.pages[0], factor)
     spacing = _positive(meta.get("spacing"))
     if spacing is not None:
         sizes["Z"] = (spacing, factor)
@@ -201,7 +201,7 @@ def _imagej_sizes(tiff: tifffile.TiffFile) -> PhysicalSizes:
 
 
 def _tag_sizes(tiff: tifffile.TiffFile) -> PhysicalSizes:
-    page = tiff.pages.first
+    page = tiff.pages[0]
     if "XResolution" not in page.tags:
         return {}
     # TIFF's default ResolutionUnit is the inch; 1 means "no absolute unit"
@@ -280,7 +280,10 @@ def _dask_from_pages(path: Path, series: Any) -> Any | None:
 
 def _load_lazily(path: Path, series: Any) -> Any:
     if _zarr_usable():
-        return _dask_from_zarr(path)
+        try:
+            return _dask_from_zarr(path)
+        except (ImportError, TypeError, AttributeError) as exc:  # a tifffile built for zarr 2
+            logger.info("%s: tifffile's zarr store failed (%s); reading page by page", path, exc)
     data = _dask_from_pages(path, series)
     if data is None:
         logger.warning("%s: zarr >= 3 is not installed; reading it into memory", path)
@@ -346,7 +349,7 @@ def napari_distill_metadata(path: Path) -> dict[str, Any]:
     """The JSON description napari-distill writes (``{}`` for other files); reads one IFD."""
     try:
         with tifffile.TiffFile(path) as tiff:
-            description = tiff.pages.first.description
+            description = tiff.pages[0].description
     except (*_PARSE_ERRORS, IndexError):  # IndexError: a TIFF without pages
         return {}
     if not description.startswith("{"):
