@@ -286,7 +286,7 @@ def _load_lazily(path: Path, series: Any) -> Any:
             logger.info("%s: tifffile's zarr store failed (%s); reading page by page", path, exc)
     data = _dask_from_pages(path, series)
     if data is None:
-        logger.warning("%s: zarr >= 3 is not installed; reading it into memory", path)
+        logger.warning("%s: cannot be read lazily without zarr >= 3; reading it into memory", path)
         return series.asarray()
     return data
 
