@@ -1,0 +1,148 @@
+"""A small matplotlib canvas for training curves, redrawn at a bounded rate.
+
+Training yields a record per step (tens per second on a GPU). Redrawing a figure takes tens of
+milliseconds on the GUI thread, so points are stored as they come and the figure is redrawn by
+a timer at most ``max_redraws_per_s`` times a second: the viewer keeps painting.
+
+Example
+-------
+>>> plot = CurvePlot(y_label="loss", y2_label="validation Dice")  # doctest: +SKIP
+>>> plot.append(step=1, y=0.9)                                      # doctest: +SKIP
+>>> plot.append(step=25, y=0.4, y2=0.61)                            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+from matplotlib.figure import Figure
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
+
+# napari's dark theme (napari.utils.theme "dark"): the plot sits in a dark dock.
+_BACKGROUND = "#262930"
+_FOREGROUND = "#f0f1f2"
+_GRID = "#4a4f5a"
+_Y_COLOUR = "#5fa8f5"  # loss: blue
+_Y2_COLOUR = "#f5a25f"  # validation score: orange
+
+
+class CurvePlot(QWidget):
+    """A curve against ``x_label`` on the left axis and, optionally, a second on the right.
+
+    Parameters
+    ----------
+    x_label, y_label, y2_label:
+        Axis labels; ``y2_label=None`` draws a single axis.
+    y2_limits:
+        Fixed range of the right axis (scores such as Dice live in [0, 1]); None autoscales.
+    log_y:
+        Draw the left axis on a log scale (losses often span decades).
+    max_redraws_per_s:
+        Upper bound on redraws; points arriving faster are drawn together.
+    parent:
+        The parent widget.
+    """
+
+    def __init__(
+        self,
+        x_label: str = "step",
+        y_label: str = "loss",
+        y2_label: str | None = "validation Dice",
+        y2_limits: tuple[float, float] | None = (0.0, 1.0),
+        log_y: bool = False,
+        max_redraws_per_s: float = 5.0,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.figure = Figure(figsize=(3.6, 2.4), dpi=100, facecolor=_BACKGROUND, layout="tight")
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.canvas.setMinimumHeight(180)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.canvas)
+
+        self.axes = self.figure.add_subplot(1, 1, 1)
+        self._style(self.axes)
+        self.axes.set_xlabel(x_label, color=_FOREGROUND)
+        self.axes.set_ylabel(y_label, color=_Y_COLOUR)
+        self.axes.grid(True, color=_GRID, linewidth=0.5)
+        if log_y:
+            self.axes.set_yscale("log")
+        (self._line,) = self.axes.plot([], [], color=_Y_COLOUR, linewidth=1.0, label=y_label)
+        self.axes2 = None
+        self._line2 = None
+        if y2_label is not None:
+            self.axes2 = self.axes.twinx()
+            self._style(self.axes2)
+            self.axes2.set_ylabel(y2_label, color=_Y2_COLOUR)
+            if y2_limits is not None:
+                self.axes2.set_ylim(*y2_limits)
+            (self._line2,) = self.axes2.plot(
+                [], [], color=_Y2_COLOUR, marker="o", markersize=3, linewidth=1.2, label=y2_label
+            )
+        self._y2_limits = y2_limits
+        self.x: list[float] = []
+        self.y: list[float] = []
+        self.x2: list[float] = []
+        self.y2: list[float] = []
+        self._dirty = False
+        self.redraws = 0  # how many times the figure was drawn (tests check the throttle)
+        self._timer = QTimer(self)
+        self._timer.setInterval(max(1, int(1000 / max_redraws_per_s)))
+        self._timer.timeout.connect(self._redraw_if_dirty)
+        self._timer.start()
+        self.canvas.draw_idle()
+
+    @staticmethod
+    def _style(axes) -> None:
+        axes.set_facecolor(_BACKGROUND)
+        axes.tick_params(colors=_FOREGROUND, labelsize=8)
+        for spine in axes.spines.values():
+            spine.set_color(_GRID)
+
+    def append(self, step: float, y: float | None = None, y2: float | None = None) -> None:
+        """Add a point to the left curve (``y``) and/or the right one (``y2``) at ``step``.
+
+        Non-finite values are skipped (a diverging step must not break the axis limits).
+        """
+        if y is not None and y == y and abs(y) != float("inf"):
+            self.x.append(float(step))
+            self.y.append(float(y))
+            self._dirty = True
+        if y2 is not None and self._line2 is not None and y2 == y2:
+            self.x2.append(float(step))
+            self.y2.append(float(y2))
+            self._dirty = True
+
+    def clear(self) -> None:
+        """Remove every point."""
+        self.x.clear()
+        self.y.clear()
+        self.x2.clear()
+        self.y2.clear()
+        self.redraw()
+
+    def redraw(self) -> None:
+        """Draw now (at the end of a run, so the last points show without waiting)."""
+        self._line.set_data(self.x, self.y)
+        self.axes.relim()
+        self.axes.autoscale_view()
+        if self._line2 is not None and self.axes2 is not None:
+            self._line2.set_data(self.x2, self.y2)
+            if self._y2_limits is None:
+                self.axes2.relim()
+                self.axes2.autoscale_view()
+        self.canvas.draw_idle()
+        self._dirty = False
+        self.redraws += 1
+
+    def _redraw_if_dirty(self) -> None:
+        if self._dirty and self.isVisible():
+            self.redraw()
+
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        # points that came while hidden (another dock tab in front) are drawn on show
+        super().showEvent(event)
+        if self._dirty:
+            self.redraw()

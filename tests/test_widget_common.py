@@ -1,0 +1,185 @@
+"""The shared widget parts: the worker runner, the training panel and the curve plot."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+from qtpy.QtWidgets import QWidget
+
+from napari_distill._widgets import _workers
+from napari_distill._widgets._plot import CurvePlot
+from napari_distill._widgets._training_panel import TrainingPanel, format_duration
+from napari_distill._widgets._workers import WorkerRunner
+from napari_distill.core.train import TrainStep
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    shown: list[str] = []
+    monkeypatch.setattr(_workers, "show_error", shown.append)
+    return shown
+
+
+def counting(n: int, delay: float = 0.0, state: dict | None = None):
+    try:
+        for i in range(n):
+            time.sleep(delay)
+            yield i
+        return "done"
+    finally:
+        if state is not None:
+            state["closed_in"] = threading.current_thread()
+
+
+class Recorder:
+    def __init__(self):
+        self.yielded, self.returned, self.outcomes, self.aborted = [], [], [], 0
+
+    def kwargs(self):
+        return {
+            "on_yield": self.yielded.append,
+            "on_return": self.returned.append,
+            "on_abort": self.abort,
+            "on_finish": self.outcomes.append,
+        }
+
+    def abort(self):
+        self.aborted += 1
+
+
+def run_and_wait(qtbot, runner, *args, **kwargs):
+    worker = runner.start(*args, **kwargs)
+    qtbot.waitUntil(lambda: not runner.is_running, timeout=10_000)
+    return worker
+
+
+def test_runner_returns_the_result_and_reports_progress(qtbot):
+    widget = QWidget()
+    qtbot.addWidget(widget)
+    runner = WorkerRunner(widget)
+    record = Recorder()
+    run_and_wait(qtbot, runner, counting, 5, progress=lambda i: (i + 1, 5), **record.kwargs())
+    assert record.yielded == [0, 1, 2, 3, 4]
+    assert record.returned == ["done"]
+    assert record.outcomes == ["returned"]
+
+
+@pytest.mark.parametrize("error", [ValueError("paint two classes"), RuntimeError("out of memory")])
+def test_runner_shows_errors_and_becomes_usable_again(qtbot, errors, error):
+    def failing():
+        yield 1
+        raise error
+
+    widget = QWidget()
+    qtbot.addWidget(widget)
+    runner = WorkerRunner(widget)
+    record = Recorder()
+    run_and_wait(qtbot, runner, failing, error_message="Training failed", **record.kwargs())
+    assert record.outcomes == ["errored"]
+    assert errors == [f"Training failed: {error}"]
+    # a RuntimeError from torch must reach the user too (superqt would swallow it)
+    run_and_wait(qtbot, runner, counting, 2, **record.kwargs())
+    assert record.outcomes == ["errored", "returned"]
+
+
+def test_stop_takes_effect_at_the_next_yield(qtbot):
+    widget = QWidget()
+    qtbot.addWidget(widget)
+    runner = WorkerRunner(widget)
+    record = Recorder()
+    state: dict = {}
+    worker = runner.start(counting, 10_000, 0.01, state, **record.kwargs())
+    qtbot.waitUntil(lambda: len(record.yielded) >= 3, timeout=10_000)
+    with qtbot.waitSignal(worker.finished, timeout=10_000):
+        runner.stop()
+    qtbot.waitUntil(lambda: record.outcomes == ["aborted"], timeout=5_000)
+    assert record.aborted == 1 and record.returned == []
+    assert state["closed_in"] is not threading.main_thread()  # generator closed in its thread
+
+
+def test_closing_the_widget_stops_and_waits(qtbot):
+    widget = QWidget()
+    qtbot.addWidget(widget)
+    runner = WorkerRunner(widget)
+    record = Recorder()
+    state: dict = {}
+    worker = runner.start(counting, 10_000, 0.01, state, **record.kwargs())
+    qtbot.waitUntil(lambda: len(record.yielded) >= 2, timeout=10_000)
+    widget.close()
+    assert worker.done.is_set() and not runner.is_running
+    assert "closed_in" in state
+    seen = len(record.yielded)
+    qtbot.wait(50)
+    assert len(record.yielded) == seen and record.outcomes == []  # nothing after the close
+
+
+def test_closing_the_viewer_stops_the_worker(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = QWidget()
+    viewer.window.add_dock_widget(widget)
+    runner = WorkerRunner(widget)
+    record = Recorder()
+    worker = runner.start(counting, 10_000, 0.01, **record.kwargs())
+    qtbot.waitUntil(lambda: len(record.yielded) >= 2, timeout=10_000)
+    viewer.close()
+    assert worker.done.is_set() and not runner.is_running
+
+
+def test_removing_the_dock_widget_stops_the_worker(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    widget = QWidget()
+    viewer.window.add_dock_widget(widget)
+    runner = WorkerRunner(widget)
+    worker = runner.start(counting, 10_000, 0.01)
+    qtbot.waitUntil(lambda: worker.began.is_set(), timeout=10_000)
+    viewer.window.remove_dock_widget(widget)
+    assert worker.done.is_set() and not runner.is_running
+
+
+def step(i: int, total: int = 10, val: float | None = None) -> TrainStep:
+    return TrainStep(i, total, 1.0 / i, 1e-3, 0.5 * i, 0.5 * (total - i), val, val)
+
+
+def test_training_panel_follows_the_records(qtbot):
+    panel = TrainingPanel(train_text="Train teacher")
+    qtbot.addWidget(panel)
+    clicks = []
+    panel.train_clicked.connect(lambda: clicks.append("train"))
+    panel.stop_clicked.connect(lambda: clicks.append("stop"))
+    panel.train_button.click()
+    panel.start()
+    assert not panel.train_button.isEnabled() and panel.stop_button.isEnabled()
+    for i in range(1, 6):
+        panel.show_step(step(i, val=0.5 if i == 5 else None))
+    assert panel.progress_bar.maximum() == 10 and panel.progress_bar.value() == 5
+    assert panel.plot.x == [1, 2, 3, 4, 5] and panel.plot.y2 == [0.5]
+    assert "remaining 0:02" in panel.time_label.text()
+    panel.stop_button.click()
+    assert clicks == ["train", "stop"] and not panel.stop_button.isEnabled()
+    panel.finish("Stopped.")
+    assert panel.train_button.isEnabled() and panel.status_label.text() == "Stopped."
+
+
+def test_curve_plot_throttles_redraws(qtbot):
+    plot = CurvePlot(max_redraws_per_s=5)
+    qtbot.addWidget(plot)
+    plot.show()
+    qtbot.waitExposed(plot)
+    before = plot.redraws
+    start = time.perf_counter()
+    while time.perf_counter() - start < 0.6:
+        plot.append(len(plot.x) + 1, y=float(np.random.rand()))
+        qtbot.wait(5)
+    assert len(plot.x) > 20
+    assert 1 <= plot.redraws - before <= 5  # ~0.6 s at 5 per second
+    plot.append(1, y=float("nan"))  # a diverged step is not drawn
+    assert len(plot.x) == len(plot.y)
+
+
+def test_format_duration():
+    assert format_duration(None) == "--"
+    assert format_duration(62) == "1:02"
+    assert format_duration(3723) == "1:02:03"
