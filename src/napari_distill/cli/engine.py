@@ -169,7 +169,7 @@ def load_model(path: str, device: str = "cpu"):
 )
 def predict_command(args: argparse.Namespace) -> None:
     from napari_distill.core.inference import predict_bundle
-    from napari_distill.core.instances import instances_from_semantic
+    from napari_distill.core.instances import apply_instance_config
     from napari_distill.core.io import write_labels, write_probabilities
 
     out = check_output(args.out, args.overwrite)
@@ -220,7 +220,7 @@ def predict_command(args: argparse.Namespace) -> None:
             min_size=args.min_size,
             instance_classes=instance_classes,
         )
-        instances = instances_from_semantic(np.asarray(labels), config)
+        instances = apply_instance_config(np.asarray(labels), config)
         write_labels(
             args.instances,
             instances,
@@ -318,13 +318,15 @@ def sample_command(args: argparse.Namespace) -> None:
         image, rgb = sample.image, True
         truth = {"labels_full": sample.semantic_full, "nuclei": sample.nuclei}
     unit = "micrometer"
+    # a stack of Pap smear fields has no physical spacing between fields
+    scale = (1.0,) * (sample.labels_sparse.ndim - len(sample.scale)) + tuple(sample.scale)
     paths = [out_dir / f"{args.name}_image.tif", out_dir / f"{args.name}_labels_sparse.tif"]
     paths += [out_dir / f"{args.name}_{key}.tif" for key in truth]
     for path in paths:
         check_output(path, args.overwrite)
-    write_image(paths[0], image, sample.scale, rgb=rgb, unit=unit, overwrite=args.overwrite)
-    write_labels(paths[1], sample.labels_sparse, sample.scale, unit=unit, overwrite=args.overwrite)
+    write_image(paths[0], image, scale, rgb=rgb, unit=unit, overwrite=args.overwrite)
+    write_labels(paths[1], sample.labels_sparse, scale, unit=unit, overwrite=args.overwrite)
     for path, array in zip(paths[2:], truth.values(), strict=True):
-        write_labels(path, array, sample.scale, unit=unit, overwrite=args.overwrite)
+        write_labels(path, array, scale, unit=unit, overwrite=args.overwrite)
     names = ", ".join(f"{k}={v}" for k, v in sample.class_names.items())
     log.info("wrote %s (classes: %s)", ", ".join(str(p) for p in paths), names)
