@@ -240,3 +240,20 @@ def test_stopping_after_k_slices_and_choosing_slices(tmp_path) -> None:
     assert result.slices == (3, 1)
     assert not result.labels[[0, 2, 4]].any() and result.labels[3].any()
     assert not result.probabilities[:, 0].any()
+
+
+def test_predict_bundle_uses_the_checkpoint_settings() -> None:
+    from napari_distill.core.checkpoint import ModelBundle
+    from napari_distill.core.config import ModelConfig
+    from napari_distill.core.models import UNet
+
+    config = ModelConfig(in_channels=3, num_classes=3, base_channels=4, depth=2, context_slices=1)
+    stack = ct_like_stack(n=3)
+    bundle = ModelBundle(
+        model=UNet(config), model_config=config, class_ids=(0, 2, 5), class_names={},
+        normalization=Normalization.from_image(as_stack(stack)),
+    )  # fmt: skip
+    from napari_distill.core.inference import predict_bundle
+
+    result = run_to_completion(predict_bundle(bundle, stack, device="cpu"))
+    assert result.labels.shape == stack.shape and result.class_ids == (0, 2, 5)
