@@ -1,0 +1,367 @@
+"""Method 1 in one call: teacher -> quality classifier -> selection -> student -> labels.
+
+:func:`run_pipeline` is a generator like every long computation of the core: it yields a
+:class:`PipelineProgress` wrapping each stage's own records (training steps, slices predicted)
+and returns a :class:`PipelineResult`. It writes into ``out_dir``:
+
+``teacher.pt``, ``quality.pt``, ``student.pt``
+    The three checkpoints (the teacher's and the student's also resume training).
+``teacher_labels.tif``, ``student_labels.tif``
+    Full stacks of predicted labels (annotated slices included, as predicted).
+``scores.csv``, ``scores.json``
+    Per-slice quality scores and the selection (accepted slices at ``tau``).
+``report.md``, ``scores.png``
+    The numbers of the run and a plot of the per-slice scores with ``tau``.
+
+Existing files of these names are never replaced unless ``overwrite=True``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from napari_distill.core.checkpoint import ModelBundle
+from napari_distill.core.config import (
+    KDConfig,
+    ModelConfig,
+    PredictConfig,
+    QualityConfig,
+    TrainConfig,
+)
+from napari_distill.core.device import select_device
+from napari_distill.core.inference import Prediction, predict_bundle
+from napari_distill.core.io import write_labels
+from napari_distill.core.preprocess import annotated_slices
+from napari_distill.core.quality import SnapshotRecorder, fit_quality, save_quality, score_slices
+from napari_distill.core.report import RunSummary, plot_scores, write_report
+from napari_distill.core.selection import Selection
+from napari_distill.core.strategies import get_strategy
+from napari_distill.core.train import train_teacher
+
+logger = logging.getLogger(__name__)
+
+STAGES = ("teacher", "teacher labels", "quality", "student", "student labels")
+
+OUTPUT_FILES = {
+    "teacher": "teacher.pt",
+    "quality": "quality.pt",
+    "student": "student.pt",
+    "teacher_labels": "teacher_labels.tif",
+    "student_labels": "student_labels.tif",
+    "scores_csv": "scores.csv",
+    "scores_json": "scores.json",
+    "report": "report.md",
+    "plot": "scores.png",
+}
+
+_DESCRIPTIONS = {
+    "teacher": "teacher checkpoint (resumable)",
+    "quality": "quality classifier checkpoint",
+    "student": "student checkpoint (resumable)",
+    "teacher_labels": "teacher's labels, every slice",
+    "student_labels": "student's labels, every slice",
+    "scores_csv": "per-slice quality scores and selection",
+    "scores_json": "the same, as JSON",
+    "plot": "per-slice scores with tau",
+}
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Every setting of a pipeline run; the defaults suit a first try.
+
+    Attributes
+    ----------
+    model:
+        The teacher's network (input and output channels are set from the data).
+    teacher:
+        Teacher training (``steps=None``: chosen from the data, with early stopping).
+    quality:
+        The quality classifier; ``quality.tau`` is the acceptance threshold.
+    strategy:
+        The student's strategy (a key of :data:`~napari_distill.core.strategies.STRATEGIES`).
+    strategy_config:
+        Its settings (None: the strategy's defaults).
+    student:
+        Student training (``steps=None``: chosen from the data, with early stopping).
+    predict:
+        Tiled prediction for every stage.
+    """
+
+    model: ModelConfig = ModelConfig()
+    teacher: TrainConfig = TrainConfig()
+    quality: QualityConfig = QualityConfig()
+    strategy: str = "kd"
+    strategy_config: Any = field(default_factory=KDConfig)
+    student: TrainConfig = TrainConfig()
+    predict: PredictConfig = PredictConfig()
+
+    def __post_init__(self) -> None:
+        spec = get_strategy(self.strategy)  # raises with the known names
+        if self.strategy_config is None:
+            object.__setattr__(self, "strategy_config", spec.default_config())
+        elif not isinstance(self.strategy_config, spec.config_class):
+            raise ValueError(
+                f"strategy {self.strategy!r} takes a {spec.config_class.__name__}, got a "
+                f"{type(self.strategy_config).__name__}"
+            )
+
+    def with_steps(self, steps: int | None) -> PipelineConfig:
+        """The same settings with a fixed step budget for teacher, classifier and student."""
+        if steps is None:
+            return self
+        return dataclasses.replace(
+            self,
+            teacher=dataclasses.replace(self.teacher, steps=steps),
+            student=dataclasses.replace(self.student, steps=steps),
+            quality=dataclasses.replace(self.quality, steps=steps),
+        )
+
+
+@dataclass(frozen=True)
+class PipelineProgress:
+    """A record of stage ``stage`` (``stage_index`` of ``n_stages``, from 0)."""
+
+    stage: str
+    stage_index: int
+    n_stages: int
+    record: Any
+
+
+@dataclass
+class PipelineResult:
+    """What a run produced: file paths, the models, the selection and the summary."""
+
+    out_dir: Path
+    files: dict[str, Path]
+    summary: RunSummary
+    selection: Selection
+    teacher: ModelBundle
+    student: ModelBundle
+    teacher_labels: np.ndarray
+    student_labels: np.ndarray
+
+
+def output_paths(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """The files a run writes into ``out_dir``."""
+    return {key: Path(out_dir) / name for key, name in OUTPUT_FILES.items()}
+
+
+def check_out_dir(out_dir: str | os.PathLike[str], overwrite: bool) -> dict[str, Path]:
+    """Create ``out_dir`` if needed; refuse if it holds a run's files, unless ``overwrite``.
+
+    Raises
+    ------
+    FileExistsError
+        Some output files exist and ``overwrite`` is False (the message names them).
+    NotADirectoryError
+        ``out_dir`` is a file.
+    """
+    directory = Path(out_dir)
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(f"{directory} is a file; give a folder for the outputs")
+    paths = output_paths(directory)
+    existing = sorted(p.name for p in paths.values() if p.exists())
+    if existing and not overwrite:
+        raise FileExistsError(
+            f"{directory} already holds {', '.join(existing)} from an earlier run: choose "
+            "another folder or pass overwrite=True (--overwrite) to replace them"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    return paths
+
+
+def _device_text(device: torch.device) -> str:
+    if device.type == "cpu":
+        return f"cpu ({torch.get_num_threads()} threads)"
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def _stage(
+    records: Generator[Any, None, Any], index: int
+) -> Generator[PipelineProgress, None, Any]:
+    """Wrap the records of stage ``index``; return its result."""
+    while True:
+        try:
+            record = next(records)
+        except StopIteration as stop:
+            return stop.value
+        yield PipelineProgress(STAGES[index], index, len(STAGES), record)
+
+
+def run_pipeline(
+    image: np.ndarray,
+    labels: np.ndarray,
+    out_dir: str | os.PathLike[str],
+    *,
+    config: PipelineConfig = PipelineConfig(),  # noqa: B008 - frozen, never mutated
+    device: str | torch.device = "auto",
+    overwrite: bool = False,
+    class_names: dict[int, str] | None = None,
+    scale: Sequence[float] | None = None,
+    rgb: bool | None = None,
+) -> Generator[PipelineProgress, None, PipelineResult]:
+    """Train a teacher, rate its pseudo-labels, train a student, and label the whole stack.
+
+    Parameters
+    ----------
+    image:
+        A stack ``(N, H, W)`` / ``(N, H, W, 3)`` (or a single 2D image).
+    labels:
+        Class ids with the image's spatial shape; slices with any non-zero label are the
+        annotated ones.
+    out_dir:
+        Folder for the outputs (created if needed).
+    config:
+        Every setting (see :class:`PipelineConfig`).
+    device:
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"`` or a torch device.
+    overwrite:
+        Replace the files of an earlier run in ``out_dir``.
+    class_names:
+        ``{class_id: name}`` stored with the models.
+    scale:
+        Voxel size per spatial axis, written into the label TIFFs.
+    rgb:
+        Whether the image's last axis is colour (None guesses).
+
+    Yields
+    ------
+    PipelineProgress
+        Each stage's records (``TrainStep``, ``PredictProgress``, ...), with the stage.
+
+    Raises
+    ------
+    FileExistsError
+        ``out_dir`` holds an earlier run's files and ``overwrite`` is False.
+    ValueError
+        Bad inputs (shapes, no annotated slice, one class, ...), from the stage that found it.
+    """
+    paths = check_out_dir(out_dir, overwrite)
+    torch_device = select_device(device)
+    seconds: dict[str, float] = {}
+    label_scale = None if scale is None else tuple(scale)[-np.ndim(labels) :]
+
+    started = time.perf_counter()
+    run = train_teacher(
+        image, labels, model_config=config.model, train_config=config.teacher,
+        device=torch_device, class_names=class_names, rgb=rgb,
+    )  # fmt: skip
+    recorder = SnapshotRecorder(run.model)
+    yield from _stage(recorder.record(run.steps()), 0)
+    run.save(paths["teacher"])
+    teacher = run.best_bundle()
+    seconds["teacher"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    # ignore_cleanup_errors: on Windows a still-mapped file cannot be deleted at once.
+    with tempfile.TemporaryDirectory(
+        dir=paths["teacher"].parent, prefix=".work-", ignore_cleanup_errors=True
+    ) as work:
+        # Probabilities go to a memory map: a large stack's (K, N, H, W) need not fit in RAM.
+        prediction: Prediction = yield from _stage(
+            predict_bundle(
+                teacher, image, config=config.predict, device=torch_device, out_dir=work, rgb=rgb
+            ),
+            1,
+        )
+        write_labels(paths["teacher_labels"], prediction.labels, label_scale, overwrite=True)
+        seconds["teacher labels"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        quality = yield from _stage(
+            fit_quality(
+                teacher, image, labels, config=config.quality,
+                teacher_snapshots=recorder.snapshots, device=torch_device,
+                predict_config=config.predict, rgb=rgb,
+            ),
+            2,
+        )  # fmt: skip
+        save_quality(paths["quality"], quality)
+        scores = yield from _stage(
+            score_slices(quality, image, prediction, device=torch_device, rgb=rgb), 2
+        )
+        teacher_labels = np.array(prediction.labels)  # out of the memory map before it goes
+        del prediction
+    annotated = tuple(int(i) for i in annotated_slices(labels))
+    selection = Selection.from_scores(scores, config.quality.tau, annotated)
+    selection.save_csv(paths["scores_csv"])
+    selection.save_json(paths["scores_json"])
+    seconds["quality"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    spec = get_strategy(config.strategy)
+    student_run = spec.build(
+        teacher, image, labels, selection.accepted_slices,
+        train_config=config.student, strategy_config=config.strategy_config,
+        device=torch_device, pseudo_labels=teacher_labels, predict_config=config.predict, rgb=rgb,
+    )  # fmt: skip
+    yield from _stage(student_run.steps(), 3)
+    student_run.save(paths["student"])
+    student = student_run.best_bundle()
+    seconds["student"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    student_prediction = yield from _stage(
+        predict_bundle(
+            student, image, config=config.predict, device=torch_device,
+            keep_probabilities=False, rgb=rgb,
+        ),
+        4,
+    )  # fmt: skip
+    write_labels(paths["student_labels"], student_prediction.labels, label_scale, overwrite=True)
+    seconds["student labels"] = time.perf_counter() - started
+
+    summary = RunSummary(
+        n_slices=int(teacher_labels.shape[0]) if teacher_labels.ndim == 3 else 1,
+        annotated=annotated,
+        validation=_held_out(teacher),
+        teacher_score=_validated(teacher),
+        student_score=_validated(student),
+        quality_spearman=float("nan") if quality.report is None else quality.report.spearman,
+        tau=float(config.quality.tau),
+        accepted=tuple(selection.accepted_slices),
+        strategy=config.strategy,
+        stage_seconds=seconds,
+        device=_device_text(torch_device),
+        files={_DESCRIPTIONS[k]: p.name for k, p in paths.items() if k in _DESCRIPTIONS},
+    )
+    plot_scores(paths["plot"], scores, summary.tau, summary.annotated, summary.accepted)
+    write_report(paths["report"], summary, paths["plot"].name)
+    logger.info("pipeline done in %.0f s: outputs in %s", sum(seconds.values()), paths["report"])
+    return PipelineResult(
+        out_dir=Path(out_dir),
+        files=paths,
+        summary=summary,
+        selection=selection,
+        teacher=teacher,
+        student=student,
+        teacher_labels=teacher_labels,
+        student_labels=np.asarray(student_prediction.labels),
+    )
+
+
+def _validated(bundle: ModelBundle) -> float | None:
+    """The bundle's best validation score (None when it was never validated)."""
+    score = bundle.extra.get("best_score")
+    return None if score is None else float(score)
+
+
+def _held_out(teacher: ModelBundle) -> tuple[int, ...]:
+    """Validation slices the teacher did not train on (none when it validated on its own)."""
+    training = {int(i) for i in teacher.extra.get("train_slices", ())}
+    validation = tuple(int(i) for i in teacher.extra.get("validation_slices", ()))
+    return () if set(validation) <= training else validation

@@ -1,0 +1,175 @@
+"""The pipeline's human-readable output: ``report.md`` and a plot of the per-slice scores.
+
+Plots use matplotlib's Agg canvas directly (no pyplot, no GUI backend), so writing a report
+never opens a window nor needs a display, and works inside napari's threads.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The numbers of one pipeline run.
+
+    Attributes
+    ----------
+    n_slices:
+        Slices in the stack.
+    annotated:
+        Annotated slices (ground truth).
+    validation:
+        Annotated slices held out to validate teacher and student.
+    teacher_score, student_score:
+        Mean foreground Dice on the validation slices (None without validation slices).
+    quality_spearman:
+        Rank correlation of the quality classifier's score with the true IoU on held-out
+        annotated slices (NaN when too few slices).
+    tau:
+        Score threshold for accepting a slice.
+    accepted:
+        Unannotated slices accepted (score >= tau, or overruled by the user).
+    strategy:
+        The student's strategy name.
+    stage_seconds:
+        Wall-clock seconds per stage.
+    device:
+        What computed it (e.g. ``"cpu (2 threads)"``).
+    files:
+        ``{what: file name}`` written next to the report.
+    """
+
+    n_slices: int
+    annotated: tuple[int, ...]
+    validation: tuple[int, ...]
+    teacher_score: float | None
+    student_score: float | None
+    quality_spearman: float
+    tau: float
+    accepted: tuple[int, ...]
+    strategy: str
+    stage_seconds: Mapping[str, float] = field(default_factory=dict)
+    device: str = "cpu"
+    files: Mapping[str, str] = field(default_factory=dict)
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    return f"{value:.{digits}f}"
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {rest:02d} s" if minutes else f"{seconds:.1f} s"
+
+
+def _slice_list(slices: Sequence[int], limit: int = 30) -> str:
+    shown = ", ".join(str(i) for i in list(slices)[:limit])
+    return shown + (f", ... ({len(slices)} in all)" if len(slices) > limit else "")
+
+
+def render_report(summary: RunSummary, plot_name: str | None = "scores.png") -> str:
+    """The Markdown text of ``report.md``."""
+    unannotated = summary.n_slices - len(summary.annotated)
+    change = None
+    if summary.teacher_score is not None and summary.student_score is not None:
+        change = summary.student_score - summary.teacher_score
+    total = sum(summary.stage_seconds.values())
+    lines = [
+        "# napari-distill run",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| slices | {summary.n_slices} |",
+        f"| annotated slices | {len(summary.annotated)} ({_slice_list(summary.annotated)}) |",
+        f"| validation slices | {_slice_list(summary.validation) or 'none'} |",
+        f"| teacher validation Dice | {_number(summary.teacher_score)} |",
+        f"| quality classifier Spearman (held-out) | {_number(summary.quality_spearman)} |",
+        f"| slices accepted at tau = {summary.tau:g} | {len(summary.accepted)} of "
+        f"{unannotated} unannotated |",
+        f"| student ({summary.strategy}) validation Dice | {_number(summary.student_score)}"
+        + (f" ({change:+.3f} vs the teacher) |" if change is not None else " |"),
+        f"| device | {summary.device} |",
+        f"| total time | {_duration(total)} |",
+        "",
+        "Validation Dice is the mean over foreground classes on annotated slices that neither "
+        "model trained on" + ("." if summary.validation else " (none: annotate >= 3 slices)."),
+        "",
+        "## Time per stage",
+        "",
+        "| stage | time |",
+        "|---|---|",
+        *(f"| {stage} | {_duration(s)} |" for stage, s in summary.stage_seconds.items()),
+    ]
+    if plot_name:
+        lines += ["", "## Per-slice quality scores", "", f"![per-slice scores]({plot_name})"]
+    if summary.files:
+        lines += ["", "## Files", ""]
+        lines += [f"- `{name}`: {what}" for what, name in summary.files.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(
+    path: str | os.PathLike[str], summary: RunSummary, plot_name: str | None = "scores.png"
+) -> Path:
+    """Write ``report.md`` (see :func:`render_report`) and return its path."""
+    path = Path(path)
+    path.write_text(render_report(summary, plot_name), encoding="utf-8")
+    return path
+
+
+def plot_scores(
+    path: str | os.PathLike[str],
+    scores: np.ndarray,
+    tau: float,
+    annotated: Sequence[int] = (),
+    accepted: Sequence[int] = (),
+) -> Path:
+    """Save a PNG of the per-slice quality scores with the threshold ``tau`` drawn.
+
+    Accepted slices are green, rejected ones grey, annotated slices (ground truth, not scored
+    for selection) are marked along the bottom. NaN scores (slices not scored) are left out.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    path = Path(path)
+    values = np.asarray(scores, dtype=np.float64)
+    index = np.arange(values.size)
+    accepted_mask = np.zeros(values.size, bool)
+    accepted_mask[[i for i in accepted if 0 <= i < values.size]] = True
+    annotated_mask = np.zeros(values.size, bool)
+    annotated_mask[[i for i in annotated if 0 <= i < values.size]] = True
+    finite = np.isfinite(values)
+    figure = Figure(figsize=(8, 3.2), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    groups = [
+        (finite & accepted_mask, "tab:green", "accepted"),
+        (finite & ~accepted_mask & ~annotated_mask, "tab:gray", "rejected"),
+        (finite & annotated_mask, "tab:blue", "annotated (ground truth)"),
+    ]
+    for mask, colour, label in groups:
+        if mask.any():
+            axes.bar(index[mask], values[mask], width=0.9, color=colour, label=label)
+    if annotated_mask.any() and not (finite & annotated_mask).any():
+        axes.plot(index[annotated_mask], np.zeros(annotated_mask.sum()), "^", color="tab:blue",
+                  label="annotated (ground truth)")  # fmt: skip
+    axes.axhline(tau, color="tab:red", linestyle="--", label=f"tau = {tau:g}")
+    axes.set_xlim(-0.5, max(values.size, 1) - 0.5)
+    axes.set_ylim(0.0, 1.05)
+    axes.set_xlabel("slice index")
+    axes.set_ylabel("predicted IoU of the pseudo-label")
+    axes.set_title("Quality classifier scores per slice")
+    axes.legend(loc="lower right", fontsize="small", framealpha=0.8)
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+    return path

@@ -1,0 +1,137 @@
+"""The one-call pipeline of method 1 on a tiny volume; the report and its plot."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_distill.core.checkpoint import load_checkpoint
+from napari_distill.core.config import (
+    KDConfig,
+    ModelConfig,
+    PredictConfig,
+    QualityConfig,
+    TrainConfig,
+)
+from napari_distill.core.pipeline import (
+    OUTPUT_FILES,
+    PipelineConfig,
+    PipelineProgress,
+    check_out_dir,
+    run_pipeline,
+)
+from napari_distill.core.report import RunSummary, plot_scores, render_report
+
+
+def tiny_volume(n: int = 8, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    rows, cols = np.mgrid[:size, :size]
+    image = rng.normal(10.0, 2.0, (n, size, size)).astype(np.float32)
+    truth = np.zeros((n, size, size), np.uint8)
+    for i in range(n):
+        truth[i][(rows - 10 - i % 3) ** 2 + (cols - 12) ** 2 < 36] = 1
+        truth[i][(rows > 20) & (rows < 28) & (cols > 18) & (cols < 28)] = 2
+    image += 40.0 * (truth == 1) + 20.0 * (truth == 2)
+    return image, truth
+
+
+def tiny_config(steps: int = 3) -> PipelineConfig:
+    train = TrainConfig(steps=steps, batch_size=2, patch_size=32, validate_every=2)
+    return PipelineConfig(
+        model=ModelConfig(base_channels=8, depth=3),
+        teacher=train,
+        quality=QualityConfig(
+            steps=steps, base_channels=4, input_size=32, variants_per_slice=2, batch_size=4
+        ),
+        strategy_config=KDConfig(),
+        student=train,
+        predict=PredictConfig(tile_size=None),
+    )
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    image, truth = tiny_volume()
+    labels = np.zeros_like(truth)
+    labels[[1, 3, 5, 6]] = truth[[1, 3, 5, 6]]
+    out_dir = tmp_path_factory.mktemp("run")
+    records = []
+    generator = run_pipeline(
+        image, labels, out_dir, config=tiny_config(), device="cpu", scale=(2.0, 1.0, 1.0)
+    )
+    while True:
+        try:
+            records.append(next(generator))
+        except StopIteration as stop:
+            return stop.value, records, image, labels, out_dir
+
+
+def test_pipeline_writes_every_output(pipeline_run):
+    result, records, image, labels, out_dir = pipeline_run
+    for name in OUTPUT_FILES.values():
+        assert (out_dir / name).is_file(), name
+    for name in ("teacher_labels.tif", "student_labels.tif"):
+        stack = tifffile.imread(out_dir / name)
+        assert stack.shape == labels.shape and set(np.unique(stack)) <= {0, 1, 2}
+    np.testing.assert_array_equal(tifffile.imread(out_dir / "student_labels.tif"),
+                                  result.student_labels)  # fmt: skip
+    assert load_checkpoint(out_dir / "student.pt", kind="student")[0].extra["strategy"] == "kd"
+    assert load_checkpoint(out_dir / "teacher.pt", kind="teacher")[0].kind == "teacher"
+    csv_lines = (out_dir / "scores.csv").read_text().strip().splitlines()
+    assert len(csv_lines) == 1 + image.shape[0]  # a header and one row per slice
+    report = (out_dir / "report.md").read_text()
+    assert "Spearman" in report and "tau = 0.7" in report and "scores.png" in report
+    assert (out_dir / "scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pipeline_progress_names_its_stages(pipeline_run):
+    result, records, *_ = pipeline_run
+    assert all(isinstance(r, PipelineProgress) for r in records)
+    stages = [r.stage for r in records]
+    assert stages[0] == "teacher" and stages[-1] == "student labels"
+    assert [r.stage_index for r in records] == sorted(r.stage_index for r in records)
+    assert {r.n_stages for r in records} == {5}
+    summary = result.summary
+    assert summary.annotated == (1, 3, 5, 6) and summary.n_slices == 8
+    assert set(summary.accepted) <= {0, 2, 4, 7}
+    assert set(summary.stage_seconds) == {
+        "teacher", "teacher labels", "quality", "student", "student labels"
+    }  # fmt: skip
+
+
+def test_out_dir_is_never_overwritten_unless_asked(pipeline_run, tmp_path):
+    result, _, image, labels, out_dir = pipeline_run
+    before = (out_dir / "report.md").read_text()
+    with pytest.raises(FileExistsError, match="report.md"):
+        next(run_pipeline(image, labels, out_dir, config=tiny_config(), device="cpu"))
+    assert (out_dir / "report.md").read_text() == before
+    assert check_out_dir(out_dir, overwrite=True)["report"] == out_dir / "report.md"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(NotADirectoryError):
+        check_out_dir(tmp_path / "file", overwrite=False)
+
+
+def test_pipeline_config_checks_the_strategy():
+    with pytest.raises(ValueError, match="unknown strategy"):
+        PipelineConfig(strategy="nope")
+    with pytest.raises(ValueError, match="KDConfig"):
+        PipelineConfig(strategy_config=QualityConfig())
+    fixed = PipelineConfig().with_steps(7)
+    assert fixed.teacher.steps == fixed.student.steps == fixed.quality.steps == 7
+
+
+def test_report_text_and_plot(tmp_path):
+    summary = RunSummary(
+        n_slices=5, annotated=(1, 3), validation=(), teacher_score=0.5, student_score=0.6,
+        quality_spearman=math.nan, tau=0.7, accepted=(0,), strategy="kd",
+        stage_seconds={"teacher": 75.0}, device="cpu (2 threads)",
+    )  # fmt: skip
+    text = render_report(summary)
+    assert "| 1 of 3 unannotated |" in text and "+0.100 vs the teacher" in text
+    assert "n/a" in text and "1 min 15 s" in text
+    scores = np.array([0.9, np.nan, 0.2, np.nan, 0.5])
+    path = plot_scores(tmp_path / "scores.png", scores, 0.7, annotated=(1, 3), accepted=(0,))
+    assert path.stat().st_size > 1000
