@@ -1,0 +1,491 @@
+"""Student (distillation) dock widget: distil the teacher into a student, predict, export.
+
+The widget only wires signals. What the student learns from is chosen in
+:class:`~napari_distill._widgets._student_inputs.StudentInputsForm`; the strategy comes from
+:data:`napari_distill.core.strategies.STRATEGIES` and its settings form is built from the
+strategy's config dataclass (:class:`~napari_distill._widgets._strategy_form.ConfigForm`), so a
+new strategy needs no change here. Training (the strategy's ``TrainingRun``), prediction
+(:func:`~napari_distill.core.inference.predict_bundle`) and export
+(:func:`napari_distill._writer.write_labels_layer`) run as generators in
+:class:`~napari_distill._widgets._workers.WorkerRunner` s and return data; the GUI thread adds
+the layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from napari.layers import Labels
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QMessageBox,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_distill._widgets._device import DevicePicker
+from napari_distill._widgets._shared import (
+    STUDENT_ROLE,
+    SourceLayer,
+    add_layer_data,
+    ask_load_model,
+    ask_save_model,
+    image_data,
+    layer_data_for,
+)
+from napari_distill._widgets._strategy_form import ConfigForm
+from napari_distill._widgets._student_inputs import InputError, StudentInputsForm
+from napari_distill._widgets._training_panel import TrainingPanel, TrainSettings
+from napari_distill._widgets._workers import WorkerRunner
+from napari_distill._writer import write_labels_layer
+from napari_distill.core.checkpoint import ModelBundle, save_checkpoint
+from napari_distill.core.config import InstanceConfig, from_dict
+from napari_distill.core.device import configure_cpu_threads
+from napari_distill.core.inference import predict_bundle
+from napari_distill.core.instances import apply_instance_config
+from napari_distill.core.strategies import STRATEGIES, get_strategy
+from napari_distill.core.train import TrainingRun, TrainStep
+
+if TYPE_CHECKING:
+    import napari
+
+
+TIFF_FILTER = "TIFF (*.tif *.tiff)"
+ALL_FOREGROUND = "all foreground classes"
+
+
+def student_training(
+    strategy: str, teacher: ModelBundle, image: Any, labels: np.ndarray, accepted: list[int],
+    **kwargs: Any,
+) -> Generator[TrainingRun | TrainStep, None, ModelBundle]:  # fmt: skip
+    """Build a student run with ``strategy``, hand it to the caller (first yield), train it.
+
+    ``kwargs`` go to the strategy's builder. The run is yielded first so the GUI holds it: after
+    a Stop its ``best_bundle()`` is kept and ``steps()`` resumes it.
+    """
+    run = get_strategy(strategy).build(teacher, image, labels, accepted, **kwargs)
+    yield run
+    return (yield from run.steps())
+
+
+def student_prediction(
+    bundle: ModelBundle,
+    image: Any,
+    source: SourceLayer,
+    device: str,
+    instance_classes: Sequence[int] | None = None,
+) -> Generator[Any, None, list]:
+    """Predict ``image`` with the student; return the labels layer data.
+
+    With ``instance_classes`` (empty: every foreground class) the labels are split into
+    instances (cells) by :func:`~napari_distill.core.instances.apply_instance_config`.
+    """
+    prediction = yield from predict_bundle(
+        bundle, image, device=device, keep_probabilities=True, rgb=source.rgb
+    )
+    layers = layer_data_for(prediction, source, bundle=bundle, role=STUDENT_ROLE, label="student")
+    if instance_classes is not None:
+        data, kwargs, kind = layers[0]
+        config = InstanceConfig(mode="instances", instance_classes=tuple(instance_classes))
+        instances = apply_instance_config(np.asarray(data), config)
+        layers[0] = (instances, {**kwargs, "name": f"{source.name} student instances"}, kind)
+    return layers
+
+
+def export_labels(path: str, data: Any, meta: dict[str, Any]) -> Generator[str, None, list[str]]:
+    """Write labels to a TIFF with the plugin's writer (a generator so a worker can run it;
+    the file is written atomically, so a stop or a full disk never leaves half a file)."""
+    yield f"writing {path}"
+    return write_labels_layer(path, data, meta)
+
+
+class StudentWidget(QWidget):
+    """Distil a teacher into a student on the annotated and accepted slices, then predict."""
+
+    def __init__(self, viewer: napari.viewer.Viewer) -> None:
+        super().__init__()
+        self.viewer = viewer
+        self.runner = WorkerRunner(self, "Student")
+        self.export_runner = WorkerRunner(self, "Export")
+        self.run: TrainingRun | None = None  # the last run: its best model survives a Stop
+        self.bundle: ModelBundle | None = None  # the student Predict and Save use
+        self.resume_path: Path | None = None  # a loaded student checkpoint Resume continues
+        self.prediction_layer: Labels | None = None  # what Export writes
+
+        self.inputs = StudentInputsForm(viewer)
+        self.device_picker = DevicePicker()
+        self.strategy_box = QComboBox()
+        for spec in STRATEGIES.values():
+            self.strategy_box.addItem(spec.title, spec.name)
+            self.strategy_box.setItemData(
+                self.strategy_box.count() - 1, spec.description, Qt.ItemDataRole.ToolTipRole
+            )
+        self.strategy_description = QLabel()
+        self.strategy_description.setWordWrap(True)
+        self.strategy_form = ConfigForm()
+        self.settings = TrainSettings()
+        _hide_model_settings(self.settings)  # the student's network follows the teacher's
+        self.panel = TrainingPanel(train_text="Train student", score_label="validation Dice")
+        self.resume_button = QPushButton("Resume")
+        self.resume_button.setToolTip(
+            "Continue the stopped run, or the loaded student checkpoint, where it stopped."
+        )
+        self.model_label = QLabel("No student yet: train one or load one.")
+        self.model_label.setWordWrap(True)
+        self.save_button = QPushButton("Save model...")
+        self.save_button.setToolTip("Save the student (best weights; resumable) to a file.")
+        self.load_button = QPushButton("Load student...")
+        self.load_button.setToolTip("Load a saved student to predict with it or resume training.")
+        self.predict_button = QPushButton("Predict")
+        self.predict_button.setToolTip("Segment the image with the student into a new layer.")
+        self.instances_box = QCheckBox("split into instances:")
+        self.instances_box.setToolTip(
+            "Split the predicted classes into separate objects (cells, nuclei) by a distance-"
+            "transform watershed."
+        )
+        self.instance_class_box = QComboBox()
+        self.instance_class_box.setToolTip("Which class is split into instances.")
+        self.export_button = QPushButton("Export labels...")
+        self.export_button.setToolTip(
+            "Write the student's latest labels layer to a TIFF file (File > Save Selected "
+            "Layers works too)."
+        )
+        self._build_layout()
+
+        self.inputs.changed.connect(self._update_buttons)
+        self.strategy_box.currentIndexChanged.connect(self._strategy_changed)
+        self.panel.train_clicked.connect(self.train)
+        self.panel.stop_clicked.connect(self.runner.stop)
+        self.resume_button.clicked.connect(self.resume)
+        self.save_button.clicked.connect(self.save_model)
+        self.load_button.clicked.connect(self.load_model)
+        self.predict_button.clicked.connect(self._predict_clicked)
+        self.export_button.clicked.connect(self.export)
+        self.instances_box.toggled.connect(self.instance_class_box.setEnabled)
+        self.instance_class_box.setEnabled(False)
+        viewer.layers.events.removed.connect(self._update_buttons)
+        self._strategy_changed()
+        self._update_buttons()
+
+    def _build_layout(self) -> None:
+        form = QFormLayout()
+        form.addRow("Device", self.device_picker)
+        form.addRow("Strategy", self.strategy_box)
+        strategy_group = QGroupBox("Strategy settings")
+        strategy_layout = QVBoxLayout(strategy_group)
+        strategy_layout.addWidget(self.strategy_description)
+        strategy_layout.addWidget(self.strategy_form)
+        # Resume sits with Train and Stop (the panel's first row holds its buttons)
+        self.panel.layout().itemAt(0).layout().addWidget(self.resume_button)
+        files = QHBoxLayout()
+        files.addWidget(self.save_button)
+        files.addWidget(self.load_button)
+        predict = QHBoxLayout()
+        predict.addWidget(self.predict_button)
+        predict.addWidget(self.instances_box)
+        predict.addWidget(self.instance_class_box, 1)
+        model_box = QGroupBox("Student")
+        model_layout = QVBoxLayout(model_box)
+        model_layout.addWidget(self.model_label)
+        model_layout.addLayout(files)
+        model_layout.addLayout(predict)
+        model_layout.addWidget(self.export_button)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.inputs)
+        layout.addLayout(form)
+        layout.addWidget(strategy_group)
+        layout.addWidget(self.settings)
+        layout.addWidget(self.panel)
+        layout.addWidget(model_box)
+        layout.addStretch(1)
+
+    def enterEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        # the Quality review changes the selection in place: recount when the user comes back
+        self.inputs.update_summary()
+        super().enterEvent(event)
+
+    # ------------------------------------------------------------------ strategy
+    def strategy(self) -> str:
+        """The chosen strategy's name (a key of ``STRATEGIES``)."""
+        return str(self.strategy_box.currentData())
+
+    def _strategy_changed(self, *_: Any, values: Any = None) -> None:
+        spec = get_strategy(self.strategy())
+        self.strategy_description.setText(spec.description)
+        self.strategy_form.set_config_class(spec.config_class, values)
+
+    # ------------------------------------------------------------------ training
+    def train(self) -> None:
+        """Start a new student run (the Train button)."""
+        self._start_training(resume_from=None)
+
+    def resume(self) -> None:
+        """Continue the stopped run, or the loaded student checkpoint (the Resume button)."""
+        if self.run is not None and self._resumable(self.run):
+            self.panel.set_running(True)
+            self.panel.set_status(f"Resuming at step {self.run.step}...")
+            self._start_worker(self.run.steps)
+        elif self.resume_path is not None:
+            self._start_training(resume_from=self.resume_path)
+        else:
+            show_error("Nothing to resume: stop a training run, or load a saved student.")
+
+    def _start_training(self, resume_from: Path | None) -> None:
+        try:
+            inputs = self.inputs.inputs()
+            _model_config, train_config = self.settings.configs()
+            strategy_config = self.strategy_form.config()
+        except InputError as error:
+            show_error(str(error))
+            return
+        except ValueError as error:
+            show_error(f"Invalid setting: {error}")
+            return
+        configure_cpu_threads(leave_free=1)  # the GUI keeps a core to itself
+        self.run = None
+        self.panel.start(
+            "Preparing the student's data (the teacher predicts the accepted slices)..."
+            if inputs.pseudo_labels is None and inputs.accepted
+            else "Preparing the student's data..."
+        )
+        self._start_worker(
+            student_training,
+            self.strategy(),
+            inputs.teacher,
+            inputs.image,
+            inputs.labels,
+            inputs.accepted,
+            train_config=train_config,
+            strategy_config=strategy_config,
+            device=self.device_picker.device(),
+            pseudo_labels=inputs.pseudo_labels,
+            resume_from=resume_from,
+            rgb=inputs.image_layer.rgb,
+        )
+
+    def _start_worker(self, function: Any, *args: Any, **kwargs: Any) -> None:
+        self.runner.start(
+            function,
+            *args,
+            on_yield=self._on_training_record,
+            on_return=self._on_trained,
+            on_finish=self._on_training_finished,
+            progress=lambda r: (r.step, r.total_steps) if isinstance(r, TrainStep) else None,
+            description="Training the student",
+            error_message="Student training failed",
+            **kwargs,
+        )
+        self._update_buttons()
+
+    def _on_training_record(self, record: TrainingRun | TrainStep) -> None:
+        if isinstance(record, TrainingRun):
+            self.run = record
+            self.resume_path = None  # the run now holds the loaded checkpoint's state
+            self.panel.set_status(
+                f"Training {record.total_steps} steps on {record.device} from step {record.step}."
+            )
+        else:
+            self.panel.show_step(record)
+
+    def _on_trained(self, bundle: ModelBundle) -> None:
+        self.bundle = bundle
+
+    def _on_training_finished(self, outcome: str) -> None:
+        if outcome == "aborted" and self.run is not None:
+            self.bundle = self.run.best_bundle()  # Stop keeps the best student so far
+        message = {
+            "returned": "Training finished",
+            "aborted": "Training stopped",
+            "errored": "Training failed",
+        }[outcome]
+        if self.run is not None and outcome != "errored":
+            message += f" at step {self.run.step} of {self.run.total_steps}"
+            message += f" ({self.run.stop_reason or 'stopped: Resume continues'})"
+        self.panel.finish(message + ".")
+        self._describe_model()
+        self._update_buttons()
+
+    @staticmethod
+    def _resumable(run: TrainingRun) -> bool:
+        return run.stop_reason is None and run.step < run.total_steps
+
+    # ------------------------------------------------------------------ model files
+    def save_model(self) -> None:
+        """Ask for a file and save the student (resumable after training)."""
+        bundle, run = self.bundle, self.run
+        if bundle is None:
+            show_error("There is no student to save yet: train or load one.")
+            return
+        save = run.save if run is not None else (lambda path: save_checkpoint(path, bundle))
+        ask_save_model(self, "Save student", "student.pt", save)
+
+    def load_model(self) -> None:
+        """Ask for a student checkpoint: predict with it, or Resume its training."""
+        loaded = ask_load_model(self, "Load student", "student")
+        if loaded is None:
+            return
+        self.bundle, self.resume_path = loaded
+        self.run = None
+        strategy = self.bundle.extra.get("strategy")
+        if strategy in STRATEGIES:
+            index = self.strategy_box.findData(strategy)
+            self.strategy_box.blockSignals(True)
+            self.strategy_box.setCurrentIndex(index)
+            self.strategy_box.blockSignals(False)
+            spec = STRATEGIES[strategy]
+            saved = from_dict(spec.config_class, self.bundle.extra.get("strategy_config") or {})
+            self._strategy_changed(values=saved)
+        if self.bundle.train_config is not None:
+            self.settings.show_configs(self.bundle.model_config, self.bundle.train_config)
+        self._describe_model(f"Loaded from {self.resume_path.name}: ")
+        self._update_buttons()
+
+    def _describe_model(self, prefix: str = "") -> None:
+        bundle = self.bundle
+        if bundle is None:
+            self.model_label.setText("No student yet: train one or load one.")
+            return
+        best = bundle.extra.get("best_score")
+        score = "" if best is None else f", best validation Dice {best:.3f}"
+        accepted = len(bundle.extra.get("accepted_slices") or [])
+        self.model_label.setText(
+            f"{prefix}student ({bundle.extra.get('strategy', '?')}) at step {bundle.step}{score}, "
+            f"{accepted} accepted slice(s)."
+        )
+        current = self.instance_class_box.currentText()
+        self.instance_class_box.clear()
+        self.instance_class_box.addItem(ALL_FOREGROUND, ())
+        for class_id in bundle.class_ids[1:]:
+            name = bundle.class_names.get(class_id, f"class {class_id}")
+            self.instance_class_box.addItem(f"{class_id} {name}", (class_id,))
+        index = self.instance_class_box.findText(current)
+        self.instance_class_box.setCurrentIndex(max(0, index))
+
+    # ------------------------------------------------------------------ prediction
+    def _predict_clicked(self) -> None:
+        if self.runner.is_running:
+            self.runner.stop()
+            self.predict_button.setEnabled(False)
+        else:
+            self.predict()
+
+    def predict(self) -> None:
+        """Predict the chosen image with the student (the Predict button)."""
+        image = self.inputs.image_picker.layer()
+        if self.bundle is None or image is None:
+            show_error("Train or load a student and choose an image first.")
+            return
+        classes = self.instance_class_box.currentData() if self.instances_box.isChecked() else None
+        self.runner.start(
+            student_prediction,
+            self.bundle,
+            image_data(image),
+            SourceLayer.from_layer(image),
+            self.device_picker.device(),
+            classes,
+            on_return=self._on_predicted,
+            on_finish=self._on_prediction_finished,
+            progress=lambda p: (p.done, p.total),
+            description="Student prediction",
+            error_message="Student prediction failed",
+        )
+        self.predict_button.setText("Cancel")
+        self.panel.set_status("Predicting...")
+        self._update_buttons()
+
+    def _on_predicted(self, layer_data: list) -> None:
+        added = add_layer_data(self.viewer, layer_data)
+        self.prediction_layer = added[0]
+        self.panel.set_status(f"Added {', '.join(repr(layer.name) for layer in added)}.")
+
+    def _on_prediction_finished(self, outcome: str) -> None:
+        self.predict_button.setText("Predict")
+        if outcome == "aborted":
+            self.panel.set_status("Prediction cancelled.")
+        self._update_buttons()
+
+    # ------------------------------------------------------------------ export
+    def export(self) -> None:
+        """Ask for a TIFF file and write the student's latest labels layer to it."""
+        layer = self.prediction_layer
+        if layer is None or layer not in self.viewer.layers:
+            show_error("No student labels to export: press Predict first.")
+            return
+        chosen, _ = QFileDialog.getSaveFileName(
+            self, "Export labels", f"{layer.name}.tif", TIFF_FILTER
+        )
+        if not chosen:
+            return
+        path = Path(chosen)
+        if path.suffix.lower() not in (".tif", ".tiff"):
+            path = path.with_name(path.name + ".tif")
+            # the dialog asked about the name typed, not this one
+            if path.exists() and not _confirm_overwrite(self, path):
+                return
+        data, meta, _kind = layer.as_layer_data_tuple()
+        if isinstance(data, np.ndarray):
+            data = data.copy()  # the user may paint while it is written
+        self.export_runner.start(
+            export_labels,
+            str(path),
+            data,
+            meta,
+            on_return=lambda written: show_info(f"Exported {layer.name!r} to {written[0]}"),
+            on_finish=lambda outcome: self._update_buttons(),
+            description="Exporting labels",
+            error_message=f"Could not export the labels to {path}",
+        )
+        self._update_buttons()
+
+    # ------------------------------------------------------------------ state
+    def _update_buttons(self, *_: Any) -> None:
+        busy = self.runner.is_running
+        training = busy and self.panel.stop_button.isEnabled()
+        ready = self.inputs.teacher() is not None
+        resumable = (self.run is not None and self._resumable(self.run)) or (
+            self.run is None and self.resume_path is not None
+        )
+        self.panel.train_button.setEnabled(not busy)
+        self.resume_button.setEnabled(not busy and ready and resumable)
+        self.save_button.setEnabled(not busy and self.bundle is not None)
+        self.load_button.setEnabled(not busy)
+        self.predict_button.setEnabled(self.bundle is not None and not training)
+        exportable = (
+            self.prediction_layer is not None and self.prediction_layer in self.viewer.layers
+        )
+        self.export_button.setEnabled(exportable and not self.export_runner.is_running)
+        for part in (self.settings, self.strategy_form, self.strategy_box, self.inputs):
+            part.setEnabled(not busy)
+
+
+def _hide_model_settings(settings: TrainSettings) -> None:
+    """Hide the network-shape rows of ``settings``: a student's shape comes from its teacher
+    (the same, or ``ModelConfig.student()`` with the strategy's smaller-student option)."""
+    forms = settings.findChildren(QFormLayout)
+    for (config, _name), box in settings.fields.items():
+        if config != "model":
+            continue
+        for form in forms:
+            label = form.labelForField(box)
+            if label is not None:
+                label.hide()
+        box.hide()
+
+
+def _confirm_overwrite(parent: QWidget, path: Path) -> bool:
+    answer = QMessageBox.question(
+        parent, "Replace file?", f"{path.name} already exists. Replace it?"
+    )
+    return answer == QMessageBox.StandardButton.Yes
