@@ -92,7 +92,6 @@ class CurvePlot(QWidget):
         self._timer.setInterval(max(1, int(1000 / max_redraws_per_s)))
         self._timer.timeout.connect(self._redraw_if_dirty)
         self._timer.start()
-        self.canvas.draw_idle()
 
     @staticmethod
     def _style(axes) -> None:
@@ -124,7 +123,13 @@ class CurvePlot(QWidget):
         self.redraw()
 
     def redraw(self) -> None:
-        """Draw now (at the end of a run, so the last points show without waiting)."""
+        """Draw now (at the end of a run, so the last points show without waiting).
+
+        A hidden plot is drawn when shown (drawing a canvas that is being deleted fails).
+        """
+        if not self.isVisible():
+            self._dirty = True
+            return
         self._line.set_data(self.x, self.y)
         self.axes.relim()
         self.axes.autoscale_view()

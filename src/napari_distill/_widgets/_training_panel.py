@@ -1,4 +1,4 @@
-"""The training panel shared by the Teacher, Quality and Student widgets.
+"""The training panel and training settings shared by the Teacher, Quality and Student widgets.
 
 A view only: Train and Stop buttons, a progress bar, elapsed and remaining time, a status line
 and a loss / validation curve (:class:`~napari_distill._widgets._plot.CurvePlot`), fed by
@@ -12,24 +12,35 @@ to its own logic and a :class:`~napari_distill._widgets._workers.WorkerRunner`:
 >>> panel.stop_clicked.connect(self.runner.stop)                       # doctest: +SKIP
 >>> # in _train:  panel.start(); runner.start(run.steps, on_yield=panel.show_step,
 >>> #             on_finish=lambda outcome: panel.finish(f"Training {outcome}."))
+
+:class:`TrainSettings` is the form for :class:`~napari_distill.core.config.ModelConfig` and
+:class:`~napari_distill.core.config.TrainConfig`: the main settings in view, the rest in an
+"Advanced" collapsible; its defaults are the dataclasses' defaults.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
+    QCheckBox,
+    QDoubleSpinBox,
+    QFormLayout,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
+from superqt import QCollapsible
 
 from napari_distill._widgets._plot import CurvePlot
+from napari_distill.core.config import ModelConfig, TrainConfig
 
 
 def format_duration(seconds: float | None) -> str:
@@ -155,3 +166,135 @@ class TrainingPanel(QWidget):
     @staticmethod
     def _time_text(elapsed_s: float | None, eta_s: float | None) -> str:
         return f"elapsed {format_duration(elapsed_s)}, remaining {format_duration(eta_s)}"
+
+
+# (config, field, label, minimum, maximum, decimals, tooltip); decimals None = integer.
+# An integer field with minimum 0 and a None default shows "auto" / "none" at 0.
+MAIN_SETTINGS = (
+    ("train", "steps", "Steps", 0, 1_000_000, None,
+     "Optimiser steps. 'auto' sizes the run from the painted area and the device; early "
+     "stopping ends it sooner when the validation score stops improving."),
+    ("train", "patch_size", "Patch size (px)", 16, 2048, None,
+     "Side of the square training patches in pixels (clipped to the slice size)."),
+    ("train", "batch_size", "Batch size", 1, 512, None,
+     "Patches per step. Larger is steadier but needs more memory."),
+    ("model", "base_channels", "Base channels", 2, 512, None,
+     "Width of the U-Net's first level (doubled at every level down): capacity vs speed."),
+    ("model", "context_slices", "2.5D context slices", 0, 16, None,
+     "Neighbouring slices on each side fed to the network (0 = plain 2D)."),
+    ("train", "learning_rate", "Learning rate", 1e-6, 1.0, 5,
+     "Peak AdamW learning rate (linear warm-up, then cosine decay)."),
+)  # fmt: skip
+ADVANCED_SETTINGS = (
+    ("model", "depth", "Depth (levels)", 2, 8, None, "Resolution levels of the U-Net."),
+    ("model", "dropout", "Dropout", 0.0, 0.9, 2, "Dropout in the deeper encoder stages."),
+    ("train", "weight_decay", "Weight decay", 0.0, 1.0, 5, "AdamW weight decay."),
+    ("train", "validation_fraction", "Validation fraction", 0.0, 0.9, 2,
+     "Share of the annotated slices held out to validate (one at least with 3 or more)."),
+    ("train", "validate_every", "Validate every (steps)", 1, 100_000, None,
+     "Steps between validations (each draws a point on the validation curve)."),
+    ("train", "patience", "Patience (validations)", 1, 10_000, None,
+     "Validations without improvement before training stops early."),
+    ("train", "foreground_fraction", "Foreground patches", 0.0, 1.0, 2,
+     "Share of patches centred on a painted foreground pixel (small organs get seen)."),
+    ("train", "dice_weight", "Dice weight", 0.0, 10.0, 2, "Loss = cross-entropy + w * soft Dice."),
+    ("train", "max_minutes", "Time budget (min)", 0.0, 10_000.0, 1,
+     "Stop after this many minutes of training (0 = no limit)."),
+    ("train", "seed", "Seed", 0, 2**31 - 1, None, "Random seed (same seed, same run)."),
+)  # fmt: skip
+SWITCHES = (
+    ("augment", "Augment", "Flips, 90-degree rotations, intensity changes and noise."),
+    ("elastic", "Elastic deformation", "Elastic warps of the patches (slower)."),
+    ("class_weighting", "Class weighting", "Weigh rare classes up so small organs count."),
+)
+
+
+class TrainSettings(QWidget):
+    """A form for a :class:`ModelConfig` and a :class:`TrainConfig` with their defaults.
+
+    Parameters
+    ----------
+    model_config, train_config:
+        The values shown first (default: the dataclasses' defaults).
+    parent:
+        The parent widget.
+    """
+
+    def __init__(
+        self,
+        model_config: ModelConfig | None = None,
+        train_config: TrainConfig | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.fields: dict[tuple[str, str], QSpinBox | QDoubleSpinBox] = {}
+        self.switches: dict[str, QCheckBox] = {}
+        main = QFormLayout()
+        for spec in MAIN_SETTINGS:
+            main.addRow(spec[2], self._field(*spec))
+        advanced = QWidget()
+        advanced_form = QFormLayout(advanced)
+        advanced_form.setContentsMargins(0, 0, 0, 0)
+        for spec in ADVANCED_SETTINGS:
+            advanced_form.addRow(spec[2], self._field(*spec))
+        for name, text, tooltip in SWITCHES:
+            box = QCheckBox(text)
+            box.setToolTip(tooltip)
+            self.switches[name] = box
+            advanced_form.addRow(box)
+        self.advanced = QCollapsible("Advanced")
+        self.advanced.addWidget(advanced)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(main)
+        layout.addWidget(self.advanced)
+        self.show_configs(model_config or ModelConfig(), train_config or TrainConfig())
+
+    def _field(self, config, name, label, low, high, decimals, tooltip) -> QWidget:
+        if decimals is None:
+            box = QSpinBox()
+        else:
+            box = QDoubleSpinBox()
+            box.setDecimals(decimals)
+            box.setSingleStep(10.0**-decimals if name == "learning_rate" else 0.05)
+        box.setRange(low, high)
+        if name == "steps":
+            box.setSpecialValueText("auto")
+        elif name == "max_minutes":
+            box.setSpecialValueText("none")
+        box.setToolTip(tooltip)
+        box.setKeyboardTracking(False)
+        self.fields[(config, name)] = box
+        return box
+
+    def show_configs(self, model_config: ModelConfig, train_config: TrainConfig | None) -> None:
+        """Show the values of ``model_config`` and ``train_config`` (None: keep the train
+        settings)."""
+        configs = {"model": model_config, "train": train_config}
+        for (config, name), box in self.fields.items():
+            if configs[config] is not None:
+                value = getattr(configs[config], name)
+                box.setValue(0 if value is None else value)
+        if train_config is not None:
+            for name, box in self.switches.items():
+                box.setChecked(bool(getattr(train_config, name)))
+
+    def configs(self) -> tuple[ModelConfig, TrainConfig]:
+        """The settings as configs (0 in "auto"/"none" fields becomes None).
+
+        Raises
+        ------
+        ValueError
+            If the configs reject a combination of values.
+        """
+        values: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+        for (config, name), box in self.fields.items():
+            value = box.value()
+            if name in ("steps", "max_minutes") and value == 0:
+                value = None
+            values[config][name] = value
+        values["train"].update({name: box.isChecked() for name, box in self.switches.items()})
+        return (
+            dataclasses.replace(ModelConfig(), **values["model"]),
+            dataclasses.replace(TrainConfig(), **values["train"]),
+        )

@@ -36,12 +36,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+import weakref
 from collections.abc import Callable, Generator
 from typing import Any
 
 from napari.utils import progress as napari_progress
 from napari.utils.notifications import show_error, show_warning
-from qtpy.QtCore import QCoreApplication, QEvent, QObject
+from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QWidget
 from superqt.utils import GeneratorWorker, create_worker
 
@@ -49,6 +51,8 @@ logger = logging.getLogger(__name__)
 
 # How long closing a window waits for the current step to finish before giving up.
 DEFAULT_WAIT_S = 60.0
+# Shortest time between two updates of the progress bar in napari's activity dock.
+PROGRESS_INTERVAL_S = 0.25
 
 
 class TaskError(Exception):
@@ -110,8 +114,8 @@ class _Relay(QObject):
 
     def on_yielded(self, record: Any) -> None:
         if self.active:
-            self.runner._advance(record)
             self._call("on_yield", record)
+            self.runner._advance(record)  # last: napari's bar runs processEvents (re-entry)
 
     def on_returned(self, result: Any) -> None:
         if self.active:
@@ -158,18 +162,18 @@ class WorkerRunner(QObject):
     """
 
     def __init__(self, widget: QWidget, description: str = "napari-distill") -> None:
+        # The widget is reached as self.parent() and the window through a weak reference: a
+        # Python reference cycle through the widget would keep the viewer alive after close.
         super().__init__(widget)
-        self._widget = widget
         self._description = description
         self._worker: TrackedWorker | None = None
         self._relay: _Relay | None = None
         self._progress: Callable[[Any], tuple[int, int] | None] | None = None
         self._pbar: napari_progress | None = None
-        self._watched_window: QWidget | None = None
+        self._watched_window: Callable[[], QWidget | None] = lambda: None
+        self._advancing = False
+        self._last_advance = 0.0
         widget.installEventFilter(self)
-        app = QCoreApplication.instance()
-        if app is not None:
-            app.aboutToQuit.connect(self.stop_and_wait)
 
     # ------------------------------------------------------------------ public
     @property
@@ -252,6 +256,7 @@ class WorkerRunner(QObject):
         worker, relay = self._worker, self._relay
         if worker is None:
             return True
+        logger.info("stopping the running worker and waiting for it (its widget goes away)")
         if relay is not None:
             relay.active = False
         worker.quit()
@@ -265,38 +270,53 @@ class WorkerRunner(QObject):
 
     # ------------------------------------------------------------------ internals
     def _advance(self, record: Any) -> None:
-        if self._progress is None or self._pbar is None:
+        # napari's activity-dock bar calls QApplication.processEvents() on every update, which
+        # delivers the worker's next signals inside this call: update at most every
+        # PROGRESS_INTERVAL_S and never re-entrantly, so the recursion stays one level deep.
+        pbar, progress = self._pbar, self._progress
+        if pbar is None or progress is None or self._advancing:
             return
-        done_total = self._progress(record)
+        done_total = progress(record)
         if done_total is None:
             return
         done, total = done_total
-        if self._pbar.total != total:
-            self._pbar.total = total
-        if done != self._pbar.n:
-            self._pbar.update(done - self._pbar.n)
+        now = time.monotonic()
+        if done < total and now - self._last_advance < PROGRESS_INTERVAL_S:
+            return
+        self._last_advance = now
+        self._advancing = True
+        try:
+            if pbar.total != total:
+                pbar.total = total
+            if done != pbar.n:
+                pbar.update(done - pbar.n)
+        finally:
+            self._advancing = False
 
     def _finished(self, relay: _Relay) -> None:
         if relay is self._relay:
             self._release()
 
     def _release(self) -> None:
-        if self._pbar is not None:
-            self._pbar.close()
+        pbar = self._pbar
         self._worker = self._relay = self._pbar = self._progress = None
+        if pbar is not None:
+            pbar.close()  # may process events: the runner is already idle
 
     def _watch_window(self) -> None:
-        window = self._widget.window()
-        if window is self._widget or window is self._watched_window:
+        widget = self.parent()
+        window = widget.window()
+        previous = self._watched_window()
+        if window is widget or window is previous:
             return
-        if self._watched_window is not None:
-            self._watched_window.removeEventFilter(self)
+        if previous is not None:
+            previous.removeEventFilter(self)
         window.installEventFilter(self)
-        self._watched_window = window
+        self._watched_window = weakref.ref(window)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
-        widget = getattr(self, "_widget", None)
-        if widget is None:  # Qt may still deliver events while Python tears the object down
+        widget = self.parent()
+        if widget is None:  # Qt may still deliver events while the widget is torn down
             return False
         kind = event.type()
         if watched is widget:
@@ -307,7 +327,7 @@ class WorkerRunner(QObject):
             elif kind == QEvent.Type.Show:
                 self._watch_window()
         elif (
-            watched is self._watched_window
+            watched is self._watched_window()
             and not event.spontaneous()
             and kind in (QEvent.Type.Close, QEvent.Type.Hide)
         ):

@@ -1,24 +1,83 @@
-"""Teacher dock widget: pick the image and its sparse labels, see what is annotated."""
+"""Teacher dock widget: train a teacher on the painted slices, then predict the whole stack.
+
+The widget only wires signals: the training loop (:func:`napari_distill.core.train.train_teacher`)
+and the prediction (:func:`napari_distill.core.inference.predict_bundle`) run as generators in a
+:class:`~napari_distill._widgets._workers.WorkerRunner`; the prediction comes back as layer data
+that the GUI thread adds (see :mod:`napari_distill._widgets._shared` for what the layer carries).
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.layers import Image, Labels
-from qtpy.QtWidgets import QFormLayout, QLabel, QVBoxLayout, QWidget
+from napari.utils.notifications import show_error
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from napari_distill._widgets._device import DevicePicker
 from napari_distill._widgets._layers import LayerPicker
+from napari_distill._widgets._shared import (
+    TEACHER_ROLE,
+    SourceLayer,
+    add_layer_data,
+    ask_load_model,
+    ask_save_model,
+    class_names_of,
+    image_data,
+    layer_data_for,
+    spatial_shape,
+)
+from napari_distill._widgets._training_panel import TrainingPanel, TrainSettings
+from napari_distill._widgets._workers import WorkerRunner
+from napari_distill.core.checkpoint import ModelBundle, save_checkpoint
+from napari_distill.core.device import configure_cpu_threads
+from napari_distill.core.inference import predict_bundle
 from napari_distill.core.preprocess import annotated_slices, class_ids_from_labels
+from napari_distill.core.train import TrainingRun, TrainStep, train_teacher
 
 if TYPE_CHECKING:
     import napari
 
 
-def spatial_shape(layer: Image) -> tuple[int, ...]:
-    """The image layer's shape without its colour axis."""
-    return tuple(layer.data.shape[:-1] if layer.rgb else layer.data.shape)
+def teacher_training(
+    image: Any, labels: np.ndarray, **kwargs: Any
+) -> Generator[TrainingRun | TrainStep, None, ModelBundle]:
+    """Prepare a teacher run, hand it to the caller (first yield), then train it.
+
+    The run is yielded before training so that the GUI holds it: after a Stop, its
+    ``best_bundle()`` is the model to keep. ``kwargs`` go to :func:`train_teacher`.
+    """
+    run = train_teacher(image, labels, **kwargs)
+    yield run
+    return (yield from run.steps())
+
+
+def teacher_prediction(
+    bundle: ModelBundle, image: Any, source: SourceLayer, device: str, with_probabilities: bool
+) -> Generator[Any, None, list]:
+    """Predict ``image`` with ``bundle``; return the layer data (labels, maybe probabilities)."""
+    prediction = yield from predict_bundle(
+        bundle, image, device=device, keep_probabilities=True, rgb=source.rgb
+    )
+    return layer_data_for(
+        prediction,
+        source,
+        bundle=bundle,
+        role=TEACHER_ROLE,
+        label="teacher",
+        with_probabilities=with_probabilities,
+    )
 
 
 class TeacherWidget(QWidget):
@@ -27,28 +86,73 @@ class TeacherWidget(QWidget):
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self.viewer = viewer
+        self.runner = WorkerRunner(self, "Teacher")
+        self.run: TrainingRun | None = None  # the last training run (its best model survives Stop)
+        self.bundle: ModelBundle | None = None  # the model Predict and Save use
+
         self.image_picker = LayerPicker(viewer, Image)
         self.labels_picker = LayerPicker(viewer, Labels, accept=self._labels_match_image)
+        self.image_picker.setToolTip("The image to segment: a CT stack, a slice or a Pap smear.")
+        self.labels_picker.setToolTip(
+            "Sparse annotations: paint a few slices fully (every class, 0 = background)."
+        )
         self.device_picker = DevicePicker()
         self.summary = QLabel()
         self.summary.setWordWrap(True)
-
-        form = QFormLayout()
-        form.addRow("Image", self.image_picker)
-        form.addRow("Labels", self.labels_picker)
-        form.addRow("Device", self.device_picker)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addWidget(self.summary)
-        layout.addStretch(1)
+        self.settings = TrainSettings()
+        self.panel = TrainingPanel(train_text="Train teacher", score_label="validation Dice")
+        self.save_button = QPushButton("Save model...")
+        self.save_button.setToolTip("Save the teacher (best weights, settings, classes) to a file.")
+        self.load_button = QPushButton("Load model...")
+        self.load_button.setToolTip("Load a teacher saved earlier, to predict or keep training.")
+        self.predict_button = QPushButton("Predict")
+        self.predict_button.setToolTip(
+            "Segment every slice of the image with the teacher; adds a new labels layer."
+        )
+        self.probabilities_box = QCheckBox("also add probabilities")
+        self.probabilities_box.setToolTip("Add the per-class probabilities as an image layer.")
+        self.model_label = QLabel("No model yet: train one or load one.")
+        self.model_label.setWordWrap(True)
+        self._build_layout()
 
         self.image_picker.currentIndexChanged.connect(self._image_changed)
         self.labels_picker.currentIndexChanged.connect(self._update_summary)
+        self.panel.train_clicked.connect(self.train)
+        self.panel.stop_clicked.connect(self.runner.stop)
+        self.save_button.clicked.connect(self.save_model)
+        self.load_button.clicked.connect(self.load_model)
+        self.predict_button.clicked.connect(self._predict_clicked)
         viewer.layers.events.inserted.connect(self._watch_labels)
         for layer in viewer.layers:
             self._watch_labels_layer(layer)
         self._image_changed()
+        self._update_buttons()
 
+    def _build_layout(self) -> None:
+        form = QFormLayout()
+        form.addRow("Image", self.image_picker)
+        form.addRow("Labels", self.labels_picker)
+        form.addRow("Device", self.device_picker)
+        files = QHBoxLayout()
+        files.addWidget(self.save_button)
+        files.addWidget(self.load_button)
+        predict = QHBoxLayout()
+        predict.addWidget(self.predict_button)
+        predict.addWidget(self.probabilities_box)
+        model_box = QGroupBox("Model")
+        model_layout = QVBoxLayout(model_box)
+        model_layout.addWidget(self.model_label)
+        model_layout.addLayout(files)
+        model_layout.addLayout(predict)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.settings)
+        layout.addWidget(self.panel)
+        layout.addWidget(model_box)
+        layout.addStretch(1)
+
+    # ------------------------------------------------------------------ layers
     def _labels_match_image(self, layer: Labels) -> bool:
         image = self.image_picker.layer() if hasattr(self, "image_picker") else None
         return image is not None and tuple(layer.data.shape) == spatial_shape(image)
@@ -81,14 +185,164 @@ class TeacherWidget(QWidget):
         data = np.asarray(labels.data)
         annotated = annotated_slices(data)
         n_slices = 1 if data.ndim == 2 else data.shape[0]
-        classes = [c for c in class_ids_from_labels(data) if c != 0]
         if len(annotated) == 0:
             self.summary.setText(
                 "No slice is annotated yet: paint at least one slice with two or more "
                 "labels (0 is background in an annotated slice)."
             )
             return
-        self.summary.setText(
-            f"{len(annotated)} of {n_slices} slices annotated; classes {classes}. "
-            f"Training would run on {self.device_picker.summary()}."
+        names = class_names_of(image, labels)
+        classes = ", ".join(
+            f"{c} {names[c]}" if c in names else str(c)
+            for c in class_ids_from_labels(data, annotated)
+            if c != 0
         )
+        shown = ", ".join(str(i) for i in annotated[:8]) + (" ..." if len(annotated) > 8 else "")
+        self.summary.setText(
+            f"{len(annotated)} of {n_slices} slices annotated ({shown}); classes: {classes}."
+        )
+
+    # ------------------------------------------------------------------ training
+    def train(self) -> None:
+        """Start training a teacher on the chosen layers (the Train button)."""
+        image, labels = self.image_picker.layer(), self.labels_picker.layer()
+        if image is None or labels is None:
+            show_error("Choose an image and a labels layer of the same shape first.")
+            return
+        painted = np.array(labels.data, copy=True)  # the user may keep painting meanwhile
+        if len(annotated_slices(painted)) == 0:
+            show_error(
+                f"Nothing is painted in '{labels.name}': paint at least one slice with two "
+                "or more classes, then train."
+            )
+            return
+        try:
+            model_config, train_config = self.settings.configs()
+        except ValueError as error:
+            show_error(f"Invalid setting: {error}")
+            return
+        configure_cpu_threads(leave_free=1)  # the GUI keeps a core to itself
+        self.run = None
+        self.panel.start()
+        self.runner.start(
+            teacher_training,
+            image_data(image),
+            painted,
+            model_config=model_config,
+            train_config=train_config,
+            device=self.device_picker.device(),
+            class_names=class_names_of(image, labels),
+            rgb=image.rgb,
+            on_yield=self._on_training_record,
+            on_return=self._on_trained,
+            on_finish=self._on_training_finished,
+            progress=lambda r: (r.step, r.total_steps) if isinstance(r, TrainStep) else None,
+            description="Training the teacher",
+            error_message="Teacher training failed",
+        )
+        self._update_buttons()
+
+    def _on_training_record(self, record: TrainingRun | TrainStep) -> None:
+        if isinstance(record, TrainingRun):
+            self.run = record
+            self.panel.set_status(f"Training {record.total_steps} steps on {record.device}...")
+        else:
+            self.panel.show_step(record)
+
+    def _on_trained(self, bundle: ModelBundle) -> None:
+        self.bundle = bundle
+
+    def _on_training_finished(self, outcome: str) -> None:
+        if outcome == "aborted" and self.run is not None:
+            self.bundle = self.run.best_bundle()  # Stop keeps the best model so far
+        messages = {
+            "returned": "Training finished",
+            "aborted": "Training stopped",
+            "errored": "Training failed",
+        }
+        message = messages[outcome]
+        if self.run is not None and outcome != "errored":
+            message += f" at step {self.run.step} ({self.run.stop_reason or 'stopped'})"
+        self.panel.finish(message + ".")
+        self._describe_model()
+        self._update_buttons()
+
+    # ------------------------------------------------------------------ model files
+    def save_model(self) -> None:
+        """Ask for a file and save the teacher (a resumable checkpoint after training)."""
+        bundle, run = self.bundle, self.run
+        if bundle is None:
+            show_error("There is no teacher to save yet: train or load one.")
+            return
+        save = run.save if run is not None else (lambda path: save_checkpoint(path, bundle))
+        ask_save_model(self, "Save teacher", "teacher.pt", save)
+
+    def load_model(self) -> None:
+        """Ask for a checkpoint file and load the teacher it holds."""
+        loaded = ask_load_model(self, "Load teacher", "teacher")
+        if loaded is None:
+            return
+        self.bundle, self.run = loaded[0], None
+        self.settings.show_configs(self.bundle.model_config, self.bundle.train_config)
+        self._describe_model(f"Loaded from {loaded[1].name}: ")
+        self._update_buttons()
+
+    def _describe_model(self, prefix: str = "") -> None:
+        bundle = self.bundle
+        if bundle is None:
+            self.model_label.setText("No model yet: train one or load one.")
+            return
+        names = ", ".join(bundle.class_names.get(c, str(c)) for c in bundle.class_ids)
+        best = bundle.extra.get("best_score")
+        score = "" if best is None else f", best validation Dice {best:.3f}"
+        self.model_label.setText(f"{prefix}teacher at step {bundle.step}{score}; classes: {names}.")
+
+    # ------------------------------------------------------------------ prediction
+    def _predict_clicked(self) -> None:
+        if self.runner.is_running:
+            self.runner.stop()
+            self.predict_button.setEnabled(False)
+        else:
+            self.predict()
+
+    def predict(self) -> None:
+        """Predict the chosen image with the teacher (the Predict button)."""
+        image = self.image_picker.layer()
+        if self.bundle is None or image is None:
+            show_error("Train or load a teacher and choose an image first.")
+            return
+        self.runner.start(
+            teacher_prediction,
+            self.bundle,
+            image_data(image),
+            SourceLayer.from_layer(image),
+            self.device_picker.device(),
+            self.probabilities_box.isChecked(),
+            on_return=self._on_predicted,
+            on_finish=self._on_prediction_finished,
+            progress=lambda p: (p.done, p.total),
+            description="Teacher prediction",
+            error_message="Teacher prediction failed",
+        )
+        self.predict_button.setText("Cancel")
+        self.panel.set_status("Predicting...")
+        self._update_buttons()
+
+    def _on_predicted(self, layer_data: list) -> None:
+        added = add_layer_data(self.viewer, layer_data)
+        self.panel.set_status(f"Added {', '.join(repr(layer.name) for layer in added)}.")
+
+    def _on_prediction_finished(self, outcome: str) -> None:
+        self.predict_button.setText("Predict")
+        if outcome == "aborted":
+            self.panel.set_status("Prediction cancelled.")
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        busy = self.runner.is_running
+        training = busy and self.panel.stop_button.isEnabled()
+        self.panel.train_button.setEnabled(not busy)
+        self.save_button.setEnabled(not busy and self.bundle is not None)
+        self.load_button.setEnabled(not busy)
+        self.predict_button.setEnabled(self.bundle is not None and not training)
+        self.settings.setEnabled(not busy)

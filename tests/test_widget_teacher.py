@@ -1,0 +1,192 @@
+"""The Teacher dock widget, driven as a user would: real viewer, real workers, tiny data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QFileDialog
+
+from napari_distill._widgets import _shared, _workers, teacher
+from napari_distill._widgets._shared import METADATA_KEY, TEACHER_ROLE, teacher_prediction_layers
+from napari_distill._widgets.teacher import TeacherWidget
+from napari_distill.core.samples import make_medaka
+
+TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return make_medaka((16, 64, 32), n_annotated=4, seed=1)
+
+
+@pytest.fixture
+def errors(monkeypatch):
+    shown: list[str] = []
+    for module in (teacher, _workers, _shared):
+        monkeypatch.setattr(module, "show_error", shown.append, raising=False)
+    monkeypatch.setattr("napari.utils.notifications.show_error", shown.append)
+    return shown
+
+
+@pytest.fixture
+def widget(make_napari_viewer, sample):
+    viewer = make_napari_viewer()
+    viewer.add_image(sample.image, name="fish", scale=sample.scale, translate=(5.0, 0.0, 0.0))
+    viewer.add_labels(
+        sample.labels_sparse, name="painted", scale=sample.scale, metadata={"class_names": {}}
+    )
+    widget = TeacherWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    small(widget, steps=20)
+    return widget
+
+
+def small(widget: TeacherWidget, steps: int) -> None:
+    """Settings that train in seconds on 2 CPU cores."""
+    fields = widget.settings.fields
+    for key, value in {
+        ("train", "steps"): steps,
+        ("train", "patch_size"): 32,
+        ("train", "batch_size"): 2,
+        ("train", "validate_every"): 5,
+        ("model", "base_channels"): 4,
+        ("model", "depth"): 2,
+    }.items():
+        fields[key].setValue(value)
+
+
+def click(qtbot, button) -> None:
+    assert button.isEnabled(), button.text()
+    qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+
+
+def wait_idle(qtbot, widget: TeacherWidget) -> None:
+    qtbot.waitUntil(lambda: not widget.runner.is_running, timeout=TIMEOUT_MS)
+
+
+def train(qtbot, widget: TeacherWidget) -> None:
+    click(qtbot, widget.panel.train_button)
+    wait_idle(qtbot, widget)
+
+
+def test_summary_names_the_annotated_slices(widget, sample):
+    text = widget.summary.text()
+    assert f"{len(sample.annotated)} of 16 slices annotated" in text
+    assert widget.labels_picker.layer().name == "painted"
+    assert widget.settings.fields[("train", "steps")].text() == "20"
+    widget.settings.fields[("train", "steps")].setValue(0)
+    assert widget.settings.fields[("train", "steps")].text() == "auto"
+    assert widget.settings.configs()[1].steps is None
+
+
+def test_train_then_predict_adds_a_labels_layer(qtbot, widget, sample, errors):
+    train(qtbot, widget)
+    assert errors == []
+    assert widget.bundle is not None and widget.run.step == 20
+    plot = widget.panel.plot
+    assert len(plot.x) == 20 and len(plot.y2) >= 4  # a validation every 5 steps
+    assert "Training finished" in widget.panel.status_label.text()
+    assert widget.save_button.isEnabled() and widget.predict_button.isEnabled()
+
+    widget.probabilities_box.setChecked(True)
+    click(qtbot, widget.predict_button)
+    wait_idle(qtbot, widget)
+    viewer = widget.viewer
+    labels = viewer.layers["fish teacher labels"]
+    assert labels.data.shape == sample.image.shape
+    np.testing.assert_allclose(labels.scale, sample.scale)
+    np.testing.assert_allclose(labels.translate, (5.0, 0.0, 0.0))
+    handoff = labels.metadata[METADATA_KEY]
+    assert handoff["role"] == TEACHER_ROLE and handoff["image_layer"] == "fish"
+    assert handoff["bundle"] is widget.bundle
+    k = len(widget.bundle.class_ids)
+    assert handoff["probabilities"].shape == (k, *sample.image.shape)
+    probabilities = viewer.layers["fish teacher probabilities"]
+    assert probabilities.data.shape == (k, *sample.image.shape)
+    assert teacher_prediction_layers(viewer) == [labels]
+
+    # predicting again never overwrites: the new layer gets a new name
+    widget.probabilities_box.setChecked(False)
+    click(qtbot, widget.predict_button)
+    wait_idle(qtbot, widget)
+    assert viewer.layers["fish teacher labels"] is labels
+    assert "fish teacher labels [2]" in viewer.layers
+    assert len(teacher_prediction_layers(viewer)) == 2
+    assert errors == []
+
+
+def test_stop_keeps_the_best_model_so_far(qtbot, widget, errors):
+    small(widget, steps=100_000)
+    click(qtbot, widget.panel.train_button)
+    assert not widget.panel.train_button.isEnabled() and not widget.predict_button.isEnabled()
+    qtbot.waitUntil(lambda: len(widget.panel.plot.y2) >= 2, timeout=TIMEOUT_MS)
+    click(qtbot, widget.panel.stop_button)
+    wait_idle(qtbot, widget)
+    assert errors == []
+    assert widget.run.step < 100_000 and widget.run.best_score is not None
+    assert widget.bundle is not None and widget.bundle.extra["best_score"] == widget.run.best_score
+    assert "Training stopped" in widget.panel.status_label.text()
+    assert widget.panel.train_button.isEnabled() and widget.predict_button.isEnabled()
+
+
+def test_nothing_painted_is_a_clear_error(qtbot, make_napari_viewer, sample, errors):
+    viewer = make_napari_viewer()
+    viewer.add_image(sample.image, name="fish")
+    viewer.add_labels(np.zeros(sample.image.shape, dtype=np.uint8), name="empty")
+    widget = TeacherWidget(viewer)
+    assert "No slice is annotated" in widget.summary.text()
+    click(qtbot, widget.panel.train_button)
+    assert len(errors) == 1 and "Nothing is painted in 'empty'" in errors[0]
+    assert not widget.runner.is_running and widget.panel.train_button.isEnabled()
+
+
+def test_one_class_painted_reports_the_core_error(qtbot, make_napari_viewer, sample, errors):
+    viewer = make_napari_viewer()
+    viewer.add_image(sample.image, name="fish")
+    painted = np.zeros(sample.image.shape, dtype=np.uint8)
+    painted[3] = 1  # a whole slice of one class: no background, nothing to tell apart
+    viewer.add_labels(painted, name="one class")
+    widget = TeacherWidget(viewer)
+    train(qtbot, widget)
+    assert len(errors) == 1 and errors[0].startswith("Teacher training failed: ")
+    assert "only one class" in errors[0]
+    assert widget.panel.train_button.isEnabled() and widget.bundle is None
+
+
+def test_save_and_load_round_trip(qtbot, widget, monkeypatch, tmp_path, errors):
+    small(widget, steps=5)
+    train(qtbot, widget)
+    path = tmp_path / "teacher"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(path), ""))
+    click(qtbot, widget.save_button)
+    saved = tmp_path / "teacher.pt"
+    assert saved.is_file() and errors == []
+
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(corrupt), ""))
+    trained = widget.bundle
+    click(qtbot, widget.load_button)
+    assert len(errors) == 1 and "Could not load a teacher" in errors[0]
+    assert widget.bundle is trained and widget.load_button.isEnabled()
+
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(saved), ""))
+    click(qtbot, widget.load_button)
+    loaded = widget.bundle
+    assert loaded is not trained and loaded.class_ids == trained.class_ids
+    assert widget.run is None and "Loaded from teacher.pt" in widget.model_label.text()
+    for name, value in trained.model.state_dict().items():
+        torch.testing.assert_close(loaded.model.state_dict()[name], value.cpu())
+    assert widget.settings.fields[("model", "base_channels")].value() == 4
+
+
+def test_closing_the_widget_stops_training(qtbot, widget, errors):
+    small(widget, steps=100_000)
+    click(qtbot, widget.panel.train_button)
+    qtbot.waitUntil(lambda: len(widget.panel.plot.x) >= 3, timeout=TIMEOUT_MS)
+    worker = widget.runner.worker
+    widget.viewer.window.remove_dock_widget(widget)
+    assert worker.done.is_set() and not widget.runner.is_running
+    assert errors == []
