@@ -1,0 +1,254 @@
+"""Distillation commands: ``distill`` (a student from a teacher) and ``run`` (the whole method)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+from pathlib import Path
+
+from napari_distill.cli._base import (
+    UserError,
+    check_output,
+    command,
+    drive,
+    load_image,
+    load_labels,
+)
+from napari_distill.core.config import KDConfig, QualityConfig, TrainConfig
+
+log = logging.getLogger("napari_distill")
+
+SAMPLES = ("medaka",)
+
+
+def _strategy_arguments(p: argparse.ArgumentParser) -> None:
+    from napari_distill.core.strategies import STRATEGIES
+
+    p.add_argument(
+        "--strategy", default="kd", choices=sorted(STRATEGIES), help="student strategy (kd)"
+    )
+    p.add_argument(
+        "--temperature", type=float, default=KDConfig.temperature, help="KD temperature T"
+    )
+    p.add_argument(
+        "--lambda-kd", type=float, default=KDConfig.lambda_kd, help="weight of the KD term"
+    )
+    p.add_argument(
+        "--from-scratch", action="store_true", help="do not start from the teacher's weights"
+    )
+    p.add_argument(
+        "--smaller-student",
+        action="store_true",
+        help="half the channels, one level fewer (always trained from scratch)",
+    )
+    p.add_argument("--steps", type=int, help="optimiser steps (default: chosen from the data)")
+
+
+def _strategy_config(args: argparse.Namespace) -> KDConfig:
+    if args.strategy != "kd":  # pragma: no cover - only kd exists so far
+        raise UserError(f"the command line has no settings for strategy {args.strategy!r} yet")
+    if args.smaller_student and not args.from_scratch:
+        log.info("--smaller-student: the student is trained from scratch")
+    try:
+        return KDConfig(
+            temperature=args.temperature,
+            lambda_kd=args.lambda_kd,
+            init_from_teacher=not (args.from_scratch or args.smaller_student),
+            smaller_student=args.smaller_student,
+        )
+    except ValueError as error:
+        raise UserError(str(error)) from error
+
+
+def _steps(value: int | None) -> int | None:
+    if value is not None and value < 1:
+        raise UserError(f"--steps must be at least 1, got {value}")
+    return value
+
+
+# ------------------------------------------------------------------------------ distill
+def _distill_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--teacher", required=True, help="teacher checkpoint (train-teacher --out)")
+    p.add_argument("--image", required=True, help="the image the teacher was trained on")
+    p.add_argument("--labels", required=True, help="its labels (the annotated slices)")
+    p.add_argument(
+        "--scores",
+        help="scores.csv / scores.json from quality-score (or a run): only its accepted slices "
+        "are learned from; without it, every unannotated slice is",
+    )
+    p.add_argument(
+        "--tau", type=float, help="re-select the slices of --scores at this threshold instead"
+    )
+    _strategy_arguments(p)
+    p.add_argument("--resume", help="continue a student checkpoint written by an earlier run")
+    p.add_argument("--out", required=True, help="student checkpoint to write, e.g. student.pt")
+
+
+def _accepted_slices(args: argparse.Namespace, labels, n_slices: int) -> list[int]:
+    from napari_distill.core.preprocess import annotated_slices
+
+    if args.scores is None:
+        if args.tau is not None:
+            raise UserError("--tau needs --scores (the per-slice scores to threshold)")
+        log.warning("no --scores: the student learns from every unannotated slice (no filter)")
+        return list(range(n_slices))
+    from napari_distill.core.selection import Selection
+
+    path = Path(args.scores)
+    if not path.is_file():
+        raise UserError(f"--scores {path} does not exist")
+    selection = Selection.load(path, tau=args.tau)  # --tau re-derives the automatic decisions
+    outside = [i for i in selection.scores if not 0 <= i < n_slices]
+    if outside:
+        raise UserError(
+            f"--scores {path} rates slices {outside[:5]} outside the image's {n_slices} slices"
+        )
+    painted = set(annotated_slices(labels).tolist())
+    return [i for i in selection.accepted_slices if i not in painted]
+
+
+@command(
+    "distill",
+    "Train a student from a teacher on annotated and accepted slices.",
+    add_arguments=_distill_arguments,
+)
+def run_distill(args: argparse.Namespace) -> None:
+    from napari_distill.core.checkpoint import load_checkpoint
+    from napari_distill.core.strategies import get_strategy
+
+    out = check_output(args.out, args.overwrite)
+    teacher, _ = load_checkpoint(args.teacher, kind="teacher")
+    image_data, image = load_image(args.image)
+    labels = load_labels(args.labels)
+    n_slices = labels.shape[0] if labels.ndim == 3 else 1
+    accepted = _accepted_slices(args, labels, n_slices)
+    base = teacher.train_config or TrainConfig()
+    train_config = dataclasses.replace(base, steps=_steps(args.steps), seed=args.seed)
+    run = get_strategy(args.strategy).build(
+        teacher, image, labels, accepted,
+        train_config=train_config, strategy_config=_strategy_config(args),
+        device=args.device, resume_from=args.resume, rgb=image_data.rgb,
+    )  # fmt: skip
+    drive(run.steps(), desc=f"student ({args.strategy})", quiet=args.quiet)
+    run.save(out)
+    score = "n/a" if run.best_score is None else f"{run.best_score:.4f}"
+    log.info("student: validation Dice %s after %d steps; saved %s", score, run.step, out)
+
+
+# ------------------------------------------------------------------------------ run
+def _run_arguments(p: argparse.ArgumentParser) -> None:
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--image", help="TIFF stack, 2D image or folder of slices")
+    source.add_argument(
+        "--sample", choices=SAMPLES, help="the bundled synthetic sample (with its labels)"
+    )
+    p.add_argument("--labels", help="labels with a few annotated slices (with --image)")
+    p.add_argument("--out-dir", required=True, help="folder for checkpoints, labels and report")
+    p.add_argument(
+        "--steps",
+        type=int,
+        help="fixed steps for teacher, quality classifier and student, for quick runs "
+        "(default: chosen from the data, with early stopping)",
+    )
+    p.add_argument(
+        "--tau", type=float, default=QualityConfig.tau, help="accept slices scoring >= tau"
+    )
+    p.add_argument(
+        "--smaller-student",
+        action="store_true",
+        help="a cheaper student (half the channels, one level fewer), trained from scratch",
+    )
+
+
+def _load_run_inputs(args: argparse.Namespace):
+    """(image, labels, class_names, scale, rgb) from the files or the sample."""
+    if args.sample is not None:
+        if args.labels:
+            raise UserError("--labels is not used with --sample (the sample has its own)")
+        from napari_distill.core.samples import make_medaka
+
+        log.info("making the synthetic Medaka micro-CT sample")
+        sample = make_medaka()
+        return sample.image, sample.labels_sparse, sample.class_names, sample.scale, False
+    if not args.labels:
+        raise UserError("--image needs --labels (the annotated slices)")
+    image_data, image = load_image(args.image)
+    labels = load_labels(args.labels)
+    scale = getattr(image_data, "scale", None)
+    return image, labels, None, scale, image_data.rgb
+
+
+@command(
+    "run",
+    "Teacher, quality classifier, student and labels in one go (method 1).",
+    add_arguments=_run_arguments,
+)
+def run_all(args: argparse.Namespace) -> None:
+    from napari_distill.core.pipeline import PipelineConfig, check_out_dir, run_pipeline
+
+    check_out_dir(args.out_dir, args.overwrite)  # fail before the slow part
+    image, labels, class_names, scale, rgb = _load_run_inputs(args)
+    base = PipelineConfig()
+    try:
+        config = dataclasses.replace(
+            base,
+            teacher=dataclasses.replace(base.teacher, seed=args.seed),
+            student=dataclasses.replace(base.student, seed=args.seed),
+            quality=dataclasses.replace(base.quality, tau=args.tau, seed=args.seed),
+            strategy_config=KDConfig(
+                init_from_teacher=not args.smaller_student, smaller_student=args.smaller_student
+            ),
+        ).with_steps(_steps(args.steps))
+    except ValueError as error:
+        raise UserError(str(error)) from error
+    records = run_pipeline(
+        image, labels, args.out_dir, config=config, device=args.device,
+        overwrite=args.overwrite, class_names=class_names, scale=scale, rgb=rgb,
+    )  # fmt: skip
+    result = drive_pipeline(records, quiet=args.quiet)
+    s = result.summary
+    log.info(
+        "teacher Dice %s, quality Spearman %.3f, %d slices accepted, student Dice %s: see %s",
+        "n/a" if s.teacher_score is None else f"{s.teacher_score:.3f}",
+        s.quality_spearman,
+        len(s.accepted),
+        "n/a" if s.student_score is None else f"{s.student_score:.3f}",
+        result.files["report"],
+    )
+
+
+def drive_pipeline(records, *, quiet: bool):
+    """Exhaust :func:`run_pipeline`'s records, one tqdm bar per stage and kind of record."""
+    from tqdm import tqdm
+
+    bar = None
+    key = None
+    try:
+        while True:
+            try:
+                progress = next(records)
+            except StopIteration as stop:
+                return stop.value
+            if quiet:
+                continue
+            record = progress.record
+            if (progress.stage_index, type(record)) != key:
+                if bar is not None:
+                    bar.close()
+                key = (progress.stage_index, type(record))
+                desc = f"[{progress.stage_index + 1}/{progress.n_stages}] {progress.stage}"
+                bar = tqdm(desc=desc, dynamic_ncols=True)
+            done = getattr(record, "step", getattr(record, "done", None))
+            total = getattr(record, "total_steps", getattr(record, "total", None))
+            if total is not None and bar.total != total:
+                bar.total = total
+            if done is not None:
+                bar.n = done
+            value = getattr(record, "loss", None)
+            if value is not None:
+                bar.set_postfix(loss=f"{value:.4f}", refresh=False)
+            bar.refresh()
+    finally:
+        if bar is not None:
+            bar.close()

@@ -1,0 +1,80 @@
+"""``napari-distill run`` and ``napari-distill distill`` on a tiny volume (CPU, few steps)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tifffile
+
+import napari_distill.cli.distill  # noqa: F401  (registers run and distill)
+from napari_distill.cli import main
+from napari_distill.core.checkpoint import load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    rows, cols = np.mgrid[:32, :32]
+    truth = np.zeros((6, 32, 32), np.uint8)
+    for i in range(6):
+        truth[i][(rows - 12 - i) ** 2 + (cols - 14) ** 2 < 40] = 1
+    image = (rng.normal(100, 5, truth.shape) + 80 * truth).astype(np.uint16)
+    labels = np.zeros_like(truth)
+    labels[[1, 2, 4]] = truth[[1, 2, 4]]
+    tifffile.imwrite(folder / "image.tif", image)
+    tifffile.imwrite(folder / "labels.tif", labels)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def run_dir(files):
+    out = files / "run"
+    code = main([
+        "run", "--image", str(files / "image.tif"), "--labels", str(files / "labels.tif"),
+        "--out-dir", str(out), "--steps", "2", "--device", "cpu", "--quiet",
+    ])  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_run_writes_labels_scores_and_report(run_dir):
+    for name in ("teacher_labels.tif", "student_labels.tif", "scores.csv", "report.md"):
+        assert (run_dir / name).is_file(), name
+    assert tifffile.imread(run_dir / "student_labels.tif").shape == (6, 32, 32)
+
+
+def test_run_refuses_to_overwrite(files, run_dir, capsys):
+    code = main([
+        "run", "--image", str(files / "image.tif"), "--labels", str(files / "labels.tif"),
+        "--out-dir", str(run_dir), "--steps", "2", "--device", "cpu", "--quiet",
+    ])  # fmt: skip
+    assert code == 2 and "--overwrite" in capsys.readouterr().err
+
+
+def test_distill_from_the_run_teacher_and_scores(files, run_dir, tmp_path):
+    out = tmp_path / "student.pt"
+    code = main([
+        "distill", "--teacher", str(run_dir / "teacher.pt"), "--image", str(files / "image.tif"),
+        "--labels", str(files / "labels.tif"), "--scores", str(run_dir / "scores.csv"),
+        "--tau", "0", "--lambda-kd", "0.5", "--smaller-student", "--steps", "2",
+        "--device", "cpu", "--quiet", "--out", str(out),
+    ])  # fmt: skip
+    assert code == 0
+    bundle, _ = load_checkpoint(out, kind="student")
+    assert bundle.extra["strategy_config"]["lambda_kd"] == 0.5
+    assert bundle.extra["accepted_slices"] == [0, 3, 5]  # tau = 0 accepts every scored slice
+    assert bundle.extra["from_teacher"] is False
+
+
+def test_distill_mistakes_are_one_line_errors(files, run_dir, tmp_path, capsys):
+    common = [
+        "distill", "--teacher", str(run_dir / "teacher.pt"), "--image", str(files / "image.tif"),
+        "--labels", str(files / "labels.tif"), "--device", "cpu", "--quiet",
+        "--out", str(tmp_path / "s.pt"),
+    ]  # fmt: skip
+    assert main([*common, "--tau", "0.5"]) == 2
+    assert "--tau needs --scores" in capsys.readouterr().err
+    assert main([*common, "--temperature", "0"]) == 2
+    assert "temperature" in capsys.readouterr().err
+    assert main([*common, "--scores", str(tmp_path / "missing.csv")]) == 2
