@@ -144,13 +144,13 @@ def test_inputs_follow_the_teacher_layer_and_count_the_slices(widget, sample):
 
 
 def test_strategy_form_is_built_from_the_config_and_reaches_the_run(qtbot, widget, errors):
-    form = widget.strategy_form
+    form = widget.strategy.form
     names = [f.name for f in dataclasses.fields(KDConfig)]
     assert list(form.fields) == names
     assert form.fields["temperature"].value() == KDConfig().temperature
     assert form.fields["smaller_student"].isChecked() is False
     assert "annotated slices" in form.fields["kd_on_annotated"].toolTip()
-    assert widget.strategy_box.currentData() == "kd"
+    assert widget.strategy.name() == "kd"
 
     form.fields["temperature"].setValue(3.5)
     form.fields["kd_on_annotated"].setChecked(False)

@@ -31,18 +31,24 @@ import re
 import tokenize
 import types
 import typing
+from collections.abc import Mapping
 from typing import Any
 
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFormLayout,
+    QGroupBox,
     QLabel,
     QLineEdit,
     QSpinBox,
+    QVBoxLayout,
     QWidget,
 )
+
+from napari_distill.core.config import from_dict
 
 logger = logging.getLogger(__name__)
 
@@ -315,3 +321,54 @@ class ConfigForm(QWidget):
             return self.config_class(**values)
         except TypeError as error:
             raise ValueError(f"{self.config_class.__name__}: {error}") from error
+
+
+class StrategyPicker(QGroupBox):
+    """A combo box of strategies, the chosen one's description and its :class:`ConfigForm`.
+
+    Parameters
+    ----------
+    strategies:
+        ``{name: spec}`` with ``spec.title``, ``spec.description`` and ``spec.config_class``
+        (:data:`napari_distill.core.strategies.STRATEGIES`).
+    parent:
+        The parent widget.
+    """
+
+    def __init__(self, strategies: Mapping[str, Any], parent: QWidget | None = None) -> None:
+        super().__init__("Strategy", parent)
+        self.strategies = dict(strategies)
+        self.combo = QComboBox()
+        for spec in self.strategies.values():
+            self.combo.addItem(spec.title, spec.name)
+            index = self.combo.count() - 1
+            self.combo.setItemData(index, spec.description, Qt.ItemDataRole.ToolTipRole)
+        self.description = QLabel()
+        self.description.setWordWrap(True)
+        self.form = ConfigForm()
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.combo)
+        layout.addWidget(self.description)
+        layout.addWidget(self.form)
+        self.combo.currentIndexChanged.connect(lambda _index: self._show(None))
+        self._show(None)
+
+    def name(self) -> str:
+        """The chosen strategy's name."""
+        return str(self.combo.currentData())
+
+    def _show(self, values: Any) -> None:
+        spec = self.strategies[self.name()]
+        self.description.setText(spec.description)
+        self.combo.setToolTip(spec.description)
+        self.form.set_config_class(spec.config_class, values)
+
+    def show_saved(self, name: str | None, values: Mapping[str, Any] | None) -> None:
+        """Choose strategy ``name`` and show its saved settings (a checkpoint's
+        ``extra["strategy"]`` and ``extra["strategy_config"]``); unknown names are ignored."""
+        if name not in self.strategies:
+            return
+        self.combo.blockSignals(True)
+        self.combo.setCurrentIndex(self.combo.findData(name))
+        self.combo.blockSignals(False)
+        self._show(from_dict(self.strategies[name].config_class, dict(values or {})))

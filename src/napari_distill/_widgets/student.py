@@ -13,23 +13,19 @@ the layers.
 
 from __future__ import annotations
 
-from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from napari.layers import Labels
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
-    QMessageBox,
     QPushButton,
     QVBoxLayout,
     QWidget,
@@ -37,78 +33,32 @@ from qtpy.QtWidgets import (
 
 from napari_distill._widgets._device import DevicePicker
 from napari_distill._widgets._shared import (
-    STUDENT_ROLE,
     SourceLayer,
     add_layer_data,
     ask_load_model,
     ask_save_model,
     image_data,
-    layer_data_for,
 )
-from napari_distill._widgets._strategy_form import ConfigForm
+from napari_distill._widgets._strategy_form import StrategyPicker
 from napari_distill._widgets._student_inputs import InputError, StudentInputsForm
+from napari_distill._widgets._student_tasks import (
+    ask_export_path,
+    export_labels,
+    student_prediction,
+    student_training,
+)
 from napari_distill._widgets._training_panel import TrainingPanel, TrainSettings
 from napari_distill._widgets._workers import WorkerRunner
-from napari_distill._writer import write_labels_layer
 from napari_distill.core.checkpoint import ModelBundle, save_checkpoint
-from napari_distill.core.config import InstanceConfig, from_dict
 from napari_distill.core.device import configure_cpu_threads
-from napari_distill.core.inference import predict_bundle
-from napari_distill.core.instances import apply_instance_config
-from napari_distill.core.strategies import STRATEGIES, get_strategy
+from napari_distill.core.strategies import STRATEGIES
 from napari_distill.core.train import TrainingRun, TrainStep
 
 if TYPE_CHECKING:
     import napari
 
 
-TIFF_FILTER = "TIFF (*.tif *.tiff)"
 ALL_FOREGROUND = "all foreground classes"
-
-
-def student_training(
-    strategy: str, teacher: ModelBundle, image: Any, labels: np.ndarray, accepted: list[int],
-    **kwargs: Any,
-) -> Generator[TrainingRun | TrainStep, None, ModelBundle]:  # fmt: skip
-    """Build a student run with ``strategy``, hand it to the caller (first yield), train it.
-
-    ``kwargs`` go to the strategy's builder. The run is yielded first so the GUI holds it: after
-    a Stop its ``best_bundle()`` is kept and ``steps()`` resumes it.
-    """
-    run = get_strategy(strategy).build(teacher, image, labels, accepted, **kwargs)
-    yield run
-    return (yield from run.steps())
-
-
-def student_prediction(
-    bundle: ModelBundle,
-    image: Any,
-    source: SourceLayer,
-    device: str,
-    instance_classes: Sequence[int] | None = None,
-) -> Generator[Any, None, list]:
-    """Predict ``image`` with the student; return the labels layer data.
-
-    With ``instance_classes`` (empty: every foreground class) the labels are split into
-    instances (cells) by :func:`~napari_distill.core.instances.apply_instance_config`.
-    """
-    prediction = yield from predict_bundle(
-        bundle, image, device=device, keep_probabilities=True, rgb=source.rgb
-    )
-    layers = layer_data_for(prediction, source, bundle=bundle, role=STUDENT_ROLE, label="student")
-    if instance_classes is not None:
-        data, kwargs, kind = layers[0]
-        config = InstanceConfig(mode="instances", instance_classes=tuple(instance_classes))
-        instances = apply_instance_config(np.asarray(data), config)
-        layers[0] = (instances, {**kwargs, "name": f"{source.name} student instances"}, kind)
-    return layers
-
-
-def export_labels(path: str, data: Any, meta: dict[str, Any]) -> Generator[str, None, list[str]]:
-    """Write labels to a TIFF with the plugin's writer (a generator so a worker can run it;
-    the file is written atomically, so a stop or a full disk never leaves half a file)."""
-    yield f"writing {path}"
-    return write_labels_layer(path, data, meta)
 
 
 class StudentWidget(QWidget):
@@ -126,15 +76,7 @@ class StudentWidget(QWidget):
 
         self.inputs = StudentInputsForm(viewer)
         self.device_picker = DevicePicker()
-        self.strategy_box = QComboBox()
-        for spec in STRATEGIES.values():
-            self.strategy_box.addItem(spec.title, spec.name)
-            self.strategy_box.setItemData(
-                self.strategy_box.count() - 1, spec.description, Qt.ItemDataRole.ToolTipRole
-            )
-        self.strategy_description = QLabel()
-        self.strategy_description.setWordWrap(True)
-        self.strategy_form = ConfigForm()
+        self.strategy = StrategyPicker(STRATEGIES)
         self.settings = TrainSettings()
         _hide_model_settings(self.settings)  # the student's network follows the teacher's
         self.panel = TrainingPanel(train_text="Train student", score_label="validation Dice")
@@ -165,7 +107,6 @@ class StudentWidget(QWidget):
         self._build_layout()
 
         self.inputs.changed.connect(self._update_buttons)
-        self.strategy_box.currentIndexChanged.connect(self._strategy_changed)
         self.panel.train_clicked.connect(self.train)
         self.panel.stop_clicked.connect(self.runner.stop)
         self.resume_button.clicked.connect(self.resume)
@@ -176,17 +117,11 @@ class StudentWidget(QWidget):
         self.instances_box.toggled.connect(self.instance_class_box.setEnabled)
         self.instance_class_box.setEnabled(False)
         viewer.layers.events.removed.connect(self._update_buttons)
-        self._strategy_changed()
         self._update_buttons()
 
     def _build_layout(self) -> None:
         form = QFormLayout()
         form.addRow("Device", self.device_picker)
-        form.addRow("Strategy", self.strategy_box)
-        strategy_group = QGroupBox("Strategy settings")
-        strategy_layout = QVBoxLayout(strategy_group)
-        strategy_layout.addWidget(self.strategy_description)
-        strategy_layout.addWidget(self.strategy_form)
         # Resume sits with Train and Stop (the panel's first row holds its buttons)
         self.panel.layout().itemAt(0).layout().addWidget(self.resume_button)
         files = QHBoxLayout()
@@ -205,7 +140,7 @@ class StudentWidget(QWidget):
         layout = QVBoxLayout(self)
         layout.addWidget(self.inputs)
         layout.addLayout(form)
-        layout.addWidget(strategy_group)
+        layout.addWidget(self.strategy)
         layout.addWidget(self.settings)
         layout.addWidget(self.panel)
         layout.addWidget(model_box)
@@ -215,16 +150,6 @@ class StudentWidget(QWidget):
         # the Quality review changes the selection in place: recount when the user comes back
         self.inputs.update_summary()
         super().enterEvent(event)
-
-    # ------------------------------------------------------------------ strategy
-    def strategy(self) -> str:
-        """The chosen strategy's name (a key of ``STRATEGIES``)."""
-        return str(self.strategy_box.currentData())
-
-    def _strategy_changed(self, *_: Any, values: Any = None) -> None:
-        spec = get_strategy(self.strategy())
-        self.strategy_description.setText(spec.description)
-        self.strategy_form.set_config_class(spec.config_class, values)
 
     # ------------------------------------------------------------------ training
     def train(self) -> None:
@@ -246,7 +171,7 @@ class StudentWidget(QWidget):
         try:
             inputs = self.inputs.inputs()
             _model_config, train_config = self.settings.configs()
-            strategy_config = self.strategy_form.config()
+            strategy_config = self.strategy.form.config()
         except InputError as error:
             show_error(str(error))
             return
@@ -262,7 +187,7 @@ class StudentWidget(QWidget):
         )
         self._start_worker(
             student_training,
-            self.strategy(),
+            self.strategy.name(),
             inputs.teacher,
             inputs.image,
             inputs.labels,
@@ -338,15 +263,9 @@ class StudentWidget(QWidget):
             return
         self.bundle, self.resume_path = loaded
         self.run = None
-        strategy = self.bundle.extra.get("strategy")
-        if strategy in STRATEGIES:
-            index = self.strategy_box.findData(strategy)
-            self.strategy_box.blockSignals(True)
-            self.strategy_box.setCurrentIndex(index)
-            self.strategy_box.blockSignals(False)
-            spec = STRATEGIES[strategy]
-            saved = from_dict(spec.config_class, self.bundle.extra.get("strategy_config") or {})
-            self._strategy_changed(values=saved)
+        self.strategy.show_saved(
+            self.bundle.extra.get("strategy"), self.bundle.extra.get("strategy_config")
+        )
         if self.bundle.train_config is not None:
             self.settings.show_configs(self.bundle.model_config, self.bundle.train_config)
         self._describe_model(f"Loaded from {self.resume_path.name}: ")
@@ -423,17 +342,9 @@ class StudentWidget(QWidget):
         if layer is None or layer not in self.viewer.layers:
             show_error("No student labels to export: press Predict first.")
             return
-        chosen, _ = QFileDialog.getSaveFileName(
-            self, "Export labels", f"{layer.name}.tif", TIFF_FILTER
-        )
-        if not chosen:
+        path = ask_export_path(self, f"{layer.name}.tif")
+        if path is None:
             return
-        path = Path(chosen)
-        if path.suffix.lower() not in (".tif", ".tiff"):
-            path = path.with_name(path.name + ".tif")
-            # the dialog asked about the name typed, not this one
-            if path.exists() and not _confirm_overwrite(self, path):
-                return
         data, meta, _kind = layer.as_layer_data_tuple()
         if isinstance(data, np.ndarray):
             data = data.copy()  # the user may paint while it is written
@@ -466,7 +377,7 @@ class StudentWidget(QWidget):
             self.prediction_layer is not None and self.prediction_layer in self.viewer.layers
         )
         self.export_button.setEnabled(exportable and not self.export_runner.is_running)
-        for part in (self.settings, self.strategy_form, self.strategy_box, self.inputs):
+        for part in (self.settings, self.strategy, self.inputs):
             part.setEnabled(not busy)
 
 
@@ -482,10 +393,3 @@ def _hide_model_settings(settings: TrainSettings) -> None:
             if label is not None:
                 label.hide()
         box.hide()
-
-
-def _confirm_overwrite(parent: QWidget, path: Path) -> bool:
-    answer = QMessageBox.question(
-        parent, "Replace file?", f"{path.name} already exists. Replace it?"
-    )
-    return answer == QMessageBox.StandardButton.Yes

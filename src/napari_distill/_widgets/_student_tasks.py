@@ -1,0 +1,97 @@
+"""What the Student widget runs in its workers, and the export file dialog.
+
+The generators here take plain data read on the GUI thread and return data (layer data, the
+paths written); they never touch a layer, so a worker can run them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtWidgets import QFileDialog, QMessageBox, QWidget
+
+from napari_distill._widgets._shared import STUDENT_ROLE, SourceLayer, layer_data_for
+from napari_distill._writer import write_labels_layer
+from napari_distill.core.config import InstanceConfig
+from napari_distill.core.inference import predict_bundle
+from napari_distill.core.instances import apply_instance_config
+from napari_distill.core.strategies import get_strategy
+
+if TYPE_CHECKING:
+    from napari_distill.core.checkpoint import ModelBundle
+    from napari_distill.core.train import TrainingRun, TrainStep
+
+TIFF_FILTER = "TIFF (*.tif *.tiff)"
+
+
+def student_training(
+    strategy: str, teacher: ModelBundle, image: Any, labels: np.ndarray, accepted: list[int],
+    **kwargs: Any,
+) -> Generator[TrainingRun | TrainStep, None, ModelBundle]:  # fmt: skip
+    """Build a student run with ``strategy``, hand it to the caller (first yield), train it.
+
+    ``kwargs`` go to the strategy's builder. The run is yielded first so the GUI holds it: after
+    a Stop its ``best_bundle()`` is kept and ``steps()`` resumes it.
+    """
+    run = get_strategy(strategy).build(teacher, image, labels, accepted, **kwargs)
+    yield run
+    return (yield from run.steps())
+
+
+def student_prediction(
+    bundle: ModelBundle,
+    image: Any,
+    source: SourceLayer,
+    device: str,
+    instance_classes: Sequence[int] | None = None,
+) -> Generator[Any, None, list]:
+    """Predict ``image`` with the student; return the labels layer data.
+
+    With ``instance_classes`` (empty: every foreground class) the labels are split into
+    instances (cells) by :func:`~napari_distill.core.instances.apply_instance_config`.
+    """
+    prediction = yield from predict_bundle(
+        bundle, image, device=device, keep_probabilities=True, rgb=source.rgb
+    )
+    layers = layer_data_for(prediction, source, bundle=bundle, role=STUDENT_ROLE, label="student")
+    if instance_classes is not None:
+        data, kwargs, kind = layers[0]
+        config = InstanceConfig(mode="instances", instance_classes=tuple(instance_classes))
+        instances = apply_instance_config(np.asarray(data), config)
+        layers[0] = (instances, {**kwargs, "name": f"{source.name} student instances"}, kind)
+    return layers
+
+
+def export_labels(path: str, data: Any, meta: dict[str, Any]) -> Generator[str, None, list[str]]:
+    """Write labels to a TIFF with the plugin's writer (a generator so a worker can run it;
+    the file is written atomically, so a stop or a full disk never leaves half a file)."""
+    yield f"writing {path}"
+    return write_labels_layer(path, data, meta)
+
+
+def ask_export_path(parent: QWidget, default_name: str) -> Path | None:
+    """Ask where to write a labels TIFF; None when cancelled or when replacing is declined.
+
+    The dialog asks before replacing the file named; a name typed without ``.tif`` gets it,
+    and that file is asked about here.
+    """
+    chosen, _ = QFileDialog.getSaveFileName(parent, "Export labels", default_name, TIFF_FILTER)
+    if not chosen:
+        return None
+    path = Path(chosen)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        return path
+    path = path.with_name(path.name + ".tif")
+    if path.exists() and not _confirm_overwrite(parent, path):
+        return None
+    return path
+
+
+def _confirm_overwrite(parent: QWidget, path: Path) -> bool:
+    answer = QMessageBox.question(
+        parent, "Replace file?", f"{path.name} already exists. Replace it?"
+    )
+    return answer == QMessageBox.StandardButton.Yes
