@@ -87,13 +87,19 @@ def describe_quality(model: QualityModel, prefix: str = "") -> str:
     text = f"{prefix}quality classifier at step {model.step}"
     if report is None:
         return text + " (no held-out check recorded)."
-    if math.isnan(report.spearman):
+    if not report.holdout_slices:
         return (
             text + "; no held-out check: annotate at least 3 slices so that one can be kept "
             "aside to measure how well it ranks slices."
         )
+    held = ", ".join(map(str, report.holdout_slices))
+    if math.isnan(report.spearman):
+        return (
+            f"{text}; held-out check on slice(s) {held}: no ranking to measure (too few or "
+            f"identical scores; mean |error| {report.mean_abs_error:.2f})."
+        )
     return (
-        f"{text}; held-out check on slice(s) {', '.join(map(str, report.holdout_slices))}: "
+        f"{text}; held-out check on slice(s) {held}: "
         f"Spearman {report.spearman:.2f}, mean |error| {report.mean_abs_error:.2f} "
         f"({report.n_holdout} pseudo-labels)."
     )
