@@ -25,6 +25,7 @@ from napari_distill._widgets import (
 from napari_distill._widgets._score_table import REJECTED, TINTS
 from napari_distill._widgets._shared import TEACHER_ROLE, SourceLayer, handoff, layer_data_for
 from napari_distill._widgets.quality import SELECTION_KEY, QualityWidget
+from napari_distill.core.checkpoint import save_checkpoint
 from napari_distill.core.config import ModelConfig, QualityConfig, TrainConfig
 from napari_distill.core.inference import predict_bundle
 from napari_distill.core.quality import fit_quality, save_quality
@@ -329,7 +330,7 @@ def test_quality_model_files(qtbot, widget, fitted, notes, tmp_path, monkeypatch
 
 
 def test_errors_are_notifications_and_the_widget_stays_usable(
-    qtbot, viewer, teacher, sample, notes
+    qtbot, viewer, teacher, sample, notes, tmp_path, monkeypatch
 ):
     widget = QualityWidget(viewer)
     viewer.window.add_dock_widget(widget)
@@ -338,7 +339,19 @@ def test_errors_are_notifications_and_the_widget_stays_usable(
     assert "Teacher widget" in errors(notes)[-1]
     assert not widget.runner.is_running and widget.fitting.panel.train_button.isEnabled()
 
-    add_teacher_layer(viewer, teacher)
+    # no teacher layer yet: load a teacher file, which predicts the image into a teacher layer
+    teacher_file = save_checkpoint(tmp_path / "teacher.pt", teacher[0])
+    monkeypatch.setattr(
+        QFileDialog, "getOpenFileName", staticmethod(lambda *a: (str(teacher_file), ""))
+    )
+    click(qtbot, widget.load_teacher_button)
+    assert widget.load_teacher_button.text() == "Cancel"
+    wait_idle(qtbot, widget)
+    layer = widget.teacher_picker.layer()
+    assert layer is not None and layer.name == "fish teacher labels"
+    assert handoff(layer)["bundle"].class_ids == teacher[0].class_ids
+    assert widget.load_teacher_button.text() == "Load..."
+
     viewer.add_labels(np.zeros_like(sample.labels_sparse), name="empty", scale=sample.scale)
     widget.labels_picker.setCurrentText("empty")
     click(qtbot, widget.fitting.panel.train_button)

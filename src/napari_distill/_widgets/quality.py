@@ -1,7 +1,7 @@
 """Quality review dock widget: rate the teacher's pseudo-label of every slice, pick the good ones.
 
 The user picks the image, its sparse labels and a teacher prediction (a layer made by the Teacher
-widget, or one predicted here from a teacher file: *Load teacher...*). *Fit* trains the quality
+widget, or one predicted here from a teacher file: *Load...* next to it). *Fit* trains the quality
 classifier (:func:`napari_distill.core.quality.fit_quality`) and shows the Spearman rank
 correlation of its held-out check; *Score slices* rates every slice from the layer's
 probabilities (:func:`napari_distill.core.quality.score_slices`). Both run as generators in a
@@ -85,8 +85,10 @@ class QualityWidget(QWidget):
         self.image_picker.setToolTip("The image the teacher segmented.")
         self.labels_picker.setToolTip("The sparse annotations the teacher was trained on.")
         self.teacher_picker.setToolTip("The teacher's prediction (made by the Teacher widget).")
-        self.load_teacher_button = QPushButton("Load teacher...")
-        self.load_teacher_button.setToolTip("Predict the image with a saved teacher file.")
+        self.load_teacher_button = QPushButton("Load...")
+        self.load_teacher_button.setToolTip(
+            "Load a saved teacher file and predict the image with it (adds a teacher layer)."
+        )
         self.device_picker = DevicePicker()
         self.summary = QLabel()
         self.summary.setWordWrap(True)
@@ -165,7 +167,7 @@ class QualityWidget(QWidget):
         elif teacher is None:
             text = (
                 f"No teacher prediction of '{image.name}' yet: predict it in the Teacher "
-                "widget, or load a teacher file here (Load teacher...)."
+                "widget, or load a teacher file here (Teacher: Load...)."
             )
         elif labels is None:
             text = "No labels layer of the image's shape: choose the teacher's annotations."
@@ -186,7 +188,7 @@ class QualityWidget(QWidget):
         if image is None or teacher is None:
             show_error(
                 "There is no teacher prediction to rate: predict the image in the Teacher "
-                "widget (or load a teacher file here: Load teacher...) first."
+                "widget, or load a teacher file here (Teacher: Load...), first."
             )
             return
         if labels is None:
@@ -257,6 +259,9 @@ class QualityWidget(QWidget):
         self.score_bar.setValue(record.done)
 
     def _on_scored(self, layer: Labels, annotated, scores: np.ndarray) -> None:
+        if layer not in self.viewer.layers:
+            show_error(f"'{layer.name}' was removed while its slices were scored.")
+            return
         selection = Selection.from_scores(scores, self.review.tau_slider.value(), annotated)
         previous = self.review.selection if self.review.layer is layer else None
         for index, accepted in (previous.overrides if previous is not None else {}).items():
@@ -313,7 +318,7 @@ class QualityWidget(QWidget):
         self.score_button.setEnabled(
             job == "score" or (job is None and self.fitting.quality is not None and has_teacher)
         )
-        self.load_teacher_button.setText("Cancel" if job == "predict" else "Load teacher...")
+        self.load_teacher_button.setText("Cancel" if job == "predict" else "Load...")
         self.load_teacher_button.setEnabled(job in (None, "predict"))
 
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt's name
