@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from napari_distill import __version__
-from napari_distill.cli import engine  # noqa: F401  (registers its commands)
+from napari_distill.cli import distill, engine, quality  # noqa: F401  (register their commands)
 from napari_distill.cli._base import COMMANDS, UserError
 
 log = logging.getLogger("napari_distill")
