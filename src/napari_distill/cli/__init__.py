@@ -32,6 +32,23 @@ def _add_common(parser: argparse.ArgumentParser, *, device: bool = True) -> None
     )
 
 
+# The order a user meets the commands in: data, teacher, method 1, the whole run.
+HELP_ORDER = (
+    "sample",
+    "train-teacher",
+    "predict",
+    "evaluate",
+    "quality-fit",
+    "quality-score",
+    "distill",
+    "run",
+)
+
+
+def _help_position(name: str) -> int:
+    return HELP_ORDER.index(name) if name in HELP_ORDER else len(HELP_ORDER)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one subparser per command."""
     parser = argparse.ArgumentParser(
@@ -40,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, command in COMMANDS.items():
+    for name, command in sorted(COMMANDS.items(), key=lambda item: _help_position(item[0])):
         p = sub.add_parser(name, help=command.help, description=command.help)
         command.add_arguments(p)
         _add_common(p, device=command.uses_device)
