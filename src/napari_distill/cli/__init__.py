@@ -79,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write("napari-distill: stopped by the user\n")
         return 130
     except (UserError, ValueError, FileNotFoundError, FileExistsError, OSError) as exc:
-        message = str(exc) or exc.__class__.__name__
+        # One line, as promised: some messages (torch's refusals) span several lines.
+        message = " ".join(str(exc).split()) or exc.__class__.__name__
         sys.stderr.write(f"napari-distill {args.command}: error: {message}\n")
         return 2
     return 0
