@@ -154,7 +154,9 @@ def test_training_panel_follows_the_records(qtbot):
     assert not panel.train_button.isEnabled() and panel.stop_button.isEnabled()
     for i in range(1, 6):
         panel.show_step(step(i, val=0.5 if i == 5 else None))
-    assert panel.progress_bar.maximum() == 10 and panel.progress_bar.value() == 5
+    # bars and labels follow at most 5 times a second
+    qtbot.waitUntil(lambda: panel.progress_bar.value() == 5, timeout=2_000)
+    assert panel.progress_bar.maximum() == 10
     assert panel.plot.x == [1, 2, 3, 4, 5] and panel.plot.y2 == [0.5]
     assert "remaining 0:02" in panel.time_label.text()
     panel.stop_button.click()

@@ -38,7 +38,8 @@ class CurvePlot(QWidget):
     log_y:
         Draw the left axis on a log scale (losses often span decades).
     max_redraws_per_s:
-        Upper bound on redraws; points arriving faster are drawn together.
+        Upper bound on redraws; points arriving faster are drawn together. None: no timer
+        of its own, the owner calls :meth:`flush` (to repaint together with its labels).
     parent:
         The parent widget.
     """
@@ -50,11 +51,13 @@ class CurvePlot(QWidget):
         y2_label: str | None = "validation Dice",
         y2_limits: tuple[float, float] | None = (0.0, 1.0),
         log_y: bool = False,
-        max_redraws_per_s: float = 5.0,
+        max_redraws_per_s: float | None = 5.0,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
-        self.figure = Figure(figsize=(3.6, 2.4), dpi=100, facecolor=_BACKGROUND, layout="tight")
+        # No layout engine: a tight layout on every draw costs more than the draw itself; the
+        # margins are fitted once per resize instead (resizeEvent).
+        self.figure = Figure(figsize=(3.6, 2.4), dpi=100, facecolor=_BACKGROUND)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.canvas.setMinimumHeight(180)
@@ -69,7 +72,10 @@ class CurvePlot(QWidget):
         self.axes.grid(True, color=_GRID, linewidth=0.5)
         if log_y:
             self.axes.set_yscale("log")
-        (self._line,) = self.axes.plot([], [], color=_Y_COLOUR, linewidth=1.0, label=y_label)
+        (self._line,) = self.axes.plot(
+            [], [], color=_Y_COLOUR, linewidth=1.0, label=y_label, animated=True
+        )
+        self.axes.set_xlim(0, 10)
         self.axes2 = None
         self._line2 = None
         if y2_label is not None:
@@ -79,7 +85,14 @@ class CurvePlot(QWidget):
             if y2_limits is not None:
                 self.axes2.set_ylim(*y2_limits)
             (self._line2,) = self.axes2.plot(
-                [], [], color=_Y2_COLOUR, marker="o", markersize=3, linewidth=1.2, label=y2_label
+                [],
+                [],
+                color=_Y2_COLOUR,
+                marker="o",
+                markersize=3,
+                linewidth=1.2,
+                label=y2_label,
+                animated=True,
             )
         self._y2_limits = y2_limits
         self.x: list[float] = []
@@ -89,9 +102,12 @@ class CurvePlot(QWidget):
         self._dirty = False
         self.redraws = 0  # how many times the figure was drawn (tests check the throttle)
         self._timer = QTimer(self)
-        self._timer.setInterval(max(1, int(1000 / max_redraws_per_s)))
-        self._timer.timeout.connect(self._redraw_if_dirty)
-        self._timer.start()
+        if max_redraws_per_s is not None:
+            self._timer.setInterval(max(1, int(1000 / max_redraws_per_s)))
+            self._timer.timeout.connect(self.flush)
+            self._timer.start()
+        self._background = None  # the figure without the curves, for blitting
+        self.canvas.mpl_connect("draw_event", self._on_draw)
 
     @staticmethod
     def _style(axes) -> None:
@@ -116,38 +132,94 @@ class CurvePlot(QWidget):
 
     def clear(self) -> None:
         """Remove every point."""
-        self.x.clear()
-        self.y.clear()
-        self.x2.clear()
-        self.y2.clear()
+        for values in (self.x, self.y, self.x2, self.y2):
+            values.clear()
+        self.axes.set_xlim(0, 10)
+        self._background = None
         self.redraw()
+
+    def set_x_range(self, high: float) -> None:
+        """Fix the step axis to ``[0, high]`` (the planned steps), so it rarely rescales."""
+        if high > 0 and self.axes.get_xlim()[1] != high:
+            self.axes.set_xlim(0, high)
+            self._background = None
 
     def redraw(self) -> None:
         """Draw now (at the end of a run, so the last points show without waiting).
 
+        Only the curves are drawn (blitted over a cached background) unless the axes must
+        rescale: a full matplotlib draw costs ~100 ms on a slow CPU, the curves a few ms.
         A hidden plot is drawn when shown (drawing a canvas that is being deleted fails).
         """
         if not self.isVisible():
             self._dirty = True
             return
         self._line.set_data(self.x, self.y)
-        self.axes.relim()
-        self.axes.autoscale_view()
-        if self._line2 is not None and self.axes2 is not None:
+        if self._line2 is not None:
             self._line2.set_data(self.x2, self.y2)
-            if self._y2_limits is None:
-                self.axes2.relim()
-                self.axes2.autoscale_view()
-        self.canvas.draw_idle()
         self._dirty = False
         self.redraws += 1
+        if self._rescale() or self._background is None:
+            self.canvas.draw_idle()  # full draw; _on_draw caches the background
+            return
+        self.canvas.restore_region(self._background)
+        self._draw_curves()
+        self.canvas.blit(self.figure.bbox)
 
-    def _redraw_if_dirty(self) -> None:
+    def _on_draw(self, _event) -> None:
+        self._background = self.canvas.copy_from_bbox(self.figure.bbox)
+        self._draw_curves()
+
+    def _draw_curves(self) -> None:
+        self.axes.draw_artist(self._line)
+        if self._line2 is not None and self.axes2 is not None:
+            self.axes2.draw_artist(self._line2)
+
+    def _rescale(self) -> bool:
+        """Widen (or tighten, when far too loose) the limits to the data; True if changed."""
+        changed = False
+        all_x = self.x + self.x2
+        if all_x and max(all_x) > self.axes.get_xlim()[1]:
+            self.axes.set_xlim(0, max(10.0, 1.5 * max(all_x)))
+            changed = True
+        changed |= _fit(self.axes, self.y, self.axes.get_yscale() == "log")
+        if self.axes2 is not None and self._y2_limits is None:
+            changed |= _fit(self.axes2, self.y2, False)
+        if changed:
+            self._background = None
+        return changed
+
+    def flush(self) -> None:
+        """Redraw if points came since the last draw and the plot is shown."""
         if self._dirty and self.isVisible():
             self.redraw()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)  # the canvas, hence the figure, already has its new size
+        if self.canvas.width() > 50 and self.canvas.height() > 50:
+            self.figure.tight_layout(pad=0.4)
 
     def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
         # points that came while hidden (another dock tab in front) are drawn on show
         super().showEvent(event)
         if self._dirty:
             self.redraw()
+
+
+def _fit(axes, values: list[float], log: bool) -> bool:
+    """Set ``axes``' y limits around ``values`` when they leave them or fill under a quarter."""
+    if not values:
+        return False
+    low, high = min(values), max(values)
+    if log:
+        low, high = max(low, 1e-12), max(high, 1e-12)
+    current_low, current_high = axes.get_ylim()
+    span = max(high - low, 1e-6 * max(1.0, abs(high)))
+    inside = current_low <= low and high <= current_high
+    if inside and (current_high - current_low) <= 4 * span:
+        return False
+    if log:
+        axes.set_ylim(low / 1.3, high * 1.3)
+    else:
+        axes.set_ylim(low - 0.15 * span, high + 0.15 * span)
+    return True

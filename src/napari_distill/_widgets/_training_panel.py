@@ -24,7 +24,7 @@ import dataclasses
 import math
 from typing import Any
 
-from qtpy.QtCore import Signal
+from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
@@ -41,6 +41,9 @@ from superqt import QCollapsible
 
 from napari_distill._widgets._plot import CurvePlot
 from napari_distill.core.config import ModelConfig, TrainConfig
+
+# Most updates of the bars and labels per second during a run.
+UPDATES_PER_S = 5.0
 
 
 def format_duration(seconds: float | None) -> str:
@@ -98,7 +101,8 @@ class TrainingPanel(QWidget):
         self.time_label = QLabel(self._time_text(None, None))
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
-        self.plot = CurvePlot(y_label="loss", y2_label=score_label)
+        # the panel's update timer redraws the plot, so one repaint shows labels and curves
+        self.plot = CurvePlot(y_label="loss", y2_label=score_label, max_redraws_per_s=None)
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.train_button)
@@ -111,6 +115,11 @@ class TrainingPanel(QWidget):
         layout.addWidget(self.status_label)
         layout.addWidget(self.plot)
 
+        self._pending: Any = None
+        self._pending_validation: Any = None
+        self._update_timer = QTimer(self)
+        self._update_timer.setInterval(int(1000 / UPDATES_PER_S))
+        self._update_timer.timeout.connect(self._apply_pending)
         self.train_button.clicked.connect(self.train_clicked)
         self.stop_button.clicked.connect(self._stop_pressed)
 
@@ -123,6 +132,7 @@ class TrainingPanel(QWidget):
     def start(self, message: str = "Preparing the training data...") -> None:
         """Clear the curves and bars of the previous run and show the running state."""
         self.plot.clear()
+        self._pending = self._pending_validation = None
         self.progress_bar.setRange(0, 0)  # busy until the first step says how many
         self.progress_bar.setValue(0)
         self.time_label.setText(self._time_text(None, None))
@@ -130,22 +140,43 @@ class TrainingPanel(QWidget):
         self.set_running(True)
 
     def show_step(self, record: Any) -> None:
-        """Draw one training record (a :class:`~napari_distill.core.train.TrainStep`)."""
+        """Take one training record (a :class:`~napari_distill.core.train.TrainStep`).
+
+        The curve gets the point now; bars and labels show the latest record at most
+        ``UPDATES_PER_S`` times a second (every repaint of the window costs the GUI thread).
+        """
+        self.plot.append(record.step, y=record.loss, y2=record.val_score)
+        self._pending = record
+        if record.val_score is not None:
+            self._pending_validation = record
+        if not self._update_timer.isActive():
+            self._update_timer.start()
+
+    def _apply_pending(self) -> None:
+        record, validated = self._pending, self._pending_validation
+        self._pending = self._pending_validation = None
+        if record is None:
+            self._update_timer.stop()
+            return
         total = max(1, int(record.total_steps))
         if self.progress_bar.maximum() != total:
             self.progress_bar.setRange(0, total)
+            self.plot.set_x_range(total)
         self.progress_bar.setValue(min(int(record.step), total))
         self.time_label.setText(self._time_text(record.elapsed_s, record.eta_s))
-        self.plot.append(record.step, y=record.loss, y2=record.val_score)
-        if record.val_score is not None:
-            best = record.best_score
+        if validated is not None:
+            best = validated.best_score
             self.status_label.setText(
-                f"step {record.step}: loss {record.loss:.3f}, validation {record.val_score:.3f}"
+                f"step {validated.step}: loss {validated.loss:.3f}, "
+                f"validation {validated.val_score:.3f}"
                 + ("" if best is None else f" (best {best:.3f})")
             )
+        self.plot.flush()
 
     def finish(self, message: str) -> None:
         """Show the end state: Train enabled again, the final curve drawn, ``message`` shown."""
+        self._apply_pending()
+        self._update_timer.stop()
         if self.progress_bar.maximum() == 0:  # ended before the first step
             self.progress_bar.setRange(0, 1)
         self.set_running(False)
