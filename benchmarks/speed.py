@@ -128,8 +128,22 @@ def memory_child(stack_path: str, shape: list[int], out_dir: str) -> None:
             out_dir=out_dir,
         )  # fmt: skip
     )
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kB on Linux
-    print(json.dumps({"peak_rss_mb": peak_kb / 1024}))
+    # ru_maxrss is kB on Linux, but it also keeps the resident size the parent had when it
+    # forked this process (the kernel carries the high-water mark across exec), so the
+    # process's own high-water mark (VmHWM) is preferred where /proc has it.
+    maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"peak_rss_mb": _own_peak_mb() or maxrss_mb, "ru_maxrss_mb": maxrss_mb}))
+
+
+def _own_peak_mb() -> float | None:
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def measure_memory(size: int, slices: int, workdir: Path) -> dict[str, float]:
@@ -144,8 +158,9 @@ def measure_memory(size: int, slices: int, workdir: Path) -> dict[str, float]:
     command = [sys.executable, __file__, "--memory-child", str(path), *map(str, shape)]
     command.append(str(workdir / "out"))
     done = subprocess.run(command, check=True, capture_output=True, text=True)
-    peak = json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_mb"]
-    return {"peak_rss_mb": peak, "stack_mb": path.stat().st_size / 2**20}
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    record["stack_mb"] = path.stat().st_size / 2**20
+    return record
 
 
 def memory_benchmark(size: int, target_ratio: float, probe_slices: int = 16) -> dict:
@@ -229,6 +244,9 @@ def main() -> None:
         }
     }
     result.update(speed_benchmark(args.slices, args.size, args.rounds))
+    if args.json:  # keep the speed results even if the long memory run is interrupted
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
     if not args.skip_memory:
         result.update(memory_benchmark(args.memory_size, args.memory_ratio))
     text = json.dumps(result, indent=2)
