@@ -21,7 +21,9 @@ torch.set_num_threads(2)
 @pytest.fixture
 def model() -> UNet:
     torch.manual_seed(0)
-    return build_model(ModelConfig(in_channels=3, num_classes=4, base_channels=8, depth=3))
+    return build_model(
+        ModelConfig(in_channels=3, num_classes=4, base_channels=8, depth=3, norm="group")
+    )
 
 
 @pytest.mark.parametrize("shape", [(37, 53), (48, 48), (5, 9), (64, 17)])

@@ -279,7 +279,7 @@ def test_lr_schedule_warms_up_then_decays():
 
 
 def test_auto_steps_bounds():
-    assert auto_steps(100, "cpu") == 200
+    assert auto_steps(100, "cpu") == 500
     assert auto_steps(10**9, "cpu") == 1000
     assert auto_steps(10**9, "cuda") == 4000
 

@@ -46,7 +46,9 @@ class ModelConfig:
     dropout:
         Dropout probability in the encoder's deeper stages (also used for test-time dropout).
     norm:
-        ``"group"`` (GroupNorm, works at batch size 1) or ``"batch"``.
+        ``"batch"`` (BatchNorm: on the CPU it learns about twice as fast per step as GroupNorm
+        at the same cost, and its evaluation is local, so tiles agree) or ``"group"``
+        (GroupNorm: for batches of one).
     context_slices:
         Neighbouring slices on each side fed as extra channels (2.5D); 0 is plain 2D.
     """
@@ -56,7 +58,7 @@ class ModelConfig:
     base_channels: int = 16
     depth: int = 4
     dropout: float = 0.1
-    norm: str = "group"
+    norm: str = "batch"
     context_slices: int = 0
 
     def __post_init__(self) -> None:
@@ -88,9 +90,11 @@ class TrainConfig:
     """
 
     steps: int | None = None
-    batch_size: int = 4
-    patch_size: int = 128  # pixels; patches never exceed the slice, so small images still work
-    learning_rate: float = 2e-3
+    # Many small patches learn faster per step than a few large ones (more places and organs
+    # per batch, steadier BatchNorm statistics) at about the same cost.
+    batch_size: int = 8
+    patch_size: int = 96  # pixels; patches never exceed the slice, so small images still work
+    learning_rate: float = 5e-3  # peak AdamW rate (warm-up, then cosine decay)
     weight_decay: float = 1e-4
     validation_fraction: float = 0.2  # of annotated slices, at least one when there are >= 3
     validate_every: int = 25  # steps
@@ -99,6 +103,9 @@ class TrainConfig:
     class_weighting: bool = True  # inverse-sqrt frequency weights, so small organs count
     dice_weight: float = 1.0  # L = CE + dice_weight * soft Dice
     augment: bool = True  # flips, 90-degree rotations, intensity scale/shift, noise
+    # Intensity scale and shift range, in normalised units. Small: the model is trained and
+    # used on the same stack, where the intensity of a tissue is the best cue it has.
+    intensity_jitter: float = 0.05
     elastic: bool = False  # elastic deformation (slower)
     seed: int = 0
     max_minutes: float | None = None  # wall-clock budget on top of steps
@@ -110,6 +117,8 @@ class TrainConfig:
             raise ValueError("batch_size must be >= 1 and patch_size >= 16")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ValueError("validation_fraction must be in [0, 1)")
+        if not 0.0 <= self.intensity_jitter < 1.0:
+            raise ValueError(f"intensity_jitter must be in [0, 1), got {self.intensity_jitter}")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """The 2D U-Net family used for teachers and students.
 
-One network shape serves every method: GroupNorm so batch size 1 trains (BatchNorm on
-request), dropout in the deeper encoder stages and the bottleneck (turned on at test time by
-:func:`enable_dropout` to make predictions of varied quality for the quality classifier), and
-the decoder's feature maps on request for feature distillation.
+One network shape serves every method: BatchNorm by default (it learns faster per step and
+evaluates locally, tile by tile) or GroupNorm for batches of one, dropout in the deeper encoder
+stages and the bottleneck (turned on at test time by :func:`enable_dropout` to make
+predictions of varied quality for the quality classifier), and the decoder's feature maps on
+request for feature distillation.
 """
 
 from __future__ import annotations

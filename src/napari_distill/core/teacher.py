@@ -177,7 +177,13 @@ def teacher_components(
     """The objective on the training slices and the validator on the validation slices."""
     training, validation = split
     context = bundle.model_config.context_slices
-    augmentation = Augmentation(elastic=train_config.elastic) if train_config.augment else None
+    augmentation = None
+    if train_config.augment:
+        augmentation = Augmentation(
+            intensity_scale=train_config.intensity_jitter,
+            intensity_shift=train_config.intensity_jitter,
+            elastic=train_config.elastic,
+        )
     sampler = SliceSampler(
         stack,
         {i: labels_stack[i] for i in training},

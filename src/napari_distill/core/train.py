@@ -135,18 +135,19 @@ def lr_at(
 def auto_steps(
     n_annotated_pixels: int,
     device: torch.device | str,
-    batch_size: int = 4,
-    patch_size: int = 128,
-    passes: float = 40.0,
+    batch_size: int = 8,
+    patch_size: int = 96,
+    passes: float = 150.0,
 ) -> int:
     """A step budget for ``steps=None``: about ``passes`` looks at every annotated pixel.
 
-    Bounded per device (CPU 200-1000, GPU 400-4000 steps) so a CPU run finishes in minutes;
-    early stopping usually ends the run sooner.
+    Bounded per device (CPU 500-1000, GPU 1000-4000 steps): even one annotated slice needs a
+    few hundred steps for the network to converge, and a CPU run must end in minutes. Early
+    stopping usually ends the run sooner.
     """
     pixels_per_step = max(1, batch_size * patch_size * patch_size)
     wanted = math.ceil(passes * max(0, n_annotated_pixels) / pixels_per_step)
-    low, high = (200, 1000) if torch.device(device).type == "cpu" else (400, 4000)
+    low, high = (500, 1000) if torch.device(device).type == "cpu" else (1000, 4000)
     return int(min(high, max(low, wanted)))
 
 
