@@ -1,0 +1,253 @@
+"""How good is the teacher alone, with the engine's default settings, on the CPU?
+
+    .venv/bin/python benchmarks/teacher_quality.py --json benchmarks/results/teacher_quality.json
+
+**Medaka.** For every number of annotated slices ``k`` (``--ks``, default 3, 6, 12) and seed
+(``--seeds``, default 0, 1, 2), a synthetic Medaka micro-CT (``make_medaka(n_annotated=k,
+seed=seed)``: the seed changes the fish *and* the training seed; the k annotated slices are
+spread over the slices that show organs, as the sample chooses them). A teacher is trained with
+``TrainConfig()`` / ``ModelConfig()`` defaults (``steps=None``: the automatic budget with early
+stopping, unless ``--steps`` fixes it) and predicts every *unannotated* slice through
+``core.inference.predict_bundle``. Score: mean IoU over the nine organs (background left out;
+an organ the teacher never saw counts as 0) on those slices against the full ground truth.
+
+**Pap smear.** ``make_pap_smear(seed=seed)`` (four 512 x 512 RGB fields, the first annotated):
+Dice of cytoplasm and nuclei on the three unannotated fields, and the AJI of nuclei split into
+instances by ``core.instances.apply_instance_config`` (distance transform + watershed) against
+``sample.nuclei``.
+
+Also recorded per run: steps taken, why training stopped, training seconds, seconds per step,
+prediction seconds. ``--quick`` runs k = 6 and seed 0 only (a smoke test). ``--jobs N`` runs
+N trainings at once in separate processes with ``2 // N`` threads or at least one each (the
+scores do not change; the seconds then measure a shared machine). Prints the JSON when no
+``--json`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import json
+import logging
+import multiprocessing
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from napari_distill.core.config import InstanceConfig, ModelConfig, TrainConfig
+from napari_distill.core.inference import predict_bundle
+from napari_distill.core.instances import apply_instance_config
+from napari_distill.core.metrics import aji, evaluate_semantic
+from napari_distill.core.progress import run_to_completion
+from napari_distill.core.samples import make_medaka, make_pap_smear
+from napari_distill.core.train import train_teacher
+
+log = logging.getLogger("teacher_quality")
+
+NUCLEUS, CYTOPLASM = 2, 1  # Pap smear class ids (core.samples.PAP_CLASSES)
+
+
+def train(image: np.ndarray, labels: np.ndarray, seed: int, steps: int | None, rgb: bool):
+    """Train a teacher with the default settings; return the best bundle and run facts."""
+    started = time.perf_counter()
+    run = train_teacher(
+        image, labels, train_config=TrainConfig(steps=steps, seed=seed), device="cpu", rgb=rgb
+    )
+    bundle = run_to_completion(run.steps())
+    seconds = time.perf_counter() - started
+    facts = {
+        "steps": run.step,
+        "planned_steps": run.total_steps,
+        "stop_reason": run.stop_reason,
+        "best_step": run.best_step,
+        "best_validation_dice": run.best_score,
+        "train_s": round(seconds, 1),
+        "s_per_step": round(seconds / max(1, run.step), 3),
+    }
+    return bundle, facts
+
+
+def predict(bundle, image: np.ndarray, slices: list[int], rgb: bool) -> tuple[np.ndarray, float]:
+    started = time.perf_counter()
+    prediction = run_to_completion(
+        predict_bundle(
+            bundle, image, device="cpu", slices=slices, keep_probabilities=False, rgb=rgb
+        )
+    )
+    return np.asarray(prediction.labels), round(time.perf_counter() - started, 1)
+
+
+def medaka_run(k: int, seed: int, steps: int | None) -> dict[str, Any]:
+    sample = make_medaka(n_annotated=k, seed=seed)
+    annotated = set(sample.annotated.tolist())
+    unannotated = [i for i in range(sample.image.shape[0]) if i not in annotated]
+    bundle, facts = train(sample.image, sample.labels_sparse, seed, steps, rgb=False)
+    labels, predict_s = predict(bundle, sample.image, unannotated, rgb=False)
+    organs = sorted(sample.class_names)
+    scores = evaluate_semantic(
+        labels, sample.labels_full, class_ids=[0, *organs], slices=unannotated
+    )
+    return {
+        "k": k,
+        "seed": seed,
+        "annotated": sorted(annotated),
+        "miou": scores["mean_iou"],
+        "iou": {sample.class_names[c]: scores["iou"][c] for c in organs},
+        "predict_s": predict_s,
+        **facts,
+    }
+
+
+def pap_run(seed: int, steps: int | None) -> dict[str, Any]:
+    sample = make_pap_smear(seed=seed)
+    annotated = set(sample.annotated.tolist())
+    unannotated = [i for i in range(sample.image.shape[0]) if i not in annotated]
+    bundle, facts = train(sample.image, sample.labels_sparse, seed, steps, rgb=True)
+    labels, predict_s = predict(bundle, sample.image, unannotated, rgb=True)
+    scores = evaluate_semantic(
+        labels, sample.semantic_full, class_ids=[0, CYTOPLASM, NUCLEUS], slices=unannotated
+    )
+    config = InstanceConfig(mode="instances", instance_classes=(NUCLEUS,))
+    nuclei = apply_instance_config(labels, config)
+    return {
+        "seed": seed,
+        "annotated": sorted(annotated),
+        "dice_cytoplasm": scores["dice"][CYTOPLASM],
+        "dice_nuclei": scores["dice"][NUCLEUS],
+        "aji_nuclei": aji(nuclei, sample.nuclei, unannotated),
+        "predict_s": predict_s,
+        **facts,
+    }
+
+
+def run_task(task: tuple[str, int, int, int | None], threads: int) -> dict[str, Any]:
+    """One training and its scores (in a worker process when ``--jobs`` > 1)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("napari_distill").setLevel(logging.WARNING)
+    torch.set_num_threads(threads)
+    kind, k, seed, steps = task
+    if kind == "medaka":
+        result = medaka_run(k, seed, steps)
+        log.info(
+            "medaka k=%d seed=%d: mIoU %.3f, %d steps (%s), %.0f s",
+            k, seed, result["miou"], result["steps"], result["stop_reason"], result["train_s"],
+        )  # fmt: skip
+    else:
+        result = pap_run(seed, steps)
+        log.info(
+            "pap seed=%d: Dice cytoplasm %.3f nuclei %.3f, AJI %.3f, %d steps, %.0f s",
+            seed, result["dice_cytoplasm"], result["dice_nuclei"], result["aji_nuclei"],
+            result["steps"], result["train_s"],
+        )  # fmt: skip
+    return result
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (0 for a single value)."""
+    return {
+        "mean": float(np.mean(values)),
+        "std": float(statistics.stdev(values)) if len(values) > 1 else 0.0,
+        "n": len(values),
+    }
+
+
+def make_payload(
+    args: argparse.Namespace,
+    done: list[tuple[tuple[str, int, int, int | None], dict[str, Any]]],
+    threads: int,
+    seconds: float,
+) -> dict[str, Any]:
+    """The JSON report of the runs done so far."""
+    medaka = [result for task, result in done if task[0] == "medaka"]
+    pap = [result for task, result in done if task[0] == "pap"]
+    keys = ("miou", "train_s", "steps", "s_per_step")
+    ks = sorted({result["k"] for result in medaka})
+    return {
+        "command": " ".join(["benchmarks/teacher_quality.py", *args.argv]),
+        "settings": {
+            "ks": args.ks,
+            "seeds": args.seeds,
+            "steps": args.steps,
+            "train_config": dataclasses.asdict(TrainConfig()),
+            "model_config": dataclasses.asdict(ModelConfig()),
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "torch": torch.__version__,
+            "jobs": args.jobs,
+            "threads_per_job": threads,
+        },
+        "medaka": {
+            str(k): {key: summary([r[key] for r in medaka if r["k"] == k]) for key in keys}
+            for k in ks
+        },
+        "pap_smear": {
+            key: summary([r[key] for r in pap])
+            for key in ("dice_cytoplasm", "dice_nuclei", "aji_nuclei", "train_s", "steps")
+        }
+        if pap
+        else None,
+        "runs": {"medaka": medaka, "pap_smear": pap},
+        "total_s": round(seconds, 1),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ks", default="3,6,12", help="annotated slices, comma separated")
+    parser.add_argument("--seeds", default="0,1,2", help="sample and training seeds")
+    parser.add_argument("--steps", type=int, help="fixed steps (default: the automatic budget)")
+    parser.add_argument("--quick", action="store_true", help="k = 6, seed 0 only")
+    parser.add_argument("--no-pap", action="store_true", help="skip the Pap smear sample")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings run at once")
+    parser.add_argument("--json", help="write the results here (rewritten after every run)")
+    args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    args.ks = [6] if args.quick else [int(v) for v in args.ks.split(",")]
+    args.seeds = [0] if args.quick else [int(v) for v in args.seeds.split(",")]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("napari_distill").setLevel(logging.WARNING)
+    tasks = [("medaka", k, seed, args.steps) for k in args.ks for seed in args.seeds]
+    if not args.no_pap:
+        tasks += [("pap", 0, seed, args.steps) for seed in args.seeds]
+    threads = max(1, 2 // args.jobs)
+    started = time.perf_counter()
+    results: dict[int, dict[str, Any]] = {}
+
+    def report() -> str:
+        done = [(tasks[i], results[i]) for i in sorted(results)]
+        payload = make_payload(args, done, threads, time.perf_counter() - started)
+        text = json.dumps(payload, indent=2, default=float)
+        if args.json:  # after every run, so a long run can be read before it ends
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(text)
+        return text
+
+    if args.jobs == 1:
+        for index, task in enumerate(tasks):
+            results[index] = run_task(task, threads)
+            report()
+    else:
+        context = multiprocessing.get_context("spawn")  # no fork of torch's thread pools
+        with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+            futures = {pool.submit(run_task, task, threads): i for i, task in enumerate(tasks)}
+            for future in concurrent.futures.as_completed(futures):
+                results[futures[future]] = future.result()
+                report()
+    text = report()
+    if args.json:
+        log.info("wrote %s", args.json)
+    else:
+        sys.stdout.write(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
