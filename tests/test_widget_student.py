@@ -137,7 +137,7 @@ def test_inputs_follow_the_teacher_layer_and_count_the_slices(widget, sample):
         f"{n} annotated + {len(ACCEPTED)} accepted = {n + len(ACCEPTED)} of 16"
         in inputs.summary.text()
     )
-    assert "quality review (tau 0.70)" in inputs.summary.text()
+    assert "accepted by the quality review at tau 0.70" in inputs.summary.text()
     # the model rows of the training settings are hidden: the student's shape is the teacher's
     assert widget.settings.fields[("model", "base_channels")].isHidden()
     assert not widget.settings.fields[("train", "steps")].isHidden()

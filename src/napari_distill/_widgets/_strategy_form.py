@@ -324,7 +324,7 @@ class ConfigForm(QWidget):
 
 
 class StrategyPicker(QGroupBox):
-    """A combo box of strategies, the chosen one's description and its :class:`ConfigForm`.
+    """A combo box of strategies (descriptions as tooltips) and the chosen one's form.
 
     Parameters
     ----------
@@ -343,12 +343,9 @@ class StrategyPicker(QGroupBox):
             self.combo.addItem(spec.title, spec.name)
             index = self.combo.count() - 1
             self.combo.setItemData(index, spec.description, Qt.ItemDataRole.ToolTipRole)
-        self.description = QLabel()
-        self.description.setWordWrap(True)
         self.form = ConfigForm()
         layout = QVBoxLayout(self)
         layout.addWidget(self.combo)
-        layout.addWidget(self.description)
         layout.addWidget(self.form)
         self.combo.currentIndexChanged.connect(lambda _index: self._show(None))
         self._show(None)
@@ -359,8 +356,7 @@ class StrategyPicker(QGroupBox):
 
     def _show(self, values: Any) -> None:
         spec = self.strategies[self.name()]
-        self.description.setText(spec.description)
-        self.combo.setToolTip(spec.description)
+        self.combo.setToolTip(spec.description)  # a tooltip: the dock is tall already
         self.form.set_config_class(spec.config_class, values)
 
     def show_saved(self, name: str | None, values: Mapping[str, Any] | None) -> None:

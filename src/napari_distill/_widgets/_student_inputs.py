@@ -112,6 +112,10 @@ class StudentInputsForm(QWidget):
         )
         self.teacher_box = QComboBox()
         self.teacher_box.setPlaceholderText("no teacher")
+        self.teacher_box.setMinimumContentsLength(12)
+        self.teacher_box.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon
+        )
         self.teacher_box.setToolTip(
             "A teacher prediction layer (Teacher widget > Predict), or a teacher checkpoint "
             "file loaded with 'Load teacher...'."
@@ -145,19 +149,16 @@ class StudentInputsForm(QWidget):
         self._image_changed()
 
     def _build_layout(self) -> None:
-        teacher_row = QHBoxLayout()
-        teacher_row.addWidget(self.teacher_box, 1)
-        teacher_row.addWidget(self.load_teacher_button)
-        scores_row = QHBoxLayout()
-        scores_row.addWidget(self.scores_button)
-        scores_row.addWidget(self.clear_scores_button)
-        scores_row.addStretch(1)
+        files = QHBoxLayout()
+        files.addWidget(self.load_teacher_button)
+        files.addWidget(self.scores_button)
+        files.addWidget(self.clear_scores_button)
         form = QFormLayout()
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("Image", self.image_picker)
         form.addRow("Labels", self.labels_picker)
-        form.addRow("Teacher", teacher_row)
-        form.addRow("Slices", scores_row)
+        form.addRow("Teacher", self.teacher_box)
+        form.addRow("Files", files)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
@@ -236,7 +237,7 @@ class StudentInputsForm(QWidget):
         layer = self.teacher_layer()
         found = (handoff(layer) or {}).get("selection") if layer is not None else None
         if isinstance(found, Selection):
-            return found, f"by the quality review (tau {found.tau:.2f})"
+            return found, f"by the quality review at tau {found.tau:.2f}"
         return None, ""
 
     def update_summary(self, *_: Any) -> None:
@@ -268,7 +269,7 @@ class StudentInputsForm(QWidget):
                 ". No slice selection yet: score the teacher's prediction in the Quality "
                 "review widget, or load a scores file."
             )
-        return f"{text} (accepted {source})."
+        return f"{text}; accepted {source}."
 
     def inputs(self) -> StudentInputs:
         """Gather what a student run needs (copies of what may still change).

@@ -19,14 +19,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.layers import Labels
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -99,9 +102,9 @@ class StudentWidget(QWidget):
         )
         self.instance_class_box = QComboBox()
         self.instance_class_box.setToolTip("Which class is split into instances.")
-        self.export_button = QPushButton("Export labels...")
+        self.export_button = QPushButton("Export...")
         self.export_button.setToolTip(
-            "Write the student's latest labels layer to a TIFF file (File > Save Selected "
+            "Export the student's latest labels layer to a TIFF file (File > Save Selected "
             "Layers works too)."
         )
         self._build_layout()
@@ -121,12 +124,13 @@ class StudentWidget(QWidget):
 
     def _build_layout(self) -> None:
         form = QFormLayout()
+        form.setContentsMargins(0, 0, 0, 0)
         form.addRow("Device", self.device_picker)
         # Resume sits with Train and Stop (the panel's first row holds its buttons)
         self.panel.layout().itemAt(0).layout().addWidget(self.resume_button)
         files = QHBoxLayout()
-        files.addWidget(self.save_button)
-        files.addWidget(self.load_button)
+        for button in (self.save_button, self.load_button, self.export_button):
+            files.addWidget(button)
         predict = QHBoxLayout()
         predict.addWidget(self.predict_button)
         predict.addWidget(self.instances_box)
@@ -134,10 +138,10 @@ class StudentWidget(QWidget):
         model_box = QGroupBox("Student")
         model_layout = QVBoxLayout(model_box)
         model_layout.addWidget(self.model_label)
-        model_layout.addLayout(files)
         model_layout.addLayout(predict)
-        model_layout.addWidget(self.export_button)
-        layout = QVBoxLayout(self)
+        model_layout.addLayout(files)
+        self.content = QWidget()  # all controls; scrolls when the dock is shorter than they are
+        layout = QVBoxLayout(self.content)
         layout.addWidget(self.inputs)
         layout.addLayout(form)
         layout.addWidget(self.strategy)
@@ -145,6 +149,14 @@ class StudentWidget(QWidget):
         layout.addWidget(self.panel)
         layout.addWidget(model_box)
         layout.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(self.content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
 
     def enterEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
         # the Quality review changes the selection in place: recount when the user comes back
