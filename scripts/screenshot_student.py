@@ -81,6 +81,10 @@ def distil(sample: str, teacher_steps: int, student_steps: int, instances: bool)
     quality.fitting.settings.fields["steps"].setValue(40)
     press(quality, quality.fitting.panel.train_button)
     press(quality, quality.score_button)
+    # as a user would after a short fit: lower the threshold to keep the better half
+    selection = quality.review.selection
+    scores = [v for i, v in selection.scores.items() if i not in selection.annotated]
+    quality.review.tau_slider.setValue(float(np.nanmedian(scores)))
 
     docks["Student (distillation)"][0].raise_()
     student.inputs.update_summary()
@@ -104,7 +108,8 @@ def show_prediction(viewer, student) -> None:
     """Show the student's labels over the image on an unannotated slice with most classes."""
     predicted = student.prediction_layer
     for layer in viewer.layers:
-        if layer is not predicted and layer.__class__.__name__ == "Labels":
+        # the widget holds a plugin proxy of the layer: compare names, not identities
+        if layer.name != predicted.name and layer.__class__.__name__ == "Labels":
             layer.visible = False
     sparse = student.inputs.labels_picker.layer()
     painted = np.asarray(sparse.data).reshape(sparse.data.shape[0], -1).any(1)
