@@ -1,4 +1,4 @@
-"""What the Student widget runs in its workers, and the export file dialog.
+"""What the Student widget runs in its workers, its export file dialog and small view helpers.
 
 The generators here take plain data read on the GUI thread and return data (layer data, the
 paths written); they never touch a layer, so a worker can run them.
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtWidgets import QFileDialog, QMessageBox, QWidget
+from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QMessageBox, QWidget
 
 from napari_distill._widgets._shared import STUDENT_ROLE, SourceLayer, layer_data_for
 from napari_distill._writer import write_labels_layer
@@ -21,10 +21,12 @@ from napari_distill.core.instances import apply_instance_config
 from napari_distill.core.strategies import get_strategy
 
 if TYPE_CHECKING:
+    from napari_distill._widgets._training_panel import TrainSettings
     from napari_distill.core.checkpoint import ModelBundle
     from napari_distill.core.train import TrainingRun, TrainStep
 
 TIFF_FILTER = "TIFF (*.tif *.tiff)"
+ALL_FOREGROUND = "all foreground classes"
 
 
 def student_training(
@@ -95,3 +97,29 @@ def _confirm_overwrite(parent: QWidget, path: Path) -> bool:
         parent, "Replace file?", f"{path.name} already exists. Replace it?"
     )
     return answer == QMessageBox.StandardButton.Yes
+
+
+def hide_model_settings(settings: TrainSettings) -> None:
+    """Hide the network-shape rows of ``settings``: a student's shape comes from its teacher
+    (the same, or ``ModelConfig.student()`` with the strategy's smaller-student option)."""
+    forms = settings.findChildren(QFormLayout)
+    for (config, _name), box in settings.fields.items():
+        if config != "model":
+            continue
+        for form in forms:
+            label = form.labelForField(box)
+            if label is not None:
+                label.hide()
+        box.hide()
+
+
+def fill_instance_classes(combo: QComboBox, bundle: ModelBundle) -> None:
+    """Offer "all foreground classes" and each foreground class of ``bundle`` (data: the
+    class ids to split), keeping the current choice when it is still offered."""
+    current = combo.currentText()
+    combo.clear()
+    combo.addItem(ALL_FOREGROUND, ())
+    for class_id in bundle.class_ids[1:]:
+        name = bundle.class_names.get(class_id, f"class {class_id}")
+        combo.addItem(f"{class_id} {name}", (class_id,))
+    combo.setCurrentIndex(max(0, combo.findText(current)))

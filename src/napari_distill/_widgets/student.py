@@ -47,6 +47,8 @@ from napari_distill._widgets._student_inputs import InputError, StudentInputsFor
 from napari_distill._widgets._student_tasks import (
     ask_export_path,
     export_labels,
+    fill_instance_classes,
+    hide_model_settings,
     student_prediction,
     student_training,
 )
@@ -59,9 +61,6 @@ from napari_distill.core.train import TrainingRun, TrainStep
 
 if TYPE_CHECKING:
     import napari
-
-
-ALL_FOREGROUND = "all foreground classes"
 
 
 class StudentWidget(QWidget):
@@ -81,7 +80,7 @@ class StudentWidget(QWidget):
         self.device_picker = DevicePicker()
         self.strategy = StrategyPicker(STRATEGIES)
         self.settings = TrainSettings()
-        _hide_model_settings(self.settings)  # the student's network follows the teacher's
+        hide_model_settings(self.settings)  # the student's network follows the teacher's
         self.panel = TrainingPanel(train_text="Train student", score_label="validation Dice")
         self.resume_button = QPushButton("Resume")
         self.resume_button.setToolTip(
@@ -295,14 +294,7 @@ class StudentWidget(QWidget):
             f"{prefix}student ({bundle.extra.get('strategy', '?')}) at step {bundle.step}{score}, "
             f"{accepted} accepted slice(s)."
         )
-        current = self.instance_class_box.currentText()
-        self.instance_class_box.clear()
-        self.instance_class_box.addItem(ALL_FOREGROUND, ())
-        for class_id in bundle.class_ids[1:]:
-            name = bundle.class_names.get(class_id, f"class {class_id}")
-            self.instance_class_box.addItem(f"{class_id} {name}", (class_id,))
-        index = self.instance_class_box.findText(current)
-        self.instance_class_box.setCurrentIndex(max(0, index))
+        fill_instance_classes(self.instance_class_box, bundle)
 
     # ------------------------------------------------------------------ prediction
     def _predict_clicked(self) -> None:
@@ -391,17 +383,3 @@ class StudentWidget(QWidget):
         self.export_button.setEnabled(exportable and not self.export_runner.is_running)
         for part in (self.settings, self.strategy, self.inputs):
             part.setEnabled(not busy)
-
-
-def _hide_model_settings(settings: TrainSettings) -> None:
-    """Hide the network-shape rows of ``settings``: a student's shape comes from its teacher
-    (the same, or ``ModelConfig.student()`` with the strategy's smaller-student option)."""
-    forms = settings.findChildren(QFormLayout)
-    for (config, _name), box in settings.fields.items():
-        if config != "model":
-            continue
-        for form in forms:
-            label = form.labelForField(box)
-            if label is not None:
-                label.hide()
-        box.hide()
