@@ -28,7 +28,6 @@ from napari_distill.core.quality import (
     score_slices,
 )
 from napari_distill.core.quality_variants import (
-    SnapshotRecorder,
     VariantProgress,
     make_variants,
     perturb_input,
@@ -37,6 +36,7 @@ from napari_distill.core.quality_variants import (
     slice_class_ious,
     slice_iou,
 )
+from napari_distill.core.snapshots import SnapshotRecorder
 from napari_distill.core.train import TrainStep, train_teacher
 
 torch.set_num_threads(2)

@@ -27,9 +27,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from napari_distill.core.config import ModelConfig, TrainConfig, from_dict, to_dict
-from napari_distill.core.models import build_model
-from napari_distill.core.preprocess import Normalization
+from .config import ModelConfig, TrainConfig, from_dict, to_dict
+from .models import build_model
+from .preprocess import Normalization
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from napari_distill.core.preprocess import Normalization, labels_to_indices, slice_input
+from .preprocess import Normalization, labels_to_indices, slice_input
 
 logger = logging.getLogger(__name__)
 

@@ -26,18 +26,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from napari_distill.core.config import PredictConfig
-from napari_distill.core.preprocess import (
+from .config import PredictConfig
+from .preprocess import (
     Normalization,
     as_stack,
     input_channels,
     slice_input,
 )
-from napari_distill.core.tiling import SlicePredictor
-from napari_distill.core.tissue import BackgroundModel, estimate_background
+from .tiling import SlicePredictor
+from .tissue import BackgroundModel, estimate_background
 
 if TYPE_CHECKING:
-    from napari_distill.core.checkpoint import ModelBundle
+    from .checkpoint import ModelBundle
 
 logger = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ def predict_stack(
         )
     in_channels = input_channels(colours, context_slices)
     _check_model(model, in_channels, len(ids))
-    from napari_distill.core.device import select_device
+    from .device import select_device
 
     torch_device = select_device(device)
     indices = _slice_indices(slices, n)

@@ -19,8 +19,8 @@ from skimage.feature import peak_local_max
 from skimage.morphology import remove_small_objects
 from skimage.segmentation import watershed
 
-from napari_distill.core.config import InstanceConfig
-from napari_distill.core.preprocess import indices_to_labels
+from .config import InstanceConfig
+from .preprocess import indices_to_labels
 
 _MODES = ("semantic", "instances")
 

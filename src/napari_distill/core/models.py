@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_distill.core.config import ModelConfig
+from .config import ModelConfig
 
 
 def norm_groups(channels: int, channels_per_group: int = 4, max_groups: int = 32) -> int:

@@ -31,23 +31,23 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_distill.core.checkpoint import ModelBundle
-from napari_distill.core.config import (
+from .checkpoint import ModelBundle
+from .config import (
     KDConfig,
     ModelConfig,
     PredictConfig,
     QualityConfig,
     TrainConfig,
 )
-from napari_distill.core.device import select_device
-from napari_distill.core.inference import Prediction, predict_bundle
-from napari_distill.core.io import write_labels
-from napari_distill.core.preprocess import annotated_slices
-from napari_distill.core.quality import SnapshotRecorder, fit_quality, save_quality, score_slices
-from napari_distill.core.report import RunSummary, plot_scores, write_report
-from napari_distill.core.selection import Selection
-from napari_distill.core.strategies import get_strategy
-from napari_distill.core.train import train_teacher
+from .device import select_device
+from .inference import Prediction, predict_bundle
+from .io import write_labels
+from .preprocess import annotated_slices
+from .quality import SnapshotRecorder, fit_quality, save_quality, score_slices
+from .report import RunSummary, plot_scores, write_report
+from .selection import Selection
+from .strategies import get_strategy
+from .train import train_teacher
 
 logger = logging.getLogger(__name__)
 

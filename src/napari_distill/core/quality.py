@@ -26,13 +26,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_distill.core.checkpoint import ModelBundle
-from napari_distill.core.config import PredictConfig, QualityConfig, TrainConfig
-from napari_distill.core.device import select_device
-from napari_distill.core.inference import Prediction, PredictProgress, predict_bundle
-from napari_distill.core.metrics import spearman
-from napari_distill.core.preprocess import as_stack, labels_to_indices, slice_input
-from napari_distill.core.quality_model import (
+from .checkpoint import ModelBundle
+from .config import PredictConfig, QualityConfig, TrainConfig
+from .device import select_device
+from .inference import Prediction, PredictProgress, predict_bundle
+from .metrics import spearman
+from .preprocess import as_stack, labels_to_indices, slice_input
+from .quality_model import (
     QUALITY_KIND,
     QualityFitReport,
     QualityModel,
@@ -41,16 +41,16 @@ from napari_distill.core.quality_model import (
     quality_bundle,
     save_quality,
 )
-from napari_distill.core.quality_variants import (
-    SnapshotRecorder,
+from .quality_variants import (
     VariantProgress,
     VariantSet,
     make_variants,
     quality_input,
     slice_iou,
 )
-from napari_distill.core.teacher import prepare_pair
-from napari_distill.core.train import TrainingRun, TrainStep
+from .snapshots import SnapshotRecorder
+from .teacher import prepare_pair
+from .train import TrainingRun, TrainStep
 
 logger = logging.getLogger(__name__)
 

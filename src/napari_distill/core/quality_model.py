@@ -20,15 +20,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from napari_distill.core.checkpoint import (
+from .checkpoint import (
     CheckpointError,
     ModelBundle,
     read_checkpoint,
     save_checkpoint,
 )
-from napari_distill.core.config import ModelConfig, QualityConfig, from_dict, to_dict
-from napari_distill.core.models import norm_groups
-from napari_distill.core.preprocess import Normalization
+from .config import ModelConfig, QualityConfig, from_dict, to_dict
+from .models import norm_groups
+from .preprocess import Normalization
 
 QUALITY_KIND = "quality"
 NET_LEVELS = 4  # resolution levels of QualityNet (input_size / 8 at the last one)

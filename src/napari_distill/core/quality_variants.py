@@ -4,7 +4,8 @@ On an annotated slice the true IoU of a teacher's pseudo-label is known. One tea
 prediction per slice would only show the classifier good pseudo-labels (the teacher was trained
 on those slices), so each slice is predicted by several *sources* of varied quality:
 
-- the teacher itself and its snapshots from earlier in training (:class:`SnapshotRecorder`);
+- the teacher itself and its snapshots from earlier in training
+  (:class:`~.snapshots.SnapshotRecorder`);
 - test-time dropout at increasing rates (dropout layers on in eval mode);
 - perturbed inputs: noise, blur, intensity scale/shift, partial occlusion;
 - weakened weights: Gaussian noise on every weight tensor, relative to that tensor's spread,
@@ -22,7 +23,7 @@ import math
 import time
 from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,14 +31,12 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import nn
 
-from napari_distill.core.config import PredictConfig, QualityConfig
-from napari_distill.core.inference import predict_slice_probabilities
-from napari_distill.core.metrics import iou_per_class
-from napari_distill.core.models import enable_dropout
-from napari_distill.core.train import TrainStep
+from .config import PredictConfig, QualityConfig
+from .inference import predict_slice_probabilities
+from .metrics import iou_per_class
+from .models import enable_dropout
 
 logger = logging.getLogger(__name__)
-R = TypeVar("R")
 
 # Kinds of randomised sources, cycled over ``QualityConfig.variants_per_slice``.
 RANDOM_KINDS = ("dropout", "input", "weights")
@@ -111,67 +110,6 @@ def quality_input(image: np.ndarray, probabilities: np.ndarray, size: int) -> np
         tensor, size=(size, size), mode="bilinear", align_corners=False, antialias=side > size
     )
     return resized[0].numpy()
-
-
-# ------------------------------------------------------------------------------ snapshots
-class SnapshotRecorder:
-    """Keeps up to ``max_snapshots`` CPU copies of a model's weights, spread over training.
-
-    Wrap a teacher's ``run.steps()``: ``result = yield from recorder.record(run.steps())``, or
-    iterate ``recorder.record(...)`` as you would the steps. A copy is taken at every
-    validation, every ``total_steps / (2 max_snapshots)`` steps (for runs without validation)
-    and at the planned last step;
-    when there are too many, the copy closest in steps to its neighbours is dropped, so the
-    kept ones stay evenly spread however long the run turns out to be. The first and the latest
-    copies are always kept.
-
-    Parameters
-    ----------
-    model:
-        The module being trained (``run.model``).
-    max_snapshots:
-        How many copies to keep (each costs the model's size in memory).
-    """
-
-    def __init__(self, model: nn.Module, max_snapshots: int = 4):
-        if max_snapshots < 1:
-            raise ValueError(f"max_snapshots must be >= 1, got {max_snapshots}")
-        self.model = model
-        self.max_snapshots = max_snapshots
-        self._kept: list[tuple[int, dict[str, torch.Tensor]]] = []
-
-    @property
-    def steps(self) -> list[int]:
-        """Training steps of the kept copies, in order."""
-        return [step for step, _ in self._kept]
-
-    @property
-    def snapshots(self) -> list[dict[str, torch.Tensor]]:
-        """The kept state dicts (CPU tensors), oldest first."""
-        return [state for _, state in self._kept]
-
-    def take(self, step: int) -> None:
-        """Copy the model's weights now, as step ``step``."""
-        state = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
-        self._kept.append((int(step), state))
-        while len(self._kept) > self.max_snapshots:
-            steps = np.asarray(self.steps, dtype=np.float64)
-            # Dropping interior copy i leaves a gap steps[i+1] - steps[i-1]: drop the smallest.
-            gaps = steps[2:] - steps[:-2]
-            del self._kept[1 + int(np.argmin(gaps))]
-
-    def record(self, steps: Generator[TrainStep, None, R]) -> Generator[TrainStep, None, R]:
-        """Pass the records of ``steps`` through, taking copies along the way."""
-        while True:
-            try:
-                record = next(steps)
-            except StopIteration as stop:
-                return stop.value
-            spacing = max(1, record.total_steps // (2 * self.max_snapshots))
-            last = record.step >= record.total_steps
-            if record.val_score is not None or record.step % spacing == 0 or last:
-                self.take(record.step)
-            yield record
 
 
 # ------------------------------------------------------------------------------ sources

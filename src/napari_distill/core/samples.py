@@ -7,8 +7,8 @@ benchmarked without downloading data. The same seed always gives the same sample
 
 from __future__ import annotations
 
-from napari_distill.core.samples_medaka import MEDAKA_CLASSES, MedakaSample, make_medaka
-from napari_distill.core.samples_pap import PAP_CLASSES, PapSample, make_pap_smear
+from .samples_medaka import MEDAKA_CLASSES, MedakaSample, make_medaka
+from .samples_pap import PAP_CLASSES, PapSample, make_pap_smear
 
 __all__ = [
     "MEDAKA_CLASSES",

@@ -1,9 +1,6 @@
-"""The teacher's pieces: checks on the painted labels, the slice split, the supervised
-objective (class-weighted CE + Dice on patches) and the validator (mean Dice on whole slices).
-
-:func:`napari_distill.core.train.train_teacher` assembles them into a
-:class:`~napari_distill.core.train.TrainingRun`; the student strategies reuse
-:class:`SliceValidator` and, with pseudo-labels as targets, :class:`SupervisedObjective`.
+"""The teacher: checks on the painted labels, the slice split, the teacher's model and
+bundle, and :func:`train_teacher`, which assembles the supervised objective and the validator
+of :mod:`.objectives` into a :class:`~napari_distill.core.train.TrainingRun`.
 """
 
 from __future__ import annotations
@@ -16,17 +13,15 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch import nn
 
-from napari_distill.core.checkpoint import ModelBundle, load_checkpoint
-from napari_distill.core.config import ModelConfig, PredictConfig, TrainConfig
-from napari_distill.core.data import Augmentation, SliceSampler
-from napari_distill.core.device import select_device
-from napari_distill.core.inference import predict_slice_probabilities
-from napari_distill.core.losses import ce_dice_loss, class_weights_from_labels
-from napari_distill.core.metrics import mean_dice
-from napari_distill.core.models import build_model, count_parameters
-from napari_distill.core.preprocess import (
+from .checkpoint import ModelBundle, load_checkpoint
+from .config import ModelConfig, TrainConfig
+from .data import Augmentation, SliceSampler
+from .device import select_device
+from .losses import class_weights_from_labels
+from .models import build_model, count_parameters
+from .objectives import SliceValidator, SupervisedObjective
+from .preprocess import (
     Normalization,
     annotated_slices,
     as_stack,
@@ -34,12 +29,11 @@ from napari_distill.core.preprocess import (
     class_ids_from_labels,
     input_channels,
     labels_as_stack,
-    labels_to_indices,
-    slice_input,
 )
+from .schedule import auto_steps
 
 if TYPE_CHECKING:
-    from napari_distill.core.train import TrainingRun
+    from .train import TrainingRun
 
 logger = logging.getLogger(__name__)
 
@@ -205,94 +199,6 @@ def teacher_components(
     return objective, validator
 
 
-class SupervisedObjective:
-    """Class-weighted cross-entropy plus soft Dice on patches from a :class:`SliceSampler`.
-
-    Pixels with weight 0 in the batch's ``"weight"`` (if any) are ignored by both terms.
-    """
-
-    def __init__(
-        self,
-        sampler: SliceSampler,
-        class_weight: torch.Tensor | None = None,
-        dice_weight: float = 1.0,
-    ):
-        self.sampler = sampler
-        self.num_classes = sampler.num_classes
-        self.class_weight = class_weight
-        self.dice_weight = dice_weight
-
-    def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        return self.sampler.batch(rng)
-
-    def loss(
-        self, model: nn.Module, batch: dict[str, torch.Tensor]
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        logits = model(batch["x"])
-        weight = batch.get("weight")
-        class_weight = None
-        if self.class_weight is not None:
-            class_weight = self.class_weight.to(logits.device)
-        return ce_dice_loss(
-            logits,
-            batch["y"],
-            self.num_classes,
-            class_weight=class_weight,
-            dice_weight=self.dice_weight,
-            pixel_weight=weight,
-            ignore_mask=None if weight is None else weight <= 0,
-        )
-
-
-class SliceValidator:
-    """Mean Dice over foreground classes of whole-slice predictions on validation slices.
-
-    The slices' inputs and truths are prepared once; each call predicts them with
-    :func:`~napari_distill.core.inference.predict_slice_probabilities` and scores the
-    prediction of all slices together (so a class present in one slice only still counts).
-    """
-
-    def __init__(
-        self,
-        image_stack: np.ndarray,
-        labels_stack: np.ndarray,
-        slices: Sequence[int],
-        class_ids: tuple[int, ...],
-        normalization: Normalization,
-        device: torch.device,
-        context_slices: int = 0,
-        predict_config: PredictConfig | None = None,
-    ):
-        self.slices = [int(i) for i in slices]
-        self.device = device
-        self.predict_config = predict_config or PredictConfig()
-        self.num_classes = len(class_ids)
-        self._inputs = [
-            slice_input(image_stack, i, normalization, context_slices) for i in self.slices
-        ]
-        self._truth = np.stack(
-            [labels_to_indices(np.asarray(labels_stack[i]), class_ids) for i in self.slices]
-        )
-
-    def predict(self, model: nn.Module) -> np.ndarray:
-        """Channel-index predictions ``(n_slices, H, W)`` of the validation slices."""
-        return np.stack(
-            [
-                predict_slice_probabilities(model, x, self.predict_config, self.device).argmax(0)
-                for x in self._inputs
-            ]
-        )
-
-    def __call__(self, model: nn.Module) -> float:
-        score = mean_dice(
-            self.predict(model),
-            self._truth,
-            class_ids=range(self.num_classes),
-            ignore_background=True,
-        )
-        return 0.0 if np.isnan(score) else score
-
-
 def train_teacher(
     image: np.ndarray,
     labels: np.ndarray,
@@ -333,10 +239,7 @@ def train_teacher(
     ValueError
         Shape mismatch, no annotated slice, a single class painted, or an unavailable device.
     """
-    from napari_distill.core.train import (  # lazily: core.train imports this module
-        TrainingRun,
-        auto_steps,
-    )
+    from .train import TrainingRun  # lazily: core.train imports this module
 
     if resume_from is not None:
         return resume_training(
@@ -399,10 +302,7 @@ def resume_training(
     ValueError
         The labels hold classes the checkpoint does not know, or do not fit the image.
     """
-    from napari_distill.core.train import (  # lazily: core.train imports this module
-        TrainingRun,
-        auto_steps,
-    )
+    from .train import TrainingRun  # lazily: core.train imports this module
 
     torch_device = select_device(device)
     bundle, checkpoint = load_checkpoint(path, device="cpu", kind="teacher")

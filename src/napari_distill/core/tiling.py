@@ -20,8 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from napari_distill.core.config import PredictConfig
-from napari_distill.core.tissue import tissue_bounding_box
+from .config import PredictConfig
+from .tissue import tissue_bounding_box
 
 logger = logging.getLogger(__name__)
 
@@ -228,7 +228,7 @@ class SlicePredictor:
         in_channels: int,
         num_classes: int | None = None,
     ):
-        from napari_distill.core.device import autocast_dtype
+        from .device import autocast_dtype
 
         self.model = model
         self.device = device
@@ -252,7 +252,7 @@ class SlicePredictor:
     def tile(self, shape: tuple[int, int]) -> tuple[int, int]:
         if self.config.tile_size is not None:
             return min(self.config.tile_size, shape[0]), min(self.config.tile_size, shape[1])
-        from napari_distill.core.device import free_memory_bytes
+        from .device import free_memory_bytes
 
         per_pixel = activation_bytes_per_pixel(self.model, self.in_channels, self.device)
         if self.amp_dtype is not None:

@@ -26,13 +26,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from napari_distill.core.checkpoint import ModelBundle, save_checkpoint
-from napari_distill.core.config import TrainConfig
-from napari_distill.core.device import autocast_dtype
+from .checkpoint import ModelBundle, save_checkpoint
+from .config import TrainConfig
+from .device import autocast_dtype
+from .schedule import auto_steps, lr_at
 
 # The teacher's builders live in core.teacher (which imports this module lazily); they are
 # re-exported here because a teacher run is what most callers start.
-from napari_distill.core.teacher import resume_training, train_teacher
+from .teacher import resume_training, train_teacher
 
 logger = logging.getLogger(__name__)
 
@@ -114,41 +115,6 @@ class Objective(Protocol):
 
 Validator = Callable[[nn.Module], float]
 """Scores a model (higher is better), e.g. mean foreground Dice on validation slices."""
-
-
-def lr_at(
-    step: int, total: int, base_lr: float, warmup_fraction: float = 0.05, min_ratio: float = 0.01
-) -> float:
-    """Learning rate of step ``step`` (0-based): linear warm-up, then cosine decay.
-
-    The warm-up lasts ``warmup_fraction`` of the run (at least 1, at most 100 steps); the decay
-    ends at ``min_ratio * base_lr``.
-    """
-    warmup = max(1, min(100, int(warmup_fraction * total)))
-    if step < warmup:
-        return base_lr * (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    low = base_lr * min_ratio
-    return low + 0.5 * (base_lr - low) * (1.0 + math.cos(math.pi * progress))
-
-
-def auto_steps(
-    n_annotated_pixels: int,
-    device: torch.device | str,
-    batch_size: int = 8,
-    patch_size: int = 96,
-    passes: float = 150.0,
-) -> int:
-    """A step budget for ``steps=None``: about ``passes`` looks at every annotated pixel.
-
-    Bounded per device (CPU 500-1000, GPU 1000-4000 steps): even one annotated slice needs a
-    few hundred steps for the network to converge, and a CPU run must end in minutes. Early
-    stopping usually ends the run sooner.
-    """
-    pixels_per_step = max(1, batch_size * patch_size * patch_size)
-    wanted = math.ceil(passes * max(0, n_annotated_pixels) / pixels_per_step)
-    low, high = (500, 1000) if torch.device(device).type == "cpu" else (1000, 4000)
-    return int(min(high, max(low, wanted)))
 
 
 def _cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

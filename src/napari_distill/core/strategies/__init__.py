@@ -25,11 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from napari_distill.core.config import KDConfig
-from napari_distill.core.strategies.kd import build_kd
+from ..config import KDConfig
+from .kd import build_kd
 
 if TYPE_CHECKING:
-    from napari_distill.core.train import TrainingRun
+    from ..train import TrainingRun
 
 __all__ = ["STRATEGIES", "StrategySpec", "get_strategy"]
 

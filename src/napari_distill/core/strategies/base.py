@@ -20,14 +20,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_distill.core.checkpoint import CheckpointError, ModelBundle, load_checkpoint
-from napari_distill.core.config import ModelConfig, PredictConfig, TrainConfig, from_dict, to_dict
-from napari_distill.core.inference import predict_bundle
-from napari_distill.core.models import build_model, count_parameters
-from napari_distill.core.preprocess import class_ids_from_labels
-from napari_distill.core.progress import run_to_completion
-from napari_distill.core.teacher import SliceValidator, prepare_pair, split_slices
-from napari_distill.core.train import auto_steps
+from ..checkpoint import CheckpointError, ModelBundle, load_checkpoint
+from ..config import ModelConfig, PredictConfig, TrainConfig, from_dict, to_dict
+from ..inference import predict_bundle
+from ..models import build_model, count_parameters
+from ..objectives import SliceValidator
+from ..preprocess import class_ids_from_labels
+from ..progress import run_to_completion
+from ..schedule import auto_steps
+from ..teacher import prepare_pair, split_slices
 
 logger = logging.getLogger(__name__)
 

@@ -38,12 +38,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_distill.core.checkpoint import ModelBundle
-from napari_distill.core.config import KDConfig, PredictConfig, TrainConfig
-from napari_distill.core.data import Augmentation, SliceSampler
-from napari_distill.core.device import select_device
-from napari_distill.core.losses import ce_dice_loss, class_weights_from_labels
-from napari_distill.core.strategies.base import (
+from ..checkpoint import ModelBundle
+from ..config import KDConfig, PredictConfig, TrainConfig
+from ..data import Augmentation, SliceSampler
+from ..device import select_device
+from ..losses import ce_dice_loss, class_weights_from_labels
+from .base import (
     StudentData,
     describe_student,
     load_student,
@@ -55,7 +55,7 @@ from napari_distill.core.strategies.base import (
 )
 
 if TYPE_CHECKING:
-    from napari_distill.core.train import TrainingRun
+    from ..train import TrainingRun
 
 logger = logging.getLogger(__name__)
 
@@ -268,7 +268,7 @@ def build_kd(
         Unannotated slices to learn from with pseudo-labels (annotated ones are ignored here).
     train_config:
         Steps (None: from the training pixels, see
-        :func:`~napari_distill.core.train.auto_steps`), batch, patches, learning rate, seed...
+        :func:`~napari_distill.core.schedule.auto_steps`), batch, patches, learning rate, seed...
     strategy_config:
         Temperature, ``lambda_kd``, initialisation and student size.
     device:
@@ -291,7 +291,7 @@ def build_kd(
     CheckpointError
         ``resume_from`` is not a ``kd`` student checkpoint.
     """
-    from napari_distill.core.train import TrainingRun  # lazily: core.train imports core.teacher
+    from ..train import TrainingRun  # lazily: core.train imports core.teacher
 
     torch_device = select_device(device)
     checkpoint = None

@@ -1,0 +1,109 @@
+"""What supervised training optimises and how it is validated.
+
+:class:`SupervisedObjective` (class-weighted CE + soft Dice on patches) is the teacher's loss
+and, with pseudo-labels as targets, the students' supervised term; :class:`SliceValidator`
+(mean Dice of whole-slice predictions) validates teachers and students alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import PredictConfig
+from .data import SliceSampler
+from .inference import predict_slice_probabilities
+from .losses import ce_dice_loss
+from .metrics import mean_dice
+from .preprocess import Normalization, labels_to_indices, slice_input
+
+
+class SupervisedObjective:
+    """Class-weighted cross-entropy plus soft Dice on patches from a :class:`SliceSampler`.
+
+    Pixels with weight 0 in the batch's ``"weight"`` (if any) are ignored by both terms.
+    """
+
+    def __init__(
+        self,
+        sampler: SliceSampler,
+        class_weight: torch.Tensor | None = None,
+        dice_weight: float = 1.0,
+    ):
+        self.sampler = sampler
+        self.num_classes = sampler.num_classes
+        self.class_weight = class_weight
+        self.dice_weight = dice_weight
+
+    def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        return self.sampler.batch(rng)
+
+    def loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        logits = model(batch["x"])
+        weight = batch.get("weight")
+        class_weight = None
+        if self.class_weight is not None:
+            class_weight = self.class_weight.to(logits.device)
+        return ce_dice_loss(
+            logits,
+            batch["y"],
+            self.num_classes,
+            class_weight=class_weight,
+            dice_weight=self.dice_weight,
+            pixel_weight=weight,
+            ignore_mask=None if weight is None else weight <= 0,
+        )
+
+
+class SliceValidator:
+    """Mean Dice over foreground classes of whole-slice predictions on validation slices.
+
+    The slices' inputs and truths are prepared once; each call predicts them with
+    :func:`~napari_distill.core.inference.predict_slice_probabilities` and scores the
+    prediction of all slices together (so a class present in one slice only still counts).
+    """
+
+    def __init__(
+        self,
+        image_stack: np.ndarray,
+        labels_stack: np.ndarray,
+        slices: Sequence[int],
+        class_ids: tuple[int, ...],
+        normalization: Normalization,
+        device: torch.device,
+        context_slices: int = 0,
+        predict_config: PredictConfig | None = None,
+    ):
+        self.slices = [int(i) for i in slices]
+        self.device = device
+        self.predict_config = predict_config or PredictConfig()
+        self.num_classes = len(class_ids)
+        self._inputs = [
+            slice_input(image_stack, i, normalization, context_slices) for i in self.slices
+        ]
+        self._truth = np.stack(
+            [labels_to_indices(np.asarray(labels_stack[i]), class_ids) for i in self.slices]
+        )
+
+    def predict(self, model: nn.Module) -> np.ndarray:
+        """Channel-index predictions ``(n_slices, H, W)`` of the validation slices."""
+        return np.stack(
+            [
+                predict_slice_probabilities(model, x, self.predict_config, self.device).argmax(0)
+                for x in self._inputs
+            ]
+        )
+
+    def __call__(self, model: nn.Module) -> float:
+        score = mean_dice(
+            self.predict(model),
+            self._truth,
+            class_ids=range(self.num_classes),
+            ignore_background=True,
+        )
+        return 0.0 if np.isnan(score) else score
