@@ -109,6 +109,10 @@ def test_corrupt_file(tmp_path, bundle):
     garbage.write_bytes(os.urandom(256))
     with pytest.raises(CheckpointError, match="garbage.pt"):
         load_checkpoint(garbage)
+    text = tmp_path / "notes.pt"  # not a pickle at all: torch fails inside its unpickler
+    text.write_text("hello, not a checkpoint")
+    with pytest.raises(CheckpointError, match="notes.pt is not a readable checkpoint"):
+        load_checkpoint(text)
 
 
 def test_foreign_torch_files(tmp_path, bundle):

@@ -90,3 +90,13 @@ def test_parameter_count_grows_with_width():
     small = count_parameters(build_model(ModelConfig(base_channels=8, depth=3)))
     large = count_parameters(build_model(ModelConfig(base_channels=16, depth=3)))
     assert 0 < small < large
+
+
+def test_student_config_is_never_larger_than_its_teacher():
+    default = ModelConfig(num_classes=3)
+    student = default.student()
+    assert student.base_channels == default.base_channels // 2
+    assert student.depth == default.depth - 1
+    shallow = ModelConfig(num_classes=3, base_channels=4, depth=2)
+    assert shallow.student().depth == 2  # never deeper than a depth-2 teacher
+    assert shallow.student().base_channels == 4

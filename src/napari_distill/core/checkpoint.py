@@ -18,7 +18,6 @@ import logging
 import os
 import pickle
 import tempfile
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +190,13 @@ def _fsync_directory(directory: Path) -> None:
         os.close(descriptor)
 
 
+def _unreadable(path: Path, error: BaseException) -> CheckpointError:
+    return CheckpointError(
+        f"{path} is not a readable checkpoint (corrupt, truncated or not a torch file): "
+        f"{type(error).__name__}: {error}"
+    )
+
+
 def read_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> dict:
     """The raw checkpoint dict of ``path``, validated, with tensors on ``device``.
 
@@ -205,14 +211,14 @@ def read_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as error:
+        # torch's safe unpickler cannot tell random bytes from a pickle of code: say both.
         raise CheckpointError(
-            f"{path} was refused: it holds Python objects other than weights and plain values "
-            f"(it may run code when opened, so it is not loaded). Details: {error}"
+            f"{path} is not a napari-distill checkpoint: the safe loader refused it (it is "
+            "corrupt, or it holds Python objects other than weights and plain values, which "
+            f"could run code when opened, so it is not loaded). Details: {error}"
         ) from error
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as error:
-        raise CheckpointError(
-            f"{path} is not a readable checkpoint (corrupt, truncated or not a torch file): {error}"
-        ) from error
+    except Exception as error:  # a foreign file can fail anywhere inside the unpickler
+        raise _unreadable(path, error) from error
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != FORMAT:
         raise CheckpointError(
             f"{path} is a torch file but not a napari-distill checkpoint (a bare state_dict or "

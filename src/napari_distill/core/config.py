@@ -75,9 +75,14 @@ class ModelConfig:
             raise ValueError(f"norm must be 'group' or 'batch', got {self.norm!r}")
 
     def student(self) -> ModelConfig:
-        """The cheaper student configuration: half the channels, one level fewer (min 3)."""
+        """The cheaper student configuration: half the channels, one level fewer (min 3).
+
+        Never deeper or wider than this configuration (a shallow teacher keeps its depth).
+        """
         return dataclasses.replace(
-            self, base_channels=max(4, self.base_channels // 2), depth=max(3, self.depth - 1)
+            self,
+            base_channels=min(self.base_channels, max(4, self.base_channels // 2)),
+            depth=min(self.depth, max(3, self.depth - 1)),
         )
 
 
@@ -171,11 +176,49 @@ class QualityConfig:
 class KDConfig:
     """Strategy ``kd``: L = CE(student, pseudo) + lambda_kd * T^2 * KL(teacher || student)."""
 
-    temperature: float = 2.0
-    lambda_kd: float = 1.0
-    init_from_teacher: bool = True
-    smaller_student: bool = False  # ModelConfig.student(); always trained from scratch
-    kd_on_annotated: bool = True  # the KD term also on annotated slices (else accepted only)
+    temperature: float = field(
+        default=2.0,
+        metadata={
+            "label": "Temperature T",
+            "min": 0.1,
+            "max": 20.0,
+            "help": "Softens the teacher's and the student's probabilities before the KL "
+            "term; higher passes on more of the teacher's second choices.",
+        },
+    )
+    lambda_kd: float = field(
+        default=1.0,
+        metadata={
+            "label": "KD weight (lambda)",
+            "min": 0.0,
+            "max": 100.0,
+            "help": "Weight of the T^2 KL(teacher || student) term against the cross-entropy "
+            "on pseudo-labels; 0 is plain self-training.",
+        },
+    )
+    init_from_teacher: bool = field(
+        default=True,
+        metadata={
+            "label": "Start from the teacher's weights",
+            "help": "Fine-tune the teacher (faster, usually better); off trains from scratch.",
+        },
+    )
+    smaller_student: bool = field(
+        default=False,
+        metadata={
+            "label": "Smaller, faster student",
+            "help": "Half the channels and one level fewer (ModelConfig.student()): cheaper "
+            "to run; always trained from scratch.",
+        },
+    )
+    kd_on_annotated: bool = field(
+        default=True,
+        metadata={
+            "label": "KD on annotated slices too",
+            "help": "Apply the KL term on the annotated slices as well (else on accepted "
+            "slices only).",
+        },
+    )
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
