@@ -157,11 +157,17 @@ def _report(
     predicted = model.predict(held.inputs, device)[0].astype(np.float64) if len(truth) else truth
     rho = spearman(predicted, truth) if len(truth) >= 3 else float("nan")
     if math.isnan(rho):
+        advice = (
+            "annotate at least 3 slices so that one can be held out"
+            if not holdout
+            else "the held-out pseudo-labels are too few or of one quality; annotate more slices"
+        )
         logger.warning(
             "quality classifier: no rank correlation to report (%d held-out predictions from "
-            "%d held-out slice(s)); annotate at least 3 slices for an honest check",
+            "%d held-out slice(s)): %s",
             len(truth),
             len(holdout),
+            advice,
         )
     mae = float(np.mean(np.abs(predicted - truth))) if len(truth) else float("nan")
     return QualityFitReport(
