@@ -143,7 +143,9 @@ def test_inputs_follow_the_teacher_layer_and_count_the_slices(widget, sample):
     assert not widget.settings.fields[("train", "steps")].isHidden()
 
 
-def test_strategy_form_is_built_from_the_config_and_reaches_the_run(qtbot, widget, errors):
+def test_strategy_form_is_built_from_the_config_and_reaches_the_run(
+    qtbot, widget, monkeypatch, errors
+):
     form = widget.strategy.form
     names = [f.name for f in dataclasses.fields(KDConfig)]
     assert list(form.fields) == names
@@ -163,7 +165,13 @@ def test_strategy_form_is_built_from_the_config_and_reaches_the_run(qtbot, widge
     assert widget.bundle.extra["accepted_slices"] == ACCEPTED
     assert "Training finished at step 10 of 10" in widget.panel.status_label.text()
 
-    form.fields["temperature"].setValue(0.0)  # the config rejects it
+    form.fields["temperature"].setValue(0.0)  # the field's bound (metadata "min") holds
+    assert form.fields["temperature"].value() == pytest.approx(0.1)
+    form.fields["lambda_kd"].setValue(-1.0)
+    assert form.fields["lambda_kd"].value() == 0.0
+
+    # a value the form lets through but the config rejects
+    monkeypatch.setattr(form.editors["temperature"], "read", lambda: 0.0)
     click(qtbot, widget.panel.train_button)
     assert len(errors) == 1 and errors[0].startswith("Invalid setting: the temperature")
     assert widget.panel.train_button.isEnabled() and not widget.runner.is_running

@@ -117,18 +117,47 @@ def test_train_then_predict_adds_a_labels_layer(qtbot, widget, sample, errors):
     assert errors == []
 
 
-def test_stop_keeps_the_best_model_so_far(qtbot, widget, errors):
+def test_stop_keeps_the_best_model_so_far_and_resume_goes_on(
+    qtbot, widget, monkeypatch, tmp_path, errors
+):
     small(widget, steps=100_000)
+    resume = widget.panel.resume_button
+    assert not resume.isEnabled()  # nothing to resume yet
     click(qtbot, widget.panel.train_button)
     assert not widget.panel.train_button.isEnabled() and not widget.predict_button.isEnabled()
     qtbot.waitUntil(lambda: len(widget.panel.plot.y2) >= 2, timeout=TIMEOUT_MS)
     click(qtbot, widget.panel.stop_button)
     wait_idle(qtbot, widget)
     assert errors == []
-    assert widget.run.step < 100_000 and widget.run.best_score is not None
-    assert widget.bundle is not None and widget.bundle.extra["best_score"] == widget.run.best_score
+    run = widget.run
+    assert run.step < 100_000 and run.best_score is not None
+    assert widget.bundle is not None and widget.bundle.extra["best_score"] == run.best_score
     assert "Training stopped" in widget.panel.status_label.text()
     assert widget.panel.train_button.isEnabled() and widget.predict_button.isEnabled()
+
+    stopped_at, points = run.step, len(widget.panel.plot.x)
+    click(qtbot, resume)
+    qtbot.waitUntil(lambda: run.step >= stopped_at + 3, timeout=TIMEOUT_MS)
+    click(qtbot, widget.panel.stop_button)
+    wait_idle(qtbot, widget)
+    assert widget.run is run and run.step > stopped_at  # the same run went on
+    assert len(widget.panel.plot.x) > points and errors == []
+
+    # a saved, stopped run resumes from its file in a new session
+    path = tmp_path / "teacher.pt"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(path), ""))
+    click(qtbot, widget.save_button)
+    saved_at = run.step
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    click(qtbot, widget.load_button)
+    assert widget.run is None and resume.isEnabled()
+    click(qtbot, resume)
+    qtbot.waitUntil(
+        lambda: widget.run is not None and widget.run.step >= saved_at + 2, timeout=TIMEOUT_MS
+    )
+    click(qtbot, widget.panel.stop_button)
+    wait_idle(qtbot, widget)
+    assert widget.run is not run and widget.run.total_steps == 100_000 and errors == []
 
 
 def test_nothing_painted_is_a_clear_error(qtbot, make_napari_viewer, sample, errors):

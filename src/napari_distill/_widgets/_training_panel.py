@@ -41,6 +41,7 @@ from superqt import QCollapsible
 
 from napari_distill._widgets._plot import CurvePlot
 from napari_distill.core.config import ModelConfig, TrainConfig
+from napari_distill.core.train import TrainingRun
 
 # Most updates of the bars and labels per second during a run.
 UPDATES_PER_S = 5.0
@@ -56,6 +57,11 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
+def can_resume(run: TrainingRun | None) -> bool:
+    """Whether Resume can continue ``run``: stopped by the user before its last step."""
+    return run is not None and run.stop_reason is None and run.step < run.total_steps
+
+
 class TrainingPanel(QWidget):
     """Train / Stop, progress, times and curves of one training run.
 
@@ -65,6 +71,8 @@ class TrainingPanel(QWidget):
         Text of the Train button (e.g. "Train teacher").
     score_label:
         Label of the validation curve's axis; None plots the loss only.
+    resume_tooltip:
+        When given, a Resume button (``resume_button``) sits beside Stop, with this tooltip.
     parent:
         The parent widget.
 
@@ -74,15 +82,19 @@ class TrainingPanel(QWidget):
         The user pressed Train.
     stop_clicked:
         The user pressed Stop.
+    resume_clicked:
+        The user pressed Resume.
     """
 
     train_clicked = Signal()
     stop_clicked = Signal()
+    resume_clicked = Signal()
 
     def __init__(
         self,
         train_text: str = "Train",
         score_label: str | None = "validation Dice",
+        resume_tooltip: str | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -107,6 +119,12 @@ class TrainingPanel(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.train_button)
         buttons.addWidget(self.stop_button)
+        self.resume_button: QPushButton | None = None
+        if resume_tooltip is not None:
+            self.resume_button = QPushButton("Resume")
+            self.resume_button.setToolTip(resume_tooltip)
+            self.resume_button.clicked.connect(self.resume_clicked)
+            buttons.addWidget(self.resume_button)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(buttons)

@@ -52,7 +52,7 @@ from napari_distill._widgets._student_tasks import (
     student_prediction,
     student_training,
 )
-from napari_distill._widgets._training_panel import TrainingPanel, TrainSettings
+from napari_distill._widgets._training_panel import TrainingPanel, TrainSettings, can_resume
 from napari_distill._widgets._workers import WorkerRunner
 from napari_distill.core.checkpoint import ModelBundle, save_checkpoint
 from napari_distill.core.device import configure_cpu_threads
@@ -81,11 +81,13 @@ class StudentWidget(QWidget):
         self.strategy = StrategyPicker(STRATEGIES)
         self.settings = TrainSettings()
         hide_model_settings(self.settings)  # the student's network follows the teacher's
-        self.panel = TrainingPanel(train_text="Train student", score_label="validation Dice")
-        self.resume_button = QPushButton("Resume")
-        self.resume_button.setToolTip(
-            "Continue the stopped run, or the loaded student checkpoint, where it stopped."
+        self.panel = TrainingPanel(
+            train_text="Train student",
+            score_label="validation Dice",
+            resume_tooltip="Continue the stopped run, or the loaded student checkpoint, where "
+            "it stopped.",
         )
+        self.resume_button = self.panel.resume_button
         self.model_label = QLabel("No student yet: train one or load one.")
         self.model_label.setWordWrap(True)
         self.save_button = QPushButton("Save model...")
@@ -111,7 +113,7 @@ class StudentWidget(QWidget):
         self.inputs.changed.connect(self._update_buttons)
         self.panel.train_clicked.connect(self.train)
         self.panel.stop_clicked.connect(self.runner.stop)
-        self.resume_button.clicked.connect(self.resume)
+        self.panel.resume_clicked.connect(self.resume)
         self.save_button.clicked.connect(self.save_model)
         self.load_button.clicked.connect(self.load_model)
         self.predict_button.clicked.connect(self._predict_clicked)
@@ -125,8 +127,6 @@ class StudentWidget(QWidget):
         form = QFormLayout()
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow("Device", self.device_picker)
-        # Resume sits with Train and Stop (the panel's first row holds its buttons)
-        self.panel.layout().itemAt(0).layout().addWidget(self.resume_button)
         files = QHBoxLayout()
         for button in (self.save_button, self.load_button, self.export_button):
             files.addWidget(button)
@@ -169,7 +169,7 @@ class StudentWidget(QWidget):
 
     def resume(self) -> None:
         """Continue the stopped run, or the loaded student checkpoint (the Resume button)."""
-        if self.run is not None and self._resumable(self.run):
+        if can_resume(self.run):
             self.panel.set_running(True)
             self.panel.set_status(f"Resuming at step {self.run.step}...")
             self._start_worker(self.run.steps)
@@ -252,10 +252,6 @@ class StudentWidget(QWidget):
         self.panel.finish(message + ".")
         self._describe_model()
         self._update_buttons()
-
-    @staticmethod
-    def _resumable(run: TrainingRun) -> bool:
-        return run.stop_reason is None and run.step < run.total_steps
 
     # ------------------------------------------------------------------ model files
     def save_model(self) -> None:
@@ -369,9 +365,7 @@ class StudentWidget(QWidget):
         busy = self.runner.is_running
         training = busy and self.panel.stop_button.isEnabled()
         ready = self.inputs.teacher() is not None
-        resumable = (self.run is not None and self._resumable(self.run)) or (
-            self.run is None and self.resume_path is not None
-        )
+        resumable = can_resume(self.run) or (self.run is None and self.resume_path is not None)
         self.panel.train_button.setEnabled(not busy)
         self.resume_button.setEnabled(not busy and ready and resumable)
         self.save_button.setEnabled(not busy and self.bundle is not None)

@@ -9,6 +9,7 @@ that the GUI thread adds (see :mod:`napari_distill._widgets._shared` for what th
 from __future__ import annotations
 
 from collections.abc import Generator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,7 +39,7 @@ from napari_distill._widgets._shared import (
     layer_data_for,
     spatial_shape,
 )
-from napari_distill._widgets._training_panel import TrainingPanel, TrainSettings
+from napari_distill._widgets._training_panel import TrainingPanel, TrainSettings, can_resume
 from napari_distill._widgets._workers import WorkerRunner
 from napari_distill.core.checkpoint import ModelBundle, save_checkpoint
 from napari_distill.core.device import configure_cpu_threads
@@ -89,6 +90,7 @@ class TeacherWidget(QWidget):
         self.runner = WorkerRunner(self, "Teacher")
         self.run: TrainingRun | None = None  # the last training run (its best model survives Stop)
         self.bundle: ModelBundle | None = None  # the model Predict and Save use
+        self.resume_path: Path | None = None  # a loaded teacher checkpoint Resume continues
 
         self.image_picker = LayerPicker(viewer, Image)
         self.labels_picker = LayerPicker(viewer, Labels, accept=self._labels_match_image)
@@ -100,7 +102,12 @@ class TeacherWidget(QWidget):
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.settings = TrainSettings()
-        self.panel = TrainingPanel(train_text="Train teacher", score_label="validation Dice")
+        self.panel = TrainingPanel(
+            train_text="Train teacher",
+            score_label="validation Dice",
+            resume_tooltip="Continue the stopped run, or the loaded teacher checkpoint, where "
+            "it stopped (with its own settings).",
+        )
         self.save_button = QPushButton("Save model...")
         self.save_button.setToolTip("Save the teacher (best weights, settings, classes) to a file.")
         self.load_button = QPushButton("Load model...")
@@ -119,6 +126,7 @@ class TeacherWidget(QWidget):
         self.labels_picker.currentIndexChanged.connect(self._update_summary)
         self.panel.train_clicked.connect(self.train)
         self.panel.stop_clicked.connect(self.runner.stop)
+        self.panel.resume_clicked.connect(self.resume)
         self.save_button.clicked.connect(self.save_model)
         self.load_button.clicked.connect(self.load_model)
         self.predict_button.clicked.connect(self._predict_clicked)
@@ -204,7 +212,21 @@ class TeacherWidget(QWidget):
 
     # ------------------------------------------------------------------ training
     def train(self) -> None:
-        """Start training a teacher on the chosen layers (the Train button)."""
+        """Start training a new teacher on the chosen layers (the Train button)."""
+        self._start_training(resume_from=None)
+
+    def resume(self) -> None:
+        """Continue the stopped run, or the loaded teacher checkpoint (the Resume button)."""
+        if can_resume(self.run):
+            self.panel.set_running(True)
+            self.panel.set_status(f"Resuming at step {self.run.step}...")
+            self._start_worker(self.run.steps)
+        elif self.resume_path is not None:
+            self._start_training(resume_from=self.resume_path)
+        else:
+            show_error("Nothing to resume: stop a training run, or load a saved teacher.")
+
+    def _start_training(self, resume_from: Path | None) -> None:
         image, labels = self.image_picker.layer(), self.labels_picker.layer()
         if image is None or labels is None:
             show_error("Choose an image and a labels layer of the same shape first.")
@@ -224,7 +246,7 @@ class TeacherWidget(QWidget):
         configure_cpu_threads(leave_free=1)  # the GUI keeps a core to itself
         self.run = None
         self.panel.start()
-        self.runner.start(
+        self._start_worker(
             teacher_training,
             image_data(image),
             painted,
@@ -233,19 +255,30 @@ class TeacherWidget(QWidget):
             device=self.device_picker.device(),
             class_names=class_names_of(image, labels),
             rgb=image.rgb,
+            resume_from=resume_from,
+        )
+
+    def _start_worker(self, function: Any, *args: Any, **kwargs: Any) -> None:
+        self.runner.start(
+            function,
+            *args,
             on_yield=self._on_training_record,
             on_return=self._on_trained,
             on_finish=self._on_training_finished,
             progress=lambda r: (r.step, r.total_steps) if isinstance(r, TrainStep) else None,
             description="Training the teacher",
             error_message="Teacher training failed",
+            **kwargs,
         )
         self._update_buttons()
 
     def _on_training_record(self, record: TrainingRun | TrainStep) -> None:
         if isinstance(record, TrainingRun):
             self.run = record
-            self.panel.set_status(f"Training {record.total_steps} steps on {record.device}...")
+            self.resume_path = None  # the run now holds the loaded checkpoint's state
+            self.panel.set_status(
+                f"Training {record.total_steps} steps on {record.device} from step {record.step}."
+            )
         else:
             self.panel.show_step(record)
 
@@ -262,7 +295,8 @@ class TeacherWidget(QWidget):
         }
         message = messages[outcome]
         if self.run is not None and outcome != "errored":
-            message += f" at step {self.run.step} ({self.run.stop_reason or 'stopped'})"
+            message += f" at step {self.run.step} of {self.run.total_steps}"
+            message += f" ({self.run.stop_reason or 'stopped: Resume continues'})"
         self.panel.finish(message + ".")
         self._describe_model()
         self._update_buttons()
@@ -282,7 +316,7 @@ class TeacherWidget(QWidget):
         loaded = ask_load_model(self, "Load teacher", "teacher")
         if loaded is None:
             return
-        self.bundle, self.run = loaded[0], None
+        (self.bundle, self.resume_path), self.run = loaded, None
         self.settings.show_configs(self.bundle.model_config, self.bundle.train_config)
         self._describe_model(f"Loaded from {loaded[1].name}: ")
         self._update_buttons()
@@ -341,7 +375,9 @@ class TeacherWidget(QWidget):
     def _update_buttons(self) -> None:
         busy = self.runner.is_running
         training = busy and self.panel.stop_button.isEnabled()
+        resumable = can_resume(self.run) or (self.run is None and self.resume_path is not None)
         self.panel.train_button.setEnabled(not busy)
+        self.panel.resume_button.setEnabled(not busy and resumable)
         self.save_button.setEnabled(not busy and self.bundle is not None)
         self.load_button.setEnabled(not busy)
         self.predict_button.setEnabled(self.bundle is not None and not training)
