@@ -155,13 +155,14 @@ def test_strategy_form_is_built_from_the_config_and_reaches_the_run(
     assert widget.strategy.name() == "kd"
 
     form.fields["temperature"].setValue(3.5)
-    form.fields["kd_on_annotated"].setChecked(False)
+    assert form.fields["kd_on_annotated"].isChecked() is False
+    form.fields["kd_on_annotated"].setChecked(True)
     click(qtbot, widget.panel.train_button)
     wait_idle(qtbot, widget)
     assert errors == []
-    assert widget.run.objective.config == KDConfig(temperature=3.5, kd_on_annotated=False)
+    assert widget.run.objective.config == KDConfig(temperature=3.5, kd_on_annotated=True)
     saved = widget.bundle.extra["strategy_config"]
-    assert saved["temperature"] == 3.5 and saved["kd_on_annotated"] is False
+    assert saved["temperature"] == 3.5 and saved["kd_on_annotated"] is True
     assert widget.bundle.extra["accepted_slices"] == ACCEPTED
     assert "Training finished at step 10 of 10" in widget.panel.status_label.text()
 

@@ -1,0 +1,237 @@
+"""Screenshots of the whole loop, as a user drives it: Teacher, Quality review, Student, export.
+
+Needs a display with OpenGL; headless, run it under Xvfb from the repository root:
+
+    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshot_tour.py
+
+For each sample (the plugin's Medaka CT and Pap smear sample data) it docks the three widgets
+(tabbed), and with their *default* settings: trains a teacher and predicts; fits the quality
+classifier and scores every slice, then overrules two slices by hand; trains the student and
+predicts (Pap smear: nuclei split into instances); exports the student's labels through the
+widget's Export button and reads them back. After each step it writes the window and the dock:
+
+- ``widget_teacher.png`` / ``widget_teacher_dock.png`` (Medaka), ``widget_teacher_pap.png``;
+- ``widget_quality_fit.png`` (the Fit tab), ``widget_quality.png`` / ``widget_quality_dock.png``
+  (Medaka), ``widget_quality_pap.png``;
+- ``widget_student.png`` / ``widget_student_dock.png`` (Medaka), ``widget_student_pap.png``;
+- ``plugins_menu.png``: the Plugins menu with the three widgets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import napari
+import numpy as np
+from qtpy.QtWidgets import QApplication, QFileDialog
+
+from napari_distill.core.io import read_image
+
+logger = logging.getLogger("screenshot_tour")
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+WINDOW_SIZE = (1600, 1000)
+PLUGIN = "napari-distill"
+WIDGETS = ("Teacher", "Quality review", "Student (distillation)")
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float) -> None:
+    """Run the Qt event loop until ``condition()`` holds."""
+    app = napari.qt.get_qapp()
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"gave up after {timeout_s:.0f} s")
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def settle(seconds: float = 0.7) -> None:
+    """Let the canvas, the docks and the plots repaint."""
+    app = napari.qt.get_qapp()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        app.processEvents()
+        time.sleep(0.02)
+
+
+def press(widget, button, timeout_s: float = 3600) -> None:
+    """Click ``button`` and wait for ``widget``'s worker to finish."""
+    started = time.monotonic()
+    button.click()
+    wait_until(lambda: not widget.runner.is_running, timeout_s)
+    logger.info(
+        "%s: %r took %.0f s", type(widget).__name__, button.text(), time.monotonic() - started
+    )
+
+
+class Tour:
+    """One viewer with one sample open and the three widgets docked (tabbed)."""
+
+    def __init__(self, sample: str, out_dir: Path, suffix: str) -> None:
+        self.out_dir, self.suffix = out_dir, suffix
+        self.viewer = napari.Viewer(show=True, title=f"napari-distill: {sample}")
+        self.viewer.window._qt_window.resize(*WINDOW_SIZE)
+        self.viewer.open_sample(PLUGIN, sample)
+        self.docks = {
+            name: self.viewer.window.add_plugin_dock_widget(PLUGIN, name) for name in WIDGETS
+        }
+        window = self.viewer.window._qt_window
+        window.tabifyDockWidget(self.docks[WIDGETS[0]][0], self.docks[WIDGETS[1]][0])
+        window.tabifyDockWidget(self.docks[WIDGETS[1]][0], self.docks[WIDGETS[2]][0])
+        self.teacher, self.quality, self.student = (self.docks[name][1] for name in WIDGETS)
+        settle()
+
+    def show(self, name: str) -> None:
+        self.docks[name][0].raise_()
+        settle()
+
+    def shoot(self, stem: str, dock=None) -> None:
+        """The window as ``stem{suffix}.png``; with ``dock``, also the dock as ``stem_dock.png``."""
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        path = self.out_dir / f"{stem}{self.suffix}.png"
+        self.viewer.screenshot(str(path), canvas_only=False, flash=False)
+        logger.info("wrote %s", path)
+        if dock is not None and not self.suffix:
+            dock.grab().save(str(self.out_dir / f"{stem}_dock.png"))
+
+    def show_labels(self, layer, slice_index: int | None = None) -> None:
+        """Only ``layer`` among the labels layers, on ``slice_index`` (default: keep)."""
+        for other in self.viewer.layers:
+            if other.__class__.__name__ == "Labels":
+                other.visible = other.name == layer.name
+        if slice_index is not None and self.viewer.dims.ndim >= 3:
+            self.viewer.dims.set_current_step(0, slice_index)
+        layer.opacity = 0.55
+        self.viewer.layers.selection.active = self.viewer.layers[layer.name]
+        self.viewer.reset_view()
+        settle()
+
+    def unannotated_slice(self, labels) -> int:
+        """The unannotated slice with the most classes in ``labels``: what was filled in."""
+        sparse = self.teacher.labels_picker.layer()
+        painted = np.asarray(sparse.data).reshape(sparse.data.shape[0], -1).any(1)
+        candidates = np.flatnonzero(~painted)
+        if candidates.size == 0:
+            return 0
+        counts = [np.unique(np.asarray(labels.data[i])).size for i in candidates]
+        return int(candidates[int(np.argmax(counts))])
+
+    # ------------------------------------------------------------------ the steps
+    def train_teacher(self) -> None:
+        self.show(WIDGETS[0])
+        press(self.teacher, self.teacher.panel.train_button)
+        logger.info("teacher: %s", self.teacher.model_label.text())
+        press(self.teacher, self.teacher.predict_button)
+        predicted = self.viewer.layers[-1]
+        self.show_labels(predicted, self.unannotated_slice(predicted))
+        self.teacher.panel.plot.redraw()
+        self.shoot("widget_teacher", self.teacher)
+
+    def review_quality(self) -> None:
+        self.show(WIDGETS[1])
+        fit = self.quality.fitting
+        press(self.quality, fit.panel.train_button)
+        logger.info("quality: %s", fit.model_label.text())
+        self.quality.tabs.setCurrentIndex(0)
+        settle()
+        if not self.suffix:
+            self.quality.grab().save(str(self.out_dir / "widget_quality_fit.png"))
+        press(self.quality, self.quality.score_button)
+        review = self.quality.review
+        order = review.worst_first()
+        review.go_to(order[len(order) // 2])
+        review.accept_current()  # decisions by hand, to show how they are marked
+        review.go_to(order[0])
+        review.reject_current()
+        logger.info("review: %s", review.counts.text())
+        self.quality.tabs.setCurrentIndex(1)
+        teacher_labels = next(
+            layer for layer in reversed(self.viewer.layers) if layer.name.endswith("teacher labels")
+        )
+        self.show_labels(teacher_labels)
+        review.plot.canvas.draw()
+        self.shoot("widget_quality", self.quality)
+
+    def distil(self, instance_class: str | None) -> None:
+        self.show(WIDGETS[2])
+        student = self.student
+        student.inputs.update_summary()
+        logger.info("student inputs: %s", student.inputs.summary.text())
+        press(student, student.panel.train_button)
+        if instance_class is not None:
+            student.instances_box.setChecked(True)
+            box = student.instance_class_box
+            index = next((i for i in range(box.count()) if instance_class in box.itemText(i)), 0)
+            box.setCurrentIndex(index)
+        press(student, student.predict_button)
+        predicted = student.prediction_layer
+        self.show_labels(predicted, self.unannotated_slice(predicted))
+        student.panel.plot.redraw()
+        self.shoot("widget_student", student.content)
+
+    def export(self) -> None:
+        """Export through the widget's button (the file dialog answered) and read it back."""
+        student = self.student
+        with tempfile.TemporaryDirectory() as folder:
+            target = Path(folder) / "student_labels.tif"
+            original = QFileDialog.getSaveFileName
+            QFileDialog.getSaveFileName = staticmethod(lambda *a, **k: (str(target), ""))
+            try:
+                student.export_button.click()
+                wait_until(lambda: not student.export_runner.is_running, 600)
+            finally:
+                QFileDialog.getSaveFileName = original
+            back = read_image(target)
+            same = np.array_equal(np.asarray(back.data), np.asarray(student.prediction_layer.data))
+            logger.info("exported %s: reads back equal: %s", target.name, same)
+            if not same:
+                raise RuntimeError("the exported labels do not read back equal")
+
+    def close(self) -> None:
+        self.viewer.close()
+
+
+def shoot_plugins_menu(out_dir: Path) -> None:
+    """``plugins_menu.png``: Plugins > napari-distill opened, as a new user finds the widgets."""
+    viewer = napari.Viewer(show=True, title="napari")
+    window = viewer.window._qt_window
+    window.resize(*WINDOW_SIZE)
+    settle()
+    menu, bar = viewer.window.plugins_menu, window.menuBar()
+    menu.popup(bar.mapToGlobal(bar.actionGeometry(menu.menuAction()).bottomLeft()))
+    settle()
+    ours = next(action for action in menu.actions() if action.text() == PLUGIN)
+    menu.setActiveAction(ours)
+    ours.menu().popup(menu.mapToGlobal(menu.actionGeometry(ours).topRight()))
+    settle()
+    # popup menus are windows of their own: grab the screen, not the main window
+    shot = QApplication.primaryScreen().grabWindow(0, window.x(), window.y(), 700, 140)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shot.save(str(out_dir / "plugins_menu.png"))
+    viewer.close()
+
+
+def main(out_dir: Path) -> None:
+    shoot_plugins_menu(out_dir)
+    for sample, suffix, instance_class in (
+        ("medaka_ct", "", None),
+        ("pap_smear", "_pap", "nucleus"),
+    ):
+        tour = Tour(sample, out_dir, suffix)
+        tour.train_teacher()
+        tour.review_quality()
+        tour.distil(instance_class)
+        tour.export()
+        tour.close()
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DOCS, help="folder for the PNGs")
+    main(parser.parse_args().out)
