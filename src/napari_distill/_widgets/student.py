@@ -38,8 +38,6 @@ from napari_distill._widgets._device import DevicePicker
 from napari_distill._widgets._shared import (
     SourceLayer,
     add_layer_data,
-    ask_load_model,
-    ask_save_model,
     image_data,
 )
 from napari_distill._widgets._strategy_form import StrategyPicker
@@ -52,12 +50,13 @@ from napari_distill._widgets._student_tasks import (
     student_prediction,
     student_training,
 )
-from napari_distill._widgets._training_panel import TrainingPanel, TrainSettings, can_resume
+from napari_distill._widgets._training_panel import TrainingPanel, TrainSettings
+from napari_distill._widgets._training_session import TrainingSession
 from napari_distill._widgets._workers import WorkerRunner
-from napari_distill.core.checkpoint import ModelBundle, save_checkpoint
+from napari_distill.core.checkpoint import ModelBundle
 from napari_distill.core.device import configure_cpu_threads
 from napari_distill.core.strategies import STRATEGIES
-from napari_distill.core.train import TrainingRun, TrainStep
+from napari_distill.core.train import TrainingRun
 
 if TYPE_CHECKING:
     import napari
@@ -71,9 +70,6 @@ class StudentWidget(QWidget):
         self.viewer = viewer
         self.runner = WorkerRunner(self, "Student")
         self.export_runner = WorkerRunner(self, "Export")
-        self.run: TrainingRun | None = None  # the last run: its best model survives a Stop
-        self.bundle: ModelBundle | None = None  # the student Predict and Save use
-        self.resume_path: Path | None = None  # a loaded student checkpoint Resume continues
         self.prediction_layer: Labels | None = None  # what Export writes
 
         self.inputs = StudentInputsForm(viewer)
@@ -108,13 +104,14 @@ class StudentWidget(QWidget):
             "Export the student's latest labels layer to a TIFF file (File > Save Selected "
             "Layers works too)."
         )
+        self.session = TrainingSession(self.runner, self.panel, "student", self._after_training)
         self._build_layout()
 
         self.inputs.changed.connect(self._update_buttons)
         self.panel.train_clicked.connect(self.train)
         self.panel.stop_clicked.connect(self.runner.stop)
         self.panel.resume_clicked.connect(self.resume)
-        self.save_button.clicked.connect(self.save_model)
+        self.save_button.clicked.connect(lambda: self.session.save(self))
         self.load_button.clicked.connect(self.load_model)
         self.predict_button.clicked.connect(self._predict_clicked)
         self.export_button.clicked.connect(self.export)
@@ -169,14 +166,18 @@ class StudentWidget(QWidget):
 
     def resume(self) -> None:
         """Continue the stopped run, or the loaded student checkpoint (the Resume button)."""
-        if can_resume(self.run):
-            self.panel.set_running(True)
-            self.panel.set_status(f"Resuming at step {self.run.step}...")
-            self._start_worker(self.run.steps)
-        elif self.resume_path is not None:
-            self._start_training(resume_from=self.resume_path)
-        else:
-            show_error("Nothing to resume: stop a training run, or load a saved student.")
+        self.session.resume(lambda path: self._start_training(resume_from=path))
+        self._update_buttons()
+
+    @property
+    def run(self) -> TrainingRun | None:
+        """The last training run (its best student survives a Stop)."""
+        return self.session.run
+
+    @property
+    def bundle(self) -> ModelBundle | None:
+        """The student Predict and Save use."""
+        return self.session.bundle
 
     def _start_training(self, resume_from: Path | None) -> None:
         try:
@@ -190,13 +191,12 @@ class StudentWidget(QWidget):
             show_error(f"Invalid setting: {error}")
             return
         configure_cpu_threads(leave_free=1)  # the GUI keeps a core to itself
-        self.run = None
         self.panel.start(
             "Preparing the student's data (the teacher predicts the accepted slices)..."
             if inputs.pseudo_labels is None and inputs.accepted
             else "Preparing the student's data..."
         )
-        self._start_worker(
+        self.session.start(
             student_training,
             self.strategy.name(),
             inputs.teacher,
@@ -210,72 +210,23 @@ class StudentWidget(QWidget):
             resume_from=resume_from,
             rgb=inputs.image_layer.rgb,
         )
-
-    def _start_worker(self, function: Any, *args: Any, **kwargs: Any) -> None:
-        self.runner.start(
-            function,
-            *args,
-            on_yield=self._on_training_record,
-            on_return=self._on_trained,
-            on_finish=self._on_training_finished,
-            progress=lambda r: (r.step, r.total_steps) if isinstance(r, TrainStep) else None,
-            description="Training the student",
-            error_message="Student training failed",
-            **kwargs,
-        )
         self._update_buttons()
 
-    def _on_training_record(self, record: TrainingRun | TrainStep) -> None:
-        if isinstance(record, TrainingRun):
-            self.run = record
-            self.resume_path = None  # the run now holds the loaded checkpoint's state
-            self.panel.set_status(
-                f"Training {record.total_steps} steps on {record.device} from step {record.step}."
-            )
-        else:
-            self.panel.show_step(record)
-
-    def _on_trained(self, bundle: ModelBundle) -> None:
-        self.bundle = bundle
-
-    def _on_training_finished(self, outcome: str) -> None:
-        if outcome == "aborted" and self.run is not None:
-            self.bundle = self.run.best_bundle()  # Stop keeps the best student so far
-        message = {
-            "returned": "Training finished",
-            "aborted": "Training stopped",
-            "errored": "Training failed",
-        }[outcome]
-        if self.run is not None and outcome != "errored":
-            message += f" at step {self.run.step} of {self.run.total_steps}"
-            message += f" ({self.run.stop_reason or 'stopped: Resume continues'})"
-        self.panel.finish(message + ".")
+    def _after_training(self) -> None:
         self._describe_model()
         self._update_buttons()
 
     # ------------------------------------------------------------------ model files
-    def save_model(self) -> None:
-        """Ask for a file and save the student (resumable after training)."""
-        bundle, run = self.bundle, self.run
-        if bundle is None:
-            show_error("There is no student to save yet: train or load one.")
-            return
-        save = run.save if run is not None else (lambda path: save_checkpoint(path, bundle))
-        ask_save_model(self, "Save student", "student.pt", save)
-
     def load_model(self) -> None:
         """Ask for a student checkpoint: predict with it, or Resume its training."""
-        loaded = ask_load_model(self, "Load student", "student")
-        if loaded is None:
+        if not self.session.load(self):
             return
-        self.bundle, self.resume_path = loaded
-        self.run = None
         self.strategy.show_saved(
             self.bundle.extra.get("strategy"), self.bundle.extra.get("strategy_config")
         )
         if self.bundle.train_config is not None:
             self.settings.show_configs(self.bundle.model_config, self.bundle.train_config)
-        self._describe_model(f"Loaded from {self.resume_path.name}: ")
+        self._describe_model(f"Loaded from {self.session.resume_path.name}: ")
         self._update_buttons()
 
     def _describe_model(self, prefix: str = "") -> None:
@@ -365,9 +316,8 @@ class StudentWidget(QWidget):
         busy = self.runner.is_running
         training = busy and self.panel.stop_button.isEnabled()
         ready = self.inputs.teacher() is not None
-        resumable = can_resume(self.run) or (self.run is None and self.resume_path is not None)
         self.panel.train_button.setEnabled(not busy)
-        self.resume_button.setEnabled(not busy and ready and resumable)
+        self.resume_button.setEnabled(not busy and ready and self.session.resumable)
         self.save_button.setEnabled(not busy and self.bundle is not None)
         self.load_button.setEnabled(not busy)
         self.predict_button.setEnabled(self.bundle is not None and not training)

@@ -32,16 +32,15 @@ from napari_distill._widgets._shared import (
     TEACHER_ROLE,
     SourceLayer,
     add_layer_data,
-    ask_load_model,
-    ask_save_model,
     class_names_of,
     image_data,
     layer_data_for,
     spatial_shape,
 )
-from napari_distill._widgets._training_panel import TrainingPanel, TrainSettings, can_resume
+from napari_distill._widgets._training_panel import TrainingPanel, TrainSettings
+from napari_distill._widgets._training_session import TrainingSession
 from napari_distill._widgets._workers import WorkerRunner
-from napari_distill.core.checkpoint import ModelBundle, save_checkpoint
+from napari_distill.core.checkpoint import ModelBundle
 from napari_distill.core.device import configure_cpu_threads
 from napari_distill.core.inference import predict_bundle
 from napari_distill.core.preprocess import annotated_slices, class_ids_from_labels
@@ -88,9 +87,6 @@ class TeacherWidget(QWidget):
         super().__init__()
         self.viewer = viewer
         self.runner = WorkerRunner(self, "Teacher")
-        self.run: TrainingRun | None = None  # the last training run (its best model survives Stop)
-        self.bundle: ModelBundle | None = None  # the model Predict and Save use
-        self.resume_path: Path | None = None  # a loaded teacher checkpoint Resume continues
 
         self.image_picker = LayerPicker(viewer, Image)
         self.labels_picker = LayerPicker(viewer, Labels, accept=self._labels_match_image)
@@ -120,6 +116,7 @@ class TeacherWidget(QWidget):
         self.probabilities_box.setToolTip("Add the per-class probabilities as an image layer.")
         self.model_label = QLabel("No model yet: train one or load one.")
         self.model_label.setWordWrap(True)
+        self.session = TrainingSession(self.runner, self.panel, "teacher", self._after_training)
         self._build_layout()
 
         self.image_picker.currentIndexChanged.connect(self._image_changed)
@@ -127,7 +124,7 @@ class TeacherWidget(QWidget):
         self.panel.train_clicked.connect(self.train)
         self.panel.stop_clicked.connect(self.runner.stop)
         self.panel.resume_clicked.connect(self.resume)
-        self.save_button.clicked.connect(self.save_model)
+        self.save_button.clicked.connect(lambda: self.session.save(self))
         self.load_button.clicked.connect(self.load_model)
         self.predict_button.clicked.connect(self._predict_clicked)
         viewer.layers.events.inserted.connect(self._watch_labels)
@@ -217,14 +214,18 @@ class TeacherWidget(QWidget):
 
     def resume(self) -> None:
         """Continue the stopped run, or the loaded teacher checkpoint (the Resume button)."""
-        if can_resume(self.run):
-            self.panel.set_running(True)
-            self.panel.set_status(f"Resuming at step {self.run.step}...")
-            self._start_worker(self.run.steps)
-        elif self.resume_path is not None:
-            self._start_training(resume_from=self.resume_path)
-        else:
-            show_error("Nothing to resume: stop a training run, or load a saved teacher.")
+        self.session.resume(lambda path: self._start_training(resume_from=path))
+        self._update_buttons()
+
+    @property
+    def run(self) -> TrainingRun | None:
+        """The last training run (its best model survives a Stop)."""
+        return self.session.run
+
+    @property
+    def bundle(self) -> ModelBundle | None:
+        """The teacher Predict and Save use."""
+        return self.session.bundle
 
     def _start_training(self, resume_from: Path | None) -> None:
         image, labels = self.image_picker.layer(), self.labels_picker.layer()
@@ -244,9 +245,8 @@ class TeacherWidget(QWidget):
             show_error(f"Invalid setting: {error}")
             return
         configure_cpu_threads(leave_free=1)  # the GUI keeps a core to itself
-        self.run = None
         self.panel.start()
-        self._start_worker(
+        self.session.start(
             teacher_training,
             image_data(image),
             painted,
@@ -257,68 +257,19 @@ class TeacherWidget(QWidget):
             rgb=image.rgb,
             resume_from=resume_from,
         )
-
-    def _start_worker(self, function: Any, *args: Any, **kwargs: Any) -> None:
-        self.runner.start(
-            function,
-            *args,
-            on_yield=self._on_training_record,
-            on_return=self._on_trained,
-            on_finish=self._on_training_finished,
-            progress=lambda r: (r.step, r.total_steps) if isinstance(r, TrainStep) else None,
-            description="Training the teacher",
-            error_message="Teacher training failed",
-            **kwargs,
-        )
         self._update_buttons()
 
-    def _on_training_record(self, record: TrainingRun | TrainStep) -> None:
-        if isinstance(record, TrainingRun):
-            self.run = record
-            self.resume_path = None  # the run now holds the loaded checkpoint's state
-            self.panel.set_status(
-                f"Training {record.total_steps} steps on {record.device} from step {record.step}."
-            )
-        else:
-            self.panel.show_step(record)
-
-    def _on_trained(self, bundle: ModelBundle) -> None:
-        self.bundle = bundle
-
-    def _on_training_finished(self, outcome: str) -> None:
-        if outcome == "aborted" and self.run is not None:
-            self.bundle = self.run.best_bundle()  # Stop keeps the best model so far
-        messages = {
-            "returned": "Training finished",
-            "aborted": "Training stopped",
-            "errored": "Training failed",
-        }
-        message = messages[outcome]
-        if self.run is not None and outcome != "errored":
-            message += f" at step {self.run.step} of {self.run.total_steps}"
-            message += f" ({self.run.stop_reason or 'stopped: Resume continues'})"
-        self.panel.finish(message + ".")
+    def _after_training(self) -> None:
         self._describe_model()
         self._update_buttons()
 
     # ------------------------------------------------------------------ model files
-    def save_model(self) -> None:
-        """Ask for a file and save the teacher (a resumable checkpoint after training)."""
-        bundle, run = self.bundle, self.run
-        if bundle is None:
-            show_error("There is no teacher to save yet: train or load one.")
-            return
-        save = run.save if run is not None else (lambda path: save_checkpoint(path, bundle))
-        ask_save_model(self, "Save teacher", "teacher.pt", save)
-
     def load_model(self) -> None:
         """Ask for a checkpoint file and load the teacher it holds."""
-        loaded = ask_load_model(self, "Load teacher", "teacher")
-        if loaded is None:
+        if not self.session.load(self):
             return
-        (self.bundle, self.resume_path), self.run = loaded, None
         self.settings.show_configs(self.bundle.model_config, self.bundle.train_config)
-        self._describe_model(f"Loaded from {loaded[1].name}: ")
+        self._describe_model(f"Loaded from {self.session.resume_path.name}: ")
         self._update_buttons()
 
     def _describe_model(self, prefix: str = "") -> None:
@@ -375,9 +326,8 @@ class TeacherWidget(QWidget):
     def _update_buttons(self) -> None:
         busy = self.runner.is_running
         training = busy and self.panel.stop_button.isEnabled()
-        resumable = can_resume(self.run) or (self.run is None and self.resume_path is not None)
         self.panel.train_button.setEnabled(not busy)
-        self.panel.resume_button.setEnabled(not busy and resumable)
+        self.panel.resume_button.setEnabled(not busy and self.session.resumable)
         self.save_button.setEnabled(not busy and self.bundle is not None)
         self.load_button.setEnabled(not busy)
         self.predict_button.setEnabled(self.bundle is not None and not training)

@@ -1,0 +1,136 @@
+"""The model a dock widget trains: start, Stop, Resume, Save and Load, shared by Teacher and
+Student.
+
+A :class:`TrainingSession` holds the last :class:`~napari_distill.core.train.TrainingRun` (its
+best weights survive a Stop), the model Predict and Save use, and a loaded checkpoint that
+Resume continues. It drives the widget's :class:`TrainingPanel` and :class:`WorkerRunner`; the
+widget only says how to start a new run and what to refresh afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from pathlib import Path
+from typing import Any
+
+from napari_distill._widgets._shared import ask_load_model, ask_save_model
+from napari_distill._widgets._training_panel import TrainingPanel, can_resume
+from napari_distill._widgets._workers import WorkerRunner
+from napari_distill.core.checkpoint import ModelBundle, save_checkpoint
+from napari_distill.core.train import TrainingRun, TrainStep
+
+OUTCOME_TEXT = {
+    "returned": "Training finished",
+    "aborted": "Training stopped",
+    "errored": "Training failed",
+}
+
+
+class TrainingSession:
+    """Training state of one widget.
+
+    Parameters
+    ----------
+    runner, panel:
+        The widget's worker runner and training panel (Train, Stop, Resume, curves).
+    role:
+        ``"teacher"`` or ``"student"``: the kind of checkpoint and the words in messages.
+    on_finished:
+        Called on the GUI thread after a run ends (finished, stopped or failed) and after a
+        load, to refresh the widget's model description and buttons.
+    """
+
+    def __init__(
+        self, runner: WorkerRunner, panel: TrainingPanel, role: str, on_finished: Callable[[], None]
+    ) -> None:
+        self.runner, self.panel, self.role = runner, panel, role
+        self.on_finished = on_finished
+        self.run: TrainingRun | None = None  # the last run: its best model survives a Stop
+        self.bundle: ModelBundle | None = None  # the model Predict and Save use
+        self.resume_path: Path | None = None  # a loaded checkpoint Resume continues
+
+    @property
+    def resumable(self) -> bool:
+        """A stopped run, or a loaded checkpoint, that Resume can continue."""
+        return can_resume(self.run) or (self.run is None and self.resume_path is not None)
+
+    def start(
+        self,
+        function: Callable[..., Generator[TrainingRun | TrainStep, None, ModelBundle]],
+        *args: Any,
+        **kwargs: Any,
+    ) -> None:
+        """Train a new run in a worker; ``function`` yields the run first, then its steps."""
+        self.run = None
+        self._start_worker(function, *args, **kwargs)
+
+    def resume(self, start_from_file: Callable[[Path], None]) -> None:
+        """Continue the stopped run, else the loaded checkpoint (``start_from_file(path)``)."""
+        from napari.utils import notifications
+
+        if can_resume(self.run):
+            self.panel.set_running(True)
+            self.panel.set_status(f"Resuming at step {self.run.step}...")
+            self._start_worker(self.run.steps)
+        elif self.resume_path is not None:
+            start_from_file(self.resume_path)
+        else:
+            notifications.show_error(
+                f"Nothing to resume: stop a training run, or load a saved {self.role}."
+            )
+
+    def save(self, parent: Any) -> None:
+        """Ask for a file and save the model (a resumable checkpoint after training)."""
+        from napari.utils import notifications
+
+        bundle, run = self.bundle, self.run
+        if bundle is None:
+            notifications.show_error(f"There is no {self.role} to save yet: train or load one.")
+            return
+        save = run.save if run is not None else (lambda path: save_checkpoint(path, bundle))
+        ask_save_model(parent, f"Save {self.role}", f"{self.role}.pt", save)
+
+    def load(self, parent: Any) -> bool:
+        """Ask for a checkpoint of this role; True when one was loaded (Resume continues it)."""
+        loaded = ask_load_model(parent, f"Load {self.role}", self.role)
+        if loaded is None:
+            return False
+        (self.bundle, self.resume_path), self.run = loaded, None
+        return True
+
+    # ------------------------------------------------------------------ worker callbacks
+    def _start_worker(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        self.runner.start(
+            function,
+            *args,
+            on_yield=self._on_record,
+            on_return=self._on_return,
+            on_finish=self._on_finish,
+            progress=lambda r: (r.step, r.total_steps) if isinstance(r, TrainStep) else None,
+            description=f"Training the {self.role}",
+            error_message=f"{self.role.capitalize()} training failed",
+            **kwargs,
+        )
+
+    def _on_record(self, record: TrainingRun | TrainStep) -> None:
+        if isinstance(record, TrainingRun):
+            self.run = record
+            self.resume_path = None  # the run now holds the loaded checkpoint's state
+            self.panel.set_status(
+                f"Training {record.total_steps} steps on {record.device} from step {record.step}."
+            )
+        else:
+            self.panel.show_step(record)
+
+    def _on_return(self, bundle: ModelBundle) -> None:
+        self.bundle = bundle
+
+    def _on_finish(self, outcome: str) -> None:
+        if outcome == "aborted" and self.run is not None:
+            self.bundle = self.run.best_bundle()  # Stop keeps the best model so far
+        message = OUTCOME_TEXT[outcome]
+        if self.run is not None and outcome != "errored":
+            message += f" at step {self.run.step} of {self.run.total_steps}"
+            message += f" ({self.run.stop_reason or 'stopped: Resume continues'})"
+        self.panel.finish(message + ".")
+        self.on_finished()
