@@ -18,28 +18,10 @@ from napari_distill.cli import main
 from napari_distill.core.checkpoint import load_checkpoint
 from napari_distill.core.config import TrainConfig
 from napari_distill.core.train import TrainingRun
+from synthetic import disk_square_volume
 
 TRAIN_FLAGS = ["--steps", "20", "--base-channels", "8", "--depth", "3", "--patch-size", "32"]
 TRAIN_FLAGS += ["--device", "cpu", "--quiet"]
-
-
-def tiny_volume(n: int = 8, size: int = 48, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """A noisy stack with a bright disk (class 1) and a dimmer square (class 2) per slice."""
-    rng = np.random.default_rng(seed)
-    rows, cols = np.mgrid[:size, :size]
-    image = rng.normal(100.0, 8.0, (n, size, size))
-    labels = np.zeros((n, size, size), np.uint8)
-    for i in range(n):
-        cy, cx = rng.integers(12, size - 12, 2)
-        disk = (rows - cy) ** 2 + (cols - cx) ** 2 < rng.integers(5, 9) ** 2
-        r0, c0 = rng.integers(2, size - 14, 2)
-        square = np.zeros_like(disk)
-        square[r0 : r0 + 10, c0 : c0 + 10] = True
-        square &= ~disk
-        labels[i][disk], labels[i][square] = 1, 2
-        image[i][disk] += 120.0
-        image[i][square] += 60.0
-    return np.clip(image, 0, 65535).astype(np.uint16), labels
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -56,7 +38,8 @@ def _one_thread():
 def files(tmp_path_factory):
     """image.tif, truth.tif (every slice) and sparse.tif (slices 0, 3, 6 painted)."""
     folder = tmp_path_factory.mktemp("cli")
-    image, truth = tiny_volume()
+    image, truth = disk_square_volume(noise=8.0)
+    image = np.clip(image, 0, 65535).astype(np.uint16)
     sparse = np.zeros_like(truth)
     sparse[[0, 3, 6]] = truth[[0, 3, 6]]
     paths = {"image": folder / "image.tif", "truth": folder / "truth.tif"}

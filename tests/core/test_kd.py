@@ -15,26 +15,12 @@ from napari_distill.core.config import KDConfig, ModelConfig, TrainConfig
 from napari_distill.core.strategies import STRATEGIES, get_strategy
 from napari_distill.core.strategies.kd import kd_loss, kd_objective_loss
 from napari_distill.core.train import train_teacher
+from synthetic import fixed_disk_square_volume as tiny_volume
 
 TINY_MODEL = ModelConfig(base_channels=8, depth=3, dropout=0.0)
 TINY_TRAIN = TrainConfig(
     steps=4, batch_size=2, patch_size=32, validate_every=2, augment=False, seed=0
 )
-
-
-def tiny_volume(n: int = 8, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Bright disks (class 1) and a dim square (class 2) on a dark, noisy background."""
-    rng = np.random.default_rng(seed)
-    rows, cols = np.mgrid[:size, :size]
-    image = rng.normal(10.0, 2.0, (n, size, size)).astype(np.float32)
-    truth = np.zeros((n, size, size), np.uint8)
-    for i in range(n):
-        disk = (rows - 10 - i % 3) ** 2 + (cols - 12) ** 2 < 36
-        square = (rows > 20) & (rows < 28) & (cols > 18) & (cols < 28)
-        truth[i][disk] = 1
-        truth[i][square] = 2
-    image += 40.0 * (truth == 1) + 20.0 * (truth == 2)
-    return image, truth
 
 
 @pytest.fixture(scope="module")

@@ -24,18 +24,7 @@ from napari_distill.core.pipeline import (
     run_pipeline,
 )
 from napari_distill.core.report import RunSummary, plot_scores, render_report
-
-
-def tiny_volume(n: int = 8, size: int = 32, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    rows, cols = np.mgrid[:size, :size]
-    image = rng.normal(10.0, 2.0, (n, size, size)).astype(np.float32)
-    truth = np.zeros((n, size, size), np.uint8)
-    for i in range(n):
-        truth[i][(rows - 10 - i % 3) ** 2 + (cols - 12) ** 2 < 36] = 1
-        truth[i][(rows > 20) & (rows < 28) & (cols > 18) & (cols < 28)] = 2
-    image += 40.0 * (truth == 1) + 20.0 * (truth == 2)
-    return image, truth
+from synthetic import fixed_disk_square_volume as tiny_volume
 
 
 def tiny_config(steps: int = 3) -> PipelineConfig:

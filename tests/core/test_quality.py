@@ -38,6 +38,7 @@ from napari_distill.core.quality_variants import (
 )
 from napari_distill.core.snapshots import SnapshotRecorder
 from napari_distill.core.train import TrainStep, train_teacher
+from synthetic import disk_square_volume
 
 torch.set_num_threads(2)
 
@@ -49,28 +50,9 @@ TINY_QUALITY = QualityConfig(
 )
 
 
-def synthetic_volume(n: int = 10, size: int = 48, seed: int = 0):
-    """A noisy stack with a bright disk (class 1) and a dimmer square (class 2) per slice."""
-    rng = np.random.default_rng(seed)
-    rows, cols = np.mgrid[:size, :size]
-    image = rng.normal(100.0, 10.0, (n, size, size)).astype(np.float32)
-    labels = np.zeros((n, size, size), np.uint8)
-    for i in range(n):
-        cy, cx = rng.integers(12, size - 12, 2)
-        disk = (rows - cy) ** 2 + (cols - cx) ** 2 < rng.integers(5, 9) ** 2
-        r0, c0 = rng.integers(2, size - 14, 2)
-        square = np.zeros_like(disk)
-        square[r0 : r0 + 10, c0 : c0 + 10] = True
-        square &= ~disk
-        labels[i][disk], labels[i][square] = 1, 2
-        image[i][disk] += 120.0
-        image[i][square] += 60.0
-    return image, labels
-
-
 @pytest.fixture(scope="module")
 def volume():
-    image, truth = synthetic_volume()
+    image, truth = disk_square_volume(n=10)
     painted = truth.copy()
     painted[1::2] = 0  # odd slices are not annotated
     return image, truth, painted

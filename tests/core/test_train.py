@@ -27,29 +27,11 @@ from napari_distill.core.train import (
     resume_training,
     train_teacher,
 )
+from synthetic import disk_square_volume as synthetic_volume
 
 torch.set_num_threads(2)
 
 TINY_MODEL = ModelConfig(base_channels=8, depth=3)
-
-
-def synthetic_volume(n: int = 8, size: int = 48, seed: int = 0):
-    """A noisy stack with a bright disk (class 1) and a dimmer square (class 2) per slice."""
-    rng = np.random.default_rng(seed)
-    rows, cols = np.mgrid[:size, :size]
-    image = rng.normal(100.0, 10.0, (n, size, size)).astype(np.float32)
-    labels = np.zeros((n, size, size), np.uint8)
-    for i in range(n):
-        cy, cx = rng.integers(12, size - 12, 2)
-        disk = (rows - cy) ** 2 + (cols - cx) ** 2 < rng.integers(5, 9) ** 2
-        r0, c0 = rng.integers(2, size - 14, 2)
-        square = np.zeros_like(disk)
-        square[r0 : r0 + 10, c0 : c0 + 10] = True
-        square &= ~disk
-        labels[i][disk], labels[i][square] = 1, 2
-        image[i][disk] += 120.0
-        image[i][square] += 60.0
-    return image, labels
 
 
 @pytest.fixture(scope="module")
