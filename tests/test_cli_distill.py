@@ -57,12 +57,13 @@ def test_distill_from_the_run_teacher_and_scores(files, run_dir, tmp_path):
     code = main([
         "distill", "--teacher", str(run_dir / "teacher.pt"), "--image", str(files / "image.tif"),
         "--labels", str(files / "labels.tif"), "--scores", str(run_dir / "scores.csv"),
-        "--tau", "0", "--lambda-kd", "0.5", "--smaller-student", "--steps", "2",
-        "--device", "cpu", "--quiet", "--out", str(out),
+        "--tau", "0", "--lambda-kd", "0.5", "--smaller-student", "--kd-on-annotated",
+        "--steps", "2", "--device", "cpu", "--quiet", "--out", str(out),
     ])  # fmt: skip
     assert code == 0
     bundle, _ = load_checkpoint(out, kind="student")
     assert bundle.extra["strategy_config"]["lambda_kd"] == 0.5
+    assert bundle.extra["strategy_config"]["kd_on_annotated"] is True
     assert bundle.extra["accepted_slices"] == [0, 3, 5]  # tau = 0 accepts every scored slice
     assert bundle.extra["from_teacher"] is False
 

@@ -42,6 +42,11 @@ def _strategy_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="half the channels, one level fewer (always trained from scratch)",
     )
+    p.add_argument(
+        "--kd-on-annotated",
+        action="store_true",
+        help="apply the KD term on the annotated slices too (default: accepted slices only)",
+    )
     p.add_argument("--steps", type=int, help="optimiser steps (default: chosen from the data)")
 
 
@@ -56,6 +61,7 @@ def _strategy_config(args: argparse.Namespace) -> KDConfig:
             lambda_kd=args.lambda_kd,
             init_from_teacher=not (args.from_scratch or args.smaller_student),
             smaller_student=args.smaller_student,
+            kd_on_annotated=args.kd_on_annotated,
         )
     except ValueError as error:
         raise UserError(str(error)) from error
