@@ -13,14 +13,15 @@ DEMO_DIR ?= demo_output
 
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test setup system-deps lint clean screenshots benchmarks
+.PHONY: demo test setup system-deps lint clean screenshots
 
+# The demo's own output folder is replaced on a rerun (--overwrite); nothing else is touched.
 demo: setup
-	$(BIN)/napari-distill run --sample medaka --out-dir $(DEMO_DIR)
+	$(BIN)/napari-distill run --sample medaka --out-dir $(DEMO_DIR) --overwrite
 
 test: setup
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/python -m pytest
 
 setup: system-deps $(STAMP)
@@ -37,10 +38,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks && $(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 
 screenshots: setup
-	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python scripts/take_screenshots.py
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python scripts/screenshot_samples.py
+	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python scripts/screenshot_tour.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache build src/*.egg-info
