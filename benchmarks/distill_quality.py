@@ -76,8 +76,24 @@ def train(run) -> ModelBundle:
     return run_to_completion(run.steps())
 
 
-def one_run(k: int, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    """Every method for one (k, seed); scores in mIoU points, seconds per piece."""
+@dataclasses.dataclass
+class Prepared:
+    """What every student of one (k, seed) starts from."""
+
+    image: np.ndarray
+    labels: np.ndarray
+    truth: np.ndarray
+    unannotated: list[int]
+    fixed: TrainConfig
+    teacher: ModelBundle
+    pseudo_labels: np.ndarray
+    accepted: list[int]
+    spearman: float
+    seconds: dict[str, float]
+
+
+def prepare(k: int, seed: int, steps: int, quality_steps: int) -> Prepared:
+    """The sample, a teacher of ``steps`` steps, its pseudo-labels and the accepted slices."""
     seconds: dict[str, float] = {}
     clock = time.perf_counter()
     sample = make_medaka(n_annotated=k, seed=seed)
@@ -85,7 +101,7 @@ def one_run(k: int, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     unannotated = [i for i in range(image.shape[0]) if i not in set(sample.annotated.tolist())]
     seconds["sample"] = time.perf_counter() - clock
 
-    fixed = TrainConfig(steps=args.steps, patience=10**6, seed=seed)
+    fixed = TrainConfig(steps=steps, patience=10**6, seed=seed)
     clock = time.perf_counter()
     run = train_teacher(image, labels, train_config=fixed, device="cpu")
     recorder = SnapshotRecorder(run.model)
@@ -94,7 +110,7 @@ def one_run(k: int, seed: int, args: argparse.Namespace) -> dict[str, Any]:
 
     clock = time.perf_counter()
     prediction = run_to_completion(predict_bundle(teacher, image, device="cpu"))
-    quality_config = QualityConfig(steps=args.quality_steps, seed=seed)
+    quality_config = QualityConfig(steps=quality_steps, seed=seed)
     quality = run_to_completion(
         fit_quality(
             teacher, image, labels, config=quality_config,
@@ -108,10 +124,32 @@ def one_run(k: int, seed: int, args: argparse.Namespace) -> dict[str, Any]:
         "k=%d seed=%d: teacher %.0f s, quality %.0f s, %d of %d slices accepted",
         k, seed, seconds["teacher"], seconds["quality"], len(accepted), len(unannotated),
     )  # fmt: skip
+    spearman = quality.report.spearman if quality.report else float("nan")
+    return Prepared(
+        image, labels, truth, unannotated, fixed, teacher, np.asarray(prediction.labels),
+        accepted, spearman, seconds,
+    )  # fmt: skip
 
+
+def train_student(prepared: Prepared, slices: list[int], config: KDConfig) -> float:
+    """mIoU on the unannotated slices of a ``kd`` student on ``slices`` with ``config``."""
+    run = get_strategy("kd").build(
+        prepared.teacher, prepared.image, prepared.labels, slices,
+        train_config=prepared.fixed, strategy_config=config, device="cpu",
+        pseudo_labels=prepared.pseudo_labels,
+    )  # fmt: skip
+    return evaluate(train(run), prepared.image, prepared.truth, prepared.unannotated)
+
+
+def one_run(k: int, seed: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Every method for one (k, seed); scores in mIoU points, seconds per piece."""
+    prepared = prepare(k, seed, args.steps, args.quality_steps)
+    image, truth, unannotated = prepared.image, prepared.truth, prepared.unannotated
+    teacher, accepted, fixed = prepared.teacher, prepared.accepted, prepared.fixed
+    seconds = prepared.seconds
     result: dict[str, Any] = {
         "seed": seed,
-        "spearman": quality.report.spearman if quality.report else float("nan"),
+        "spearman": prepared.spearman,
         "n_accepted": len(accepted),
         "n_unannotated": len(unannotated),
     }
@@ -119,10 +157,9 @@ def one_run(k: int, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     result["teacher"] = evaluate(teacher, image, truth, unannotated)
     if accepted:
         result["pseudo_miou_accepted"] = 100.0 * mean_iou(
-            prediction.labels, truth, class_ids=teacher.class_ids, slices=accepted
+            prepared.pseudo_labels, truth, class_ids=teacher.class_ids, slices=accepted
         )
 
-    kd = get_strategy("kd").build
     students = {
         "naive_self_training": (unannotated, KDConfig(lambda_kd=0.0)),
         "filtered_ce": (accepted, KDConfig(lambda_kd=0.0)),
@@ -131,12 +168,7 @@ def one_run(k: int, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     }
     for name, (slices, strategy_config) in students.items():
         clock = time.perf_counter()
-        student_run = kd(
-            teacher, image, labels, slices, train_config=fixed, strategy_config=strategy_config,
-            device="cpu", pseudo_labels=prediction.labels,
-        )  # fmt: skip
-        student = train(student_run)
-        result[name] = evaluate(student, image, truth, unannotated)
+        result[name] = train_student(prepared, slices, strategy_config)
         seconds[name] = time.perf_counter() - clock
         log.info("k=%d seed=%d %s: %.2f mIoU (%.0f s)", k, seed, name, result[name], seconds[name])
 
