@@ -131,11 +131,13 @@ def prepare(k: int, seed: int, steps: int, quality_steps: int) -> Prepared:
     )  # fmt: skip
 
 
-def train_student(prepared: Prepared, slices: list[int], config: KDConfig) -> float:
+def train_student(
+    prepared: Prepared, slices: list[int], config: KDConfig, train_config: TrainConfig | None = None
+) -> float:
     """mIoU on the unannotated slices of a ``kd`` student on ``slices`` with ``config``."""
     run = get_strategy("kd").build(
         prepared.teacher, prepared.image, prepared.labels, slices,
-        train_config=prepared.fixed, strategy_config=config, device="cpu",
+        train_config=train_config or prepared.fixed, strategy_config=config, device="cpu",
         pseudo_labels=prepared.pseudo_labels,
     )  # fmt: skip
     return evaluate(train(run), prepared.image, prepared.truth, prepared.unannotated)
