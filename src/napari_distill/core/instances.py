@@ -16,7 +16,6 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 from skimage.feature import peak_local_max
-from skimage.morphology import remove_small_objects
 from skimage.segmentation import watershed
 
 from .config import InstanceConfig
@@ -145,7 +144,10 @@ def split_instances(mask: np.ndarray, min_distance: int = 3, min_size: int = 0) 
     for index, plane in enumerate(planes):
         instances, _ = _split_plane(plane, min_distance)
         if min_size > 1:
-            instances = remove_small_objects(instances, min_size=min_size)
+            # Sizes by bincount rather than skimage's remove_small_objects, whose size
+            # parameter changed meaning in 0.26 (min_size -> max_size, < -> <=).
+            sizes = np.bincount(instances.ravel())
+            instances = np.where(sizes[instances] < min_size, 0, instances)
             instances, _ = _relabel(instances)
         count = int(instances.max(initial=0))
         out[index] = np.where(instances > 0, instances + next_id, 0)
