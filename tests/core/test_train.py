@@ -155,7 +155,7 @@ class _ConstantTarget:
         return loss, {"ce": float(loss.detach())}
 
 
-def _generic_run(validator, **overrides) -> TrainingRun:
+def _generic_run(validator, validate_start: bool = False, **overrides) -> TrainingRun:
     from napari_distill.core.checkpoint import ModelBundle
 
     torch.manual_seed(0)
@@ -171,6 +171,7 @@ def _generic_run(validator, **overrides) -> TrainingRun:
         device=torch.device("cpu"),
         total_steps=50,
         validator=validator,
+        validate_start=validate_start,
     )
 
 
@@ -197,6 +198,18 @@ def test_best_bundle_keeps_the_best_weights():
     assert run.best_step == 4 and best.extra["best_score"] == 0.9
     for key, value in best.model.state_dict().items():
         torch.testing.assert_close(value, snapshot[key])
+
+
+def test_starting_weights_are_a_candidate_when_fine_tuning():
+    # training only makes this model worse: with validate_start the starting weights are kept
+    scores = iter([0.8, 0.5, 0.4, 0.3])
+    run = _generic_run(lambda model: next(scores), validate_start=True, patience=3)
+    start = {k: v.clone() for k, v in run.model.state_dict().items()}
+    records = list(run.steps())
+    assert run.best_step == 0 and run.best_score == 0.8
+    assert run.stop_reason == "early_stopping" and records[-1].step == 6
+    for key, value in run.best_bundle().model.state_dict().items():
+        torch.testing.assert_close(value, start[key])
 
 
 def test_time_budget_stops_the_run():

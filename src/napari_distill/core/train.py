@@ -142,6 +142,10 @@ class TrainingRun:
         better); without one the last weights are the best.
     parameters:
         What the optimiser updates (default: every parameter of the model).
+    validate_start:
+        Also score the starting weights before the first step, so that they are a candidate
+        for the best: a model fine-tuned from a trained one (a student from its teacher) then
+        never ends worse on the validation slices than where it began.
     """
 
     def __init__(
@@ -154,6 +158,7 @@ class TrainingRun:
         total_steps: int,
         validator: Validator | None = None,
         parameters: Iterable[nn.Parameter] | None = None,
+        validate_start: bool = False,
     ):
         self.meta = bundle
         self.device = torch.device(device)
@@ -178,6 +183,7 @@ class TrainingRun:
         self._elapsed = 0.0  # training seconds in this object; the time budget counts these
         self._session_steps = 0
         self.stop_reason: str | None = None
+        self._validate_start = validate_start
         # Mixed precision only on CUDA: fp16 needs a gradient scaler, bf16 does not.
         self._amp_dtype = autocast_dtype(self.device) if self.device.type == "cuda" else None
         self._scaler = torch.amp.GradScaler("cuda") if self._amp_dtype == torch.float16 else None
@@ -192,6 +198,11 @@ class TrainingRun:
         """
         budget_s = None if self.config.max_minutes is None else 60.0 * self.config.max_minutes
         nonfinite = 0
+        if self._validate_start and self.validator is not None and self.best_score is None:
+            started = time.perf_counter()
+            score = self._validate(self.validator)
+            self._elapsed += time.perf_counter() - started
+            logger.info("starting weights score %.4f on the validation slices", score)
         while self.step < self.total_steps and self.stop_reason is None:
             started = time.perf_counter()
             lr = lr_at(self.step, self.total_steps, self.config.learning_rate)

@@ -340,6 +340,7 @@ def build_kd(
         device=torch_device,
         total_steps=total,
         validator=student_validator(data, student, torch_device),
+        validate_start=bool(student.extra.get("from_teacher")),
     )
     if checkpoint is not None:
         run.restore(checkpoint)
