@@ -21,6 +21,10 @@ off; the best validation weights are kept). Also reported: the quality classifie
 (held-out annotated slices) and ``student_cost_ratio`` (inference time of
 ``ModelConfig.student()`` over the teacher's configuration). Prints the JSON when no
 ``--json`` is given.
+
+On two cores the two values of k can run side by side (``--ks 4 --threads 1`` and
+``--ks 8 --threads 1``, each with its own ``--json``); ``--merge A.json B.json --json OUT``
+then joins their results into one file.
 """
 
 from __future__ import annotations
@@ -219,7 +223,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=300, help="teacher and student steps")
     parser.add_argument("--quality-steps", type=int, default=QualityConfig.steps)
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument(
+        "--merge", nargs="+", metavar="JSON", help="join these results files into --json; no run"
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        if not args.json:
+            parser.error("--merge needs --json for the joined file")
+        _write(args.json, merge([json.loads(Path(p).read_text()) for p in args.merge]))
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for noisy in ("napari_distill",):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -256,6 +268,23 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sys.stdout.write(json.dumps(out, indent=2) + "\n")
     return 0
+
+
+def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Results of runs over different k, joined: one settings block, every k's entry."""
+    out: dict[str, Any] = {"settings": dict(results[0]["settings"])}
+    for result in results:
+        mismatched = {
+            key
+            for key, value in result["settings"].items()
+            if key not in ("ks", "machine") and value != out["settings"].get(key)
+        }
+        if mismatched:
+            raise ValueError(f"these runs differ in {sorted(mismatched)}: not comparable")
+        out.update({key: value for key, value in result.items() if key.isdigit()})
+    out["settings"]["ks"] = sorted(int(key) for key in out if key.isdigit())
+    out["total_seconds"] = sum(result.get("total_seconds", 0.0) for result in results)
+    return out
 
 
 def _write(path: str, payload: dict[str, Any]) -> None:
