@@ -47,6 +47,8 @@ from qtpy.QtCore import QEvent, QObject
 from qtpy.QtWidgets import QWidget
 from superqt.utils import GeneratorWorker, create_worker
 
+from napari_distill.core.allocator import retained_freed_memory
+
 logger = logging.getLogger(__name__)
 
 # How long closing a window waits for the current step to finish before giving up.
@@ -67,8 +69,11 @@ class TaskError(Exception):
 def _guarded(
     function: Callable[..., Generator[Any, Any, Any]], args: tuple, kwargs: dict
 ) -> Generator[Any, Any, Any]:
+    # While a task runs, freed tensors' memory is kept for reuse (see core.allocator): the
+    # CPU's forward and backward passes skip most of their page faults.
     try:
-        return (yield from function(*args, **kwargs))
+        with retained_freed_memory():
+            return (yield from function(*args, **kwargs))
     except RuntimeError as error:
         raise TaskError(str(error)) from error
 
