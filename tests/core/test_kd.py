@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from napari_distill.core.checkpoint import load_checkpoint
 from napari_distill.core.config import KDConfig, ModelConfig, TrainConfig
+from napari_distill.core.progress import run_to_completion
 from napari_distill.core.strategies import STRATEGIES, get_strategy
 from napari_distill.core.strategies.kd import kd_loss, kd_objective_loss
 from napari_distill.core.train import train_teacher
@@ -187,3 +188,22 @@ def test_student_refuses_bad_input(teacher_setup):
     foreign[1, 0, 0] = 7
     with pytest.raises(ValueError, match="not trained on"):
         STRATEGIES["kd"].build(teacher, image, foreign, [0], train_config=TINY_TRAIN, device="cpu")
+
+
+def test_same_seed_same_student_even_with_dropout():
+    image, truth = tiny_volume()
+    labels = np.zeros_like(truth)
+    labels[[1, 3, 5]] = truth[[1, 3, 5]]
+    dropout_model = ModelConfig(base_channels=8, depth=3, dropout=0.3)
+    run = train_teacher(
+        image, labels, model_config=dropout_model, train_config=TINY_TRAIN, device="cpu"
+    )
+    teacher = run_to_completion(run.steps())
+
+    def student_losses() -> list[float]:
+        torch.rand(17)  # whatever the caller did with torch's RNG before
+        build = STRATEGIES["kd"].build
+        student = build(teacher, image, labels, [0, 6], train_config=TINY_TRAIN, device="cpu")
+        return [record.loss for record in student.steps()]
+
+    assert student_losses() == student_losses()

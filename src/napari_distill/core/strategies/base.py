@@ -154,6 +154,7 @@ def student_model(
     A smaller student cannot take the teacher's weights (their shapes differ): it starts from
     scratch, and a warning says so when both were asked for.
     """
+    torch.manual_seed(seed)  # reproducible initial weights and dropout masks
     if smaller_student:
         if init_from_teacher:
             logger.warning(
@@ -161,12 +162,10 @@ def student_model(
                 "training it from scratch"
             )
         config = teacher.model_config.student()
-        torch.manual_seed(seed)
         return build_model(config), config, False
     if init_from_teacher:
         model = copy.deepcopy(teacher.model).cpu()
         return model, teacher.model_config, True
-    torch.manual_seed(seed)
     return build_model(teacher.model_config), teacher.model_config, False
 
 
