@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from qtpy.QtWidgets import QWidget
 from napari_distill._widgets import _workers
 from napari_distill._widgets._plot import CurvePlot
 from napari_distill._widgets._training_panel import TrainingPanel, format_duration
+from napari_distill._widgets._training_session import ending_text
 from napari_distill._widgets._workers import WorkerRunner
 from napari_distill.core.train import TrainStep
 
@@ -186,3 +188,18 @@ def test_format_duration():
     assert format_duration(None) == "--"
     assert format_duration(62) == "1:02"
     assert format_duration(3723) == "1:02:03"
+
+
+def test_ending_text_says_why_and_which_weights_are_kept():
+    run = SimpleNamespace(
+        step=200, total_steps=934, stop_reason="early_stopping", best_step=0, best_score=0.7251
+    )
+    assert ending_text("returned", run) == (
+        "Training finished at step 200 of 934 (validation stopped improving); keeping the "
+        "starting weights (validation Dice 0.725)."
+    )
+    stopped = SimpleNamespace(
+        step=40, total_steps=100, stop_reason=None, best_step=25, best_score=0.5
+    )
+    assert "(Resume continues); keeping step 25" in ending_text("aborted", stopped)
+    assert ending_text("errored", run) == "Training failed."

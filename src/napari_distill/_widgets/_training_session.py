@@ -24,6 +24,25 @@ OUTCOME_TEXT = {
     "aborted": "Training stopped",
     "errored": "Training failed",
 }
+STOP_REASON_TEXT = {
+    None: "Resume continues",
+    "completed": "all steps done",
+    "early_stopping": "validation stopped improving",
+    "time_budget": "time budget reached",
+}
+
+
+def ending_text(outcome: str, run: TrainingRun | None) -> str:
+    """What the status line says when a run ends: where, why, and which weights are kept."""
+    message = OUTCOME_TEXT[outcome]
+    if run is None or outcome == "errored":
+        return message + "."
+    reason = STOP_REASON_TEXT.get(run.stop_reason, str(run.stop_reason))
+    message += f" at step {run.step} of {run.total_steps} ({reason})"
+    if run.best_step is not None and run.best_score is not None:
+        best = "the starting weights" if run.best_step == 0 else f"step {run.best_step}"
+        message += f"; keeping {best} (validation Dice {run.best_score:.3f})"
+    return message + "."
 
 
 class TrainingSession:
@@ -128,9 +147,5 @@ class TrainingSession:
     def _on_finish(self, outcome: str) -> None:
         if outcome == "aborted" and self.run is not None:
             self.bundle = self.run.best_bundle()  # Stop keeps the best model so far
-        message = OUTCOME_TEXT[outcome]
-        if self.run is not None and outcome != "errored":
-            message += f" at step {self.run.step} of {self.run.total_steps}"
-            message += f" ({self.run.stop_reason or 'stopped: Resume continues'})"
-        self.panel.finish(message + ".")
+        self.panel.finish(ending_text(outcome, self.run))
         self.on_finished()
