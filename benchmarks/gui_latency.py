@@ -111,7 +111,7 @@ def measure(steps: int, tick_ms: int, predict: bool) -> dict:
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-distill", "Teacher")
     widget.settings.fields[("train", "steps")].setValue(steps)
     widget.settings.fields[("train", "patience")].setValue(10_000)  # run every step
-    settle(1.0)
+    settle(3.0)  # a user looks at the widget before clicking Train; it preloads torch meanwhile
     recorder = TickRecorder(tick_ms, lambda: widget.run.step if widget.run is not None else -1)
 
     recorder.start()

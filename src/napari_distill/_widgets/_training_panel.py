@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from typing import Any
 
 from qtpy.QtCore import QTimer, Signal
@@ -41,7 +42,20 @@ from superqt import QCollapsible
 
 from napari_distill._widgets._plot import CurvePlot
 from napari_distill.core.config import ModelConfig, TrainConfig
-from napari_distill.core.train import TrainingRun
+from napari_distill.core.train import TrainingRun, preload_optimizer_modules
+
+_preloader: threading.Thread | None = None
+
+
+def _preload_in_background() -> None:
+    """Once per process, when the first panel opens (see ``preload_optimizer_modules``)."""
+    global _preloader
+    if _preloader is None:
+        _preloader = threading.Thread(
+            target=preload_optimizer_modules, name="napari-distill preload", daemon=True
+        )
+        _preloader.start()
+
 
 # Most updates of the bars and labels per second during a run.
 UPDATES_PER_S = 5.0
@@ -98,6 +112,7 @@ class TrainingPanel(QWidget):
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
+        _preload_in_background()
         self.train_button = QPushButton(train_text)
         self.train_button.setToolTip("Start training in the background; the viewer stays usable.")
         self.stop_button = QPushButton("Stop")
