@@ -24,10 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from distill_quality import evaluate  # benchmarks/ is on sys.path when run as a script
 from napari_distill.core.checkpoint import ModelBundle
 from napari_distill.core.config import KDConfig, TrainConfig
 from napari_distill.core.inference import predict_bundle
-from napari_distill.core.metrics import mean_iou
 from napari_distill.core.progress import run_to_completion
 from napari_distill.core.samples import make_medaka, make_pap_smear
 from napari_distill.core.strategies import get_strategy
@@ -59,14 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     unannotated = np.flatnonzero(~painted).tolist()
 
     def miou(bundle: ModelBundle) -> float:
-        prediction = run_to_completion(
-            predict_bundle(bundle, image, device="cpu", slices=unannotated,
-                           keep_probabilities=False)
-        )  # fmt: skip
-        return 100.0 * mean_iou(
-            prediction.labels, truth, class_ids=bundle.class_ids, ignore_background=True,
-            slices=unannotated,
-        )  # fmt: skip
+        return evaluate(bundle, image, truth, unannotated)
 
     fixed = TrainConfig(steps=args.teacher_steps, patience=10**6, seed=args.seed)
     teacher_run = train_teacher(image, labels, train_config=fixed, device="cpu")

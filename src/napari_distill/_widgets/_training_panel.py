@@ -21,6 +21,7 @@ to its own logic and a :class:`~napari_distill._widgets._workers.WorkerRunner`:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import threading
 from typing import Any
@@ -44,17 +45,13 @@ from napari_distill._widgets._plot import CurvePlot
 from napari_distill.core.config import ModelConfig, TrainConfig
 from napari_distill.core.train import TrainingRun, preload_optimizer_modules
 
-_preloader: threading.Thread | None = None
 
-
+@functools.cache
 def _preload_in_background() -> None:
     """Once per process, when the first panel opens (see ``preload_optimizer_modules``)."""
-    global _preloader
-    if _preloader is None:
-        _preloader = threading.Thread(
-            target=preload_optimizer_modules, name="napari-distill preload", daemon=True
-        )
-        _preloader.start()
+    threading.Thread(
+        target=preload_optimizer_modules, name="napari-distill preload", daemon=True
+    ).start()
 
 
 # Most updates of the bars and labels per second during a run.

@@ -210,9 +210,7 @@ class TrainingRun:
         budget_s = None if self.config.max_minutes is None else 60.0 * self.config.max_minutes
         nonfinite = 0
         if self._validate_start and self.validator is not None and self.best_score is None:
-            started = time.perf_counter()
-            score = self._validate(self.validator)
-            self._elapsed += time.perf_counter() - started
+            score = self._timed_validate(self.validator)
             logger.info("starting weights score %.4f on the validation slices", score)
         while self.step < self.total_steps and self.stop_reason is None:
             started = time.perf_counter()
@@ -235,9 +233,7 @@ class TrainingRun:
             last = self.step >= self.total_steps or over_budget
             val_score = None
             if self.validator is not None and (last or self.step % self.config.validate_every == 0):
-                started = time.perf_counter()
-                val_score = self._validate(self.validator)
-                self._elapsed += time.perf_counter() - started
+                val_score = self._timed_validate(self.validator)
             if over_budget and self.stop_reason is None and self.step < self.total_steps:
                 self.stop_reason = "time_budget"
                 logger.info("training stopped at step %d: time budget reached", self.step)
@@ -292,6 +288,13 @@ class TrainingRun:
         if after is not None:
             after(self.step, self.total_steps)
         return value, logs
+
+    def _timed_validate(self, validator: Validator) -> float:
+        """:meth:`_validate`, its time counted as training time (ETA, time budget)."""
+        started = time.perf_counter()
+        score = self._validate(validator)
+        self._elapsed += time.perf_counter() - started
+        return score
 
     def _validate(self, validator: Validator) -> float:
         with torch.inference_mode():
