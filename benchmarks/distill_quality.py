@@ -163,8 +163,9 @@ def one_run(k: int, seed: int, args: argparse.Namespace) -> dict[str, Any]:
     result["teacher"] = evaluate(teacher, image, truth, unannotated)
     if accepted:
         result["pseudo_miou_accepted"] = 100.0 * mean_iou(
-            prepared.pseudo_labels, truth, class_ids=teacher.class_ids, slices=accepted
-        )
+            prepared.pseudo_labels, truth, class_ids=teacher.class_ids,
+            ignore_background=True, slices=accepted,
+        )  # fmt: skip
 
     students = {
         "naive_self_training": (unannotated, KDConfig(lambda_kd=0.0)),
