@@ -56,7 +56,7 @@ def teacher(files):
     out = files["image"].parent / "teacher.pt"
     code = main(
         ["train-teacher", "--image", str(files["image"]), "--labels", str(files["sparse"])]
-        + ["--out", str(out), "--class-names", "1=disk,2=square", *TRAIN_FLAGS]
+        + ["--out", str(out), "--class-names", "1=disk,2=square", "--keep", "best", *TRAIN_FLAGS]
     )
     assert code == 0
     return out
@@ -82,6 +82,7 @@ def test_train_teacher_writes_a_teacher_checkpoint(teacher):
     assert bundle.class_names == {0: "background", 1: "disk", 2: "square"}
     assert bundle.model_config.base_channels == 8 and bundle.model_config.depth == 3
     assert checkpoint["step"] == 20
+    assert bundle.train_config.keep_final is False  # --keep best
 
 
 def test_predict_writes_labels_probabilities_and_instances(files, teacher, tmp_path):

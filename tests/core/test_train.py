@@ -19,6 +19,7 @@ from napari_distill.core.losses import ce_dice_loss, class_weights_from_labels, 
 from napari_distill.core.metrics import mean_iou
 from napari_distill.core.models import build_model
 from napari_distill.core.preprocess import Normalization, as_stack, slice_input
+from napari_distill.core.progress import run_to_completion
 from napari_distill.core.train import (
     TrainingRun,
     TrainStep,
@@ -198,6 +199,48 @@ def test_best_bundle_keeps_the_best_weights():
     assert run.best_step == 4 and best.extra["best_score"] == 0.9
     for key, value in best.model.state_dict().items():
         torch.testing.assert_close(value, snapshot[key])
+
+
+class _EarlyPeak:
+    """A validator scoring 0.9 at its first call and 0.6 after: a noisy early peak."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, model) -> float:
+        self.calls += 1
+        return 0.9 if self.calls == 1 else 0.6
+
+
+@pytest.mark.parametrize("keep_final", [True, False])
+def test_a_completed_schedule_keeps_its_final_weights_unless_told_otherwise(keep_final):
+    run = _generic_run(_EarlyPeak(), patience=1000, keep_final=keep_final)
+    kept = run_to_completion(run.steps())
+    assert run.stop_reason == "completed" and run.keeps_final is keep_final
+    if keep_final:
+        assert (run.best_step, run.best_score) == (50, 0.6)
+        expected = run.model.state_dict()
+    else:
+        assert (run.best_step, run.best_score) == (2, 0.9)
+        expected = run._best_state
+    for key, value in kept.model.state_dict().items():
+        torch.testing.assert_close(value, expected[key])
+    assert kept.extra["best_step"] == run.best_step
+
+
+def test_a_stopped_run_keeps_its_best_weights_even_with_keep_final():
+    run = _generic_run(_EarlyPeak(), patience=1000)
+    steps = run.steps()
+    for _ in range(10):
+        next(steps)  # the user stops after 10 of 50 steps
+    assert run.best_step == 2 and run.best_bundle().extra["best_score"] == 0.9
+
+
+def test_a_fine_tuned_student_keeps_its_best_even_when_completed():
+    run = _generic_run(_EarlyPeak(), validate_start=True, patience=1000)
+    run_to_completion(run.steps())
+    assert not run.keeps_final
+    assert run.stop_reason == "completed" and (run.best_step, run.best_score) == (0, 0.9)
 
 
 def test_starting_weights_are_a_candidate_when_fine_tuning():

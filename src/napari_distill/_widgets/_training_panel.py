@@ -267,7 +267,10 @@ SWITCHES = (
     ("augment", "Augment", "Flips, 90-degree rotations, intensity changes and noise."),
     ("elastic", "Elastic deformation", "Elastic warps of the patches (slower)."),
     ("class_weighting", "Class weighting", "Weigh rare classes up so small organs count."),
-)
+    ("keep_final", "Keep final weights",
+     "When the run completes its schedule, keep the final weights rather than the step that "
+     "scored best on the few validation slices (a run stopped early keeps its best)."),
+)  # fmt: skip
 
 
 class TrainSettings(QWidget):

@@ -69,6 +69,13 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--validation-fraction", type=float, default=TrainConfig.validation_fraction)
     p.add_argument("--patience", type=int, default=TrainConfig.patience, help="validations")
+    p.add_argument(
+        "--keep",
+        choices=("final", "best"),
+        default="final" if TrainConfig.keep_final else "best",
+        help="weights kept when the schedule completes: the final ones, or the step that "
+        "scored best on the validation slices (a run stopped early keeps its best)",
+    )
     p.add_argument("--elastic", action="store_true", help="add elastic deformations")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument("--class-names", help="names stored with the model, e.g. 1=liver,2=gut")
@@ -96,6 +103,7 @@ def train_teacher_command(args: argparse.Namespace) -> None:
         learning_rate=args.learning_rate,
         validation_fraction=args.validation_fraction,
         patience=args.patience,
+        keep_final=args.keep == "final",
         augment=not args.no_augment,
         elastic=args.elastic,
         seed=args.seed,

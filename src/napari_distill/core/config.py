@@ -104,6 +104,12 @@ class TrainConfig:
     validation_fraction: float = 0.2  # of annotated slices, at least one when there are >= 3
     validate_every: int = 25  # steps
     patience: int = 8  # validations without improvement before stopping early
+    # When the planned schedule completes, keep the final weights (the learning rate has
+    # annealed) rather than the best-validating ones: with a few annotated slices the
+    # validation score rests on one or two slices and picks a checkpoint by its noise (as
+    # nnU-Net keeps its final checkpoint). A run stopped early, by the user or by the time
+    # budget keeps its best; a fine-tuned student always keeps its best (see TrainingRun).
+    keep_final: bool = True
     foreground_fraction: float = 0.7  # share of patches centred on a labelled foreground pixel
     class_weighting: bool = True  # inverse-sqrt frequency weights, so small organs count
     dice_weight: float = 1.0  # L = CE + dice_weight * soft Dice

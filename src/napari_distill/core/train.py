@@ -1,11 +1,12 @@
 """The training loop: a generator of :class:`TrainStep` records over a pluggable objective.
 
 :class:`TrainingRun` owns the model, the AdamW optimiser, the learning-rate schedule, the best
-weights so far and the step counter. ``steps()`` yields one small record per optimiser step
-and returns the best model; the caller stops training by no longer iterating (the GUI's Stop),
-and nothing is lost: ``best_bundle()`` and ``save()`` work at any point, and calling
-``steps()`` again continues. What is trained is decided by an :class:`Objective` (the teacher's
-supervised loss here, the distillation strategies elsewhere).
+weights so far and the step counter. ``steps()`` yields one small record per optimiser step and
+returns the kept model (the best-validating weights, or the final ones when the schedule
+completes: see :attr:`TrainingRun.keeps_final`); the caller stops training by no longer
+iterating (the GUI's Stop), and nothing is lost: ``best_bundle()`` and ``save()`` work at any
+point, and calling ``steps()`` again continues. What is trained is decided by an
+:class:`Objective` (the teacher's supervised loss here, the distillation strategies elsewhere).
 """
 
 from __future__ import annotations
@@ -201,11 +202,13 @@ class TrainingRun:
 
     # ----------------------------------------------------------------------- the loop
     def steps(self) -> Generator[TrainStep, None, ModelBundle]:
-        """Train, yielding a :class:`TrainStep` per step; return the best model.
+        """Train, yielding a :class:`TrainStep` per step; return the kept model.
 
         Stops at ``total_steps``, after ``patience`` validations without improvement, or when
         ``max_minutes`` of training have passed. Calling it again continues where it stopped
-        (unless it stopped early).
+        (unless it stopped early). A run that completes its schedule keeps its final weights
+        when :attr:`keeps_final`; otherwise (and after any other ending) the best-validating
+        weights are kept.
         """
         budget_s = None if self.config.max_minutes is None else 60.0 * self.config.max_minutes
         nonfinite = 0
@@ -253,7 +256,36 @@ class TrainingRun:
             yield record
         if self.stop_reason is None:
             self.stop_reason = "completed"
+            if self.keeps_final:
+                self._keep_final_weights()
         return self.best_bundle()
+
+    @property
+    def keeps_final(self) -> bool:
+        """Whether a completed run keeps its final weights rather than its best-validating ones.
+
+        ``train_config.keep_final``, except for a run that validated its starting weights (a
+        student fine-tuned from its teacher): that one keeps its best, so it never ends worse
+        on the validation slices than where it began.
+        """
+        return self.config.keep_final and not self._validate_start
+
+    def _keep_final_weights(self) -> None:
+        final_score = next(
+            (r.val_score for r in reversed(self.history) if r.val_score is not None), None
+        )
+        if self.validator is None or final_score is None or self.best_step == self.step:
+            return
+        logger.info(
+            "schedule completed: keeping the final weights of step %d (validation %.4f) rather "
+            "than step %d (validation %.4f)",
+            self.step,
+            final_score,
+            self.best_step,
+            self.best_score,
+        )
+        self.best_score, self.best_step = final_score, self.step
+        self._best_state = _cpu_copy(self.model.state_dict())
 
     def _optimise(self, lr: float) -> tuple[float, dict[str, float]]:
         """One optimiser step; returns the loss (NaN/inf when the update was skipped)."""
