@@ -255,6 +255,27 @@ def test_starting_weights_are_a_candidate_when_fine_tuning():
         torch.testing.assert_close(value, start[key])
 
 
+def test_early_stopping_can_be_switched_off():
+    run = _generic_run(lambda model: 0.5, patience=3)
+    run.early_stopping = False
+    records = list(run.steps())
+    assert records[-1].step == 50 and run.stop_reason == "completed"
+
+
+@pytest.mark.parametrize(("annotated", "fraction", "allowed"), [(4, 0.25, False), (8, 0.4, True)])
+def test_a_teacher_stops_early_only_on_enough_validation_slices(annotated, fraction, allowed):
+    image, truth = synthetic_volume(n=annotated)
+    run = train_teacher(
+        image,
+        truth,
+        model_config=TINY_MODEL,
+        train_config=config(validation_fraction=fraction),
+        device="cpu",
+    )
+    n_validation = len(run.meta.extra["validation_slices"])
+    assert (n_validation >= 3) is allowed and run.early_stopping is allowed
+
+
 def test_time_budget_stops_the_run():
     run = _generic_run(None, max_minutes=1e-9)
     records = list(run.steps())
@@ -317,9 +338,13 @@ def test_lr_schedule_warms_up_then_decays():
 
 
 def test_auto_steps_bounds():
-    assert auto_steps(100, "cpu") == 500
-    assert auto_steps(10**9, "cpu") == 1000
-    assert auto_steps(10**9, "cuda") == 4000
+    assert auto_steps(100, "cpu") == 2000
+    assert auto_steps(10**9, "cpu") == 4000
+    assert auto_steps(10**9, "cuda") == 8000
+    assert auto_steps(100, "cpu", from_scratch=False) == 500  # fine-tuning a trained network
+    assert auto_steps(10**9, "mps", from_scratch=False) == 4000
+    # in between, the budget grows with the painted area
+    assert 2000 < auto_steps(5 * 512 * 512, "cpu") < 4000
 
 
 # ------------------------------------------------------------------ sampling and augmentation

@@ -135,8 +135,12 @@ class TrainingSession:
         if isinstance(record, TrainingRun):
             self.run = record
             self.resume_path = None  # the run now holds the loaded checkpoint's state
+            note = ""
+            if record.validator is not None and not record.early_stopping:
+                note = " Too few validation slices to stop early on: it runs to the end."
             self.panel.set_status(
-                f"Training {record.total_steps} steps on {record.device} from step {record.step}."
+                f"Training {record.total_steps} steps on {record.device} from step "
+                f"{record.step}.{note}"
             )
         else:
             self.panel.show_step(record)

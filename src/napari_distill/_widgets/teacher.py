@@ -279,7 +279,7 @@ class TeacherWidget(QWidget):
             return
         names = ", ".join(bundle.class_names.get(c, str(c)) for c in bundle.class_ids)
         best = bundle.extra.get("best_score")
-        score = "" if best is None else f", best validation Dice {best:.3f}"
+        score = "" if best is None else f", validation Dice {best:.3f}"
         self.model_label.setText(f"{prefix}teacher at step {bundle.step}{score}; classes: {names}.")
 
     # ------------------------------------------------------------------ prediction

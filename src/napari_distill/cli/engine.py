@@ -131,11 +131,13 @@ def train_teacher_command(args: argparse.Namespace) -> None:
         log.info("stopped at step %d; the best model so far is in %s", run.step, out)
         raise
     run.save(out)
-    best = run.best_score
+    kept = "" if run.best_score is None else f" (validation Dice {run.best_score:.3f})"
     log.info(
-        "teacher: %d steps%s; saved %s",
+        "teacher: %d steps, %s; kept the weights of step %s%s; saved %s",
         run.step,
-        "" if best is None else f", best validation Dice {best:.3f}",
+        run.stop_reason,
+        run.best_step if run.best_step is not None else run.step,
+        kept,
         out,
     )
 

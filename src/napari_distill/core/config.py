@@ -91,7 +91,8 @@ class TrainConfig:
     """Supervised training of a network from annotated slices.
 
     ``steps=None`` lets the trainer choose a budget from the data and the device, and early
-    stopping ends it when the validation score stops improving.
+    stopping ends it when the validation score stops improving (a teacher stops early only
+    when it has at least three validation slices: fewer score too noisily to act on).
     """
 
     steps: int | None = None

@@ -158,6 +158,11 @@ class TrainingRun:
         Also score the starting weights before the first step, so that they are a candidate
         for the best: a model fine-tuned from a trained one (a student from its teacher) then
         never ends worse on the validation slices than where it began.
+    early_stopping:
+        Whether ``patience`` validations without improvement end the run. Off when the
+        validation score is too noisy to act on (a teacher validated on one or two slices: see
+        :func:`~napari_distill.core.teacher.train_teacher`); the run then goes to the end of
+        its schedule.
     """
 
     def __init__(
@@ -171,6 +176,7 @@ class TrainingRun:
         validator: Validator | None = None,
         parameters: Iterable[nn.Parameter] | None = None,
         validate_start: bool = False,
+        early_stopping: bool = True,
     ):
         self.meta = bundle
         self.device = torch.device(device)
@@ -196,6 +202,7 @@ class TrainingRun:
         self._session_steps = 0
         self.stop_reason: str | None = None
         self._validate_start = validate_start
+        self.early_stopping = early_stopping
         # Mixed precision only on CUDA: fp16 needs a gradient scaler, bf16 does not.
         self._amp_dtype = autocast_dtype(self.device) if self.device.type == "cuda" else None
         self._scaler = torch.amp.GradScaler("cuda") if self._amp_dtype == torch.float16 else None
@@ -341,7 +348,7 @@ class TrainingRun:
             self._stale_validations = 0
         else:
             self._stale_validations += 1
-            if self._stale_validations >= self.config.patience:
+            if self.early_stopping and self._stale_validations >= self.config.patience:
                 self.stop_reason = "early_stopping"
                 logger.info(
                     "early stopping at step %d: no improvement in %d validations (best %.4f at "

@@ -218,12 +218,19 @@ def student_validator(
     )
 
 
-def student_steps(train_config: TrainConfig, data: StudentData, device: torch.device) -> int:
-    """``train_config.steps``, or a budget from the student's training pixels."""
+def student_steps(
+    train_config: TrainConfig, data: StudentData, device: torch.device, from_teacher: bool
+) -> int:
+    """``train_config.steps``, or a budget from the student's training pixels (a shorter one
+    for a student fine-tuned from its teacher's weights than for one trained from scratch)."""
     if train_config.steps is not None:
         return int(train_config.steps)
     return auto_steps(
-        data.n_training_pixels, device, train_config.batch_size, train_config.patch_size
+        data.n_training_pixels,
+        device,
+        train_config.batch_size,
+        train_config.patch_size,
+        from_scratch=not from_teacher,
     )
 
 

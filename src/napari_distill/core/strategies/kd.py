@@ -330,7 +330,9 @@ def build_kd(
             from_teacher=from_teacher,
         )
     objective = kd_components(teacher, data, student, train_config, strategy_config, torch_device)
-    total = student_steps(train_config, data, torch_device)
+    total = student_steps(
+        train_config, data, torch_device, from_teacher=bool(student.extra.get("from_teacher"))
+    )
     if checkpoint is not None:
         total = int((checkpoint.get("resume") or {}).get("total_steps") or total)
     run = TrainingRun(
