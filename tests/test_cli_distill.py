@@ -38,6 +38,18 @@ def run_dir(files):
     return out
 
 
+def test_run_arguments_reach_the_pipeline_config(tmp_path):
+    from napari_distill.cli import build_parser
+    from napari_distill.cli.distill import pipeline_config
+
+    argv = ["run", "--sample", "medaka", "--out-dir", str(tmp_path), "--seed", "3"]
+    default = pipeline_config(build_parser().parse_args(argv))
+    assert not default.predict.mirror and default.teacher.seed == 3
+    assert default.teacher.steps is None  # the automatic budget
+    tuned = pipeline_config(build_parser().parse_args([*argv, "--mirror", "--tau", "0.5"]))
+    assert tuned.predict.mirror and tuned.quality.tau == 0.5
+
+
 def test_run_writes_labels_scores_and_report(run_dir):
     for name in ("teacher_labels.tif", "student_labels.tif", "scores.csv", "report.md"):
         assert (run_dir / name).is_file(), name

@@ -102,6 +102,16 @@ def test_predict_writes_labels_probabilities_and_instances(files, teacher, tmp_p
     assert split.shape == labels.shape
     assert np.array_equal(split > 0, labels == 1)  # only class 1 is split into instances
 
+    mirrored = tmp_path / "m.tif"
+    code = main(
+        ["predict", "--model", str(teacher), "--image", str(files["image"]), "--out", str(out)]
+        + ["--probabilities", str(mirrored), "--mirror", "--overwrite", "--quiet"]
+    )
+    assert code == 0
+    mirrored_probs = tifffile.imread(mirrored)
+    np.testing.assert_allclose(mirrored_probs.sum(axis=0), 1.0, atol=1e-3)
+    assert not np.allclose(mirrored_probs, probs, atol=1e-3)  # the mirror images count
+
 
 def test_evaluate_prints_and_writes_scores(files, tmp_path, capsys):
     truth = tifffile.imread(files["truth"])

@@ -107,13 +107,17 @@ def test_train_then_predict_adds_a_labels_layer(qtbot, widget, sample, errors):
     assert probabilities.data.shape == (k, *sample.image.shape)
     assert teacher_prediction_layers(viewer) == [labels]
 
-    # predicting again never overwrites: the new layer gets a new name
+    # predicting again never overwrites: the new layer gets a new name (here mirrored)
     widget.probabilities_box.setChecked(False)
+    widget.mirror_box.setChecked(True)
     click(qtbot, widget.predict_button)
     wait_idle(qtbot, widget)
     assert viewer.layers["fish teacher labels"] is labels
-    assert "fish teacher labels [2]" in viewer.layers
+    mirrored = viewer.layers["fish teacher labels [2]"]
     assert len(teacher_prediction_layers(viewer)) == 2
+    mirrored_probabilities = mirrored.metadata[METADATA_KEY]["probabilities"]
+    np.testing.assert_allclose(mirrored_probabilities.sum(axis=0), 1.0, atol=1e-4)
+    assert not np.allclose(mirrored_probabilities, handoff["probabilities"], atol=1e-4)
     assert errors == []
 
 

@@ -97,6 +97,42 @@ def test_constant_model_gives_a_constant_output_without_seams() -> None:
     )
 
 
+@pytest.mark.parametrize("tile_size", [None, 24])
+def test_mirroring_averages_the_four_mirror_images(tile_size: int | None) -> None:
+    model = LocalNet()
+    x = np.random.default_rng(4).random((1, 50, 70), dtype=np.float32)
+    config = PredictConfig(
+        tile_size=tile_size, crop_to_tissue=False, skip_empty_tiles=False, mirror=True
+    )
+    mirrored = predict_slice_probabilities(model, x, config, CPU)
+    expected = np.mean(
+        [
+            np.flip(plain_softmax(model, np.ascontiguousarray(np.flip(x, axes))), axes)
+            for axes in ((), (-1,), (-2,), (-2, -1))
+        ],
+        axis=0,
+    )
+    np.testing.assert_allclose(mirrored, expected, atol=1e-5)
+    assert not np.allclose(mirrored, plain_softmax(model, x), atol=1e-3)  # it did something
+    np.testing.assert_allclose(mirrored.sum(0), 1.0, atol=1e-5)
+
+
+def test_mirroring_keeps_crop_and_skip_exact_where_tissue_is() -> None:
+    stack = ct_like_stack()
+    norm = Normalization.from_image(as_stack(stack))
+    kwargs = {"normalization": norm, "class_ids": (0, 1, 2), "device": "cpu"}
+    whole = PredictConfig(crop_to_tissue=False, skip_empty_tiles=False, mirror=True)
+    plain = run_to_completion(predict_stack(LocalNet(), stack, config=whole, **kwargs))
+    fast = run_to_completion(
+        predict_stack(LocalNet(), stack, config=PredictConfig(mirror=True), **kwargs)
+    )
+    tissue = np.stack(
+        [estimate_background(as_stack(stack)).tissue_mask(s) for s in as_stack(stack)]
+    )
+    inside = np.broadcast_to(tissue, plain.probabilities.shape)
+    np.testing.assert_allclose(fast.probabilities[inside], plain.probabilities[inside], atol=1e-5)
+
+
 def test_model_mode_is_restored() -> None:
     model = LocalNet()
     model.train()

@@ -15,7 +15,7 @@ from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QMessageBox, QWi
 
 from napari_distill._widgets._shared import STUDENT_ROLE, SourceLayer, layer_data_for
 from napari_distill._writer import write_labels_layer
-from napari_distill.core.config import InstanceConfig
+from napari_distill.core.config import InstanceConfig, PredictConfig
 from napari_distill.core.inference import predict_bundle
 from napari_distill.core.instances import apply_instance_config
 from napari_distill.core.strategies import get_strategy
@@ -49,14 +49,21 @@ def student_prediction(
     source: SourceLayer,
     device: str,
     instance_classes: Sequence[int] | None = None,
+    mirror: bool = False,
 ) -> Generator[Any, None, list]:
     """Predict ``image`` with the student; return the labels layer data.
 
     With ``instance_classes`` (empty: every foreground class) the labels are split into
-    instances (cells) by :func:`~napari_distill.core.instances.apply_instance_config`.
+    instances (cells) by :func:`~napari_distill.core.instances.apply_instance_config`; with
+    ``mirror`` the slices' mirror images are averaged in (:attr:`PredictConfig.mirror`).
     """
     prediction = yield from predict_bundle(
-        bundle, image, device=device, keep_probabilities=True, rgb=source.rgb
+        bundle,
+        image,
+        config=PredictConfig(mirror=mirror),
+        device=device,
+        keep_probabilities=True,
+        rgb=source.rgb,
     )
     layers = layer_data_for(prediction, source, bundle=bundle, role=STUDENT_ROLE, label="student")
     if instance_classes is not None:

@@ -39,6 +39,7 @@ from napari_distill._widgets._shared import (
     SourceLayer,
     add_layer_data,
     image_data,
+    mirror_checkbox,
 )
 from napari_distill._widgets._strategy_form import StrategyPicker
 from napari_distill._widgets._student_inputs import InputError, StudentInputsForm
@@ -98,6 +99,7 @@ class StudentWidget(QWidget):
             "transform watershed."
         )
         self.instance_class_box = QComboBox()
+        self.mirror_box = mirror_checkbox()
         self.instance_class_box.setToolTip("Which class is split into instances.")
         self.export_button = QPushButton("Export...")
         self.export_button.setToolTip(
@@ -131,6 +133,7 @@ class StudentWidget(QWidget):
         predict.addWidget(self.predict_button)
         predict.addWidget(self.instances_box)
         predict.addWidget(self.instance_class_box, 1)
+        predict.addWidget(self.mirror_box)
         model_box = QGroupBox("Student")
         model_layout = QVBoxLayout(model_box)
         model_layout.addWidget(self.model_label)
@@ -265,6 +268,7 @@ class StudentWidget(QWidget):
             SourceLayer.from_layer(image),
             self.device_picker.device(),
             classes,
+            self.mirror_box.isChecked(),
             on_return=self._on_predicted,
             on_finish=self._on_prediction_finished,
             progress=lambda p: (p.done, p.total),

@@ -35,12 +35,14 @@ from napari_distill._widgets._shared import (
     class_names_of,
     image_data,
     layer_data_for,
+    mirror_checkbox,
     spatial_shape,
 )
 from napari_distill._widgets._training_panel import TrainingPanel, TrainSettings
 from napari_distill._widgets._training_session import TrainingSession
 from napari_distill._widgets._workers import WorkerRunner
 from napari_distill.core.checkpoint import ModelBundle
+from napari_distill.core.config import PredictConfig
 from napari_distill.core.device import configure_cpu_threads
 from napari_distill.core.inference import predict_bundle
 from napari_distill.core.preprocess import annotated_slices, class_ids_from_labels
@@ -64,11 +66,21 @@ def teacher_training(
 
 
 def teacher_prediction(
-    bundle: ModelBundle, image: Any, source: SourceLayer, device: str, with_probabilities: bool
+    bundle: ModelBundle,
+    image: Any,
+    source: SourceLayer,
+    device: str,
+    with_probabilities: bool,
+    mirror: bool = False,
 ) -> Generator[Any, None, list]:
     """Predict ``image`` with ``bundle``; return the layer data (labels, maybe probabilities)."""
     prediction = yield from predict_bundle(
-        bundle, image, device=device, keep_probabilities=True, rgb=source.rgb
+        bundle,
+        image,
+        config=PredictConfig(mirror=mirror),
+        device=device,
+        keep_probabilities=True,
+        rgb=source.rgb,
     )
     return layer_data_for(
         prediction,
@@ -114,6 +126,7 @@ class TeacherWidget(QWidget):
         )
         self.probabilities_box = QCheckBox("also add probabilities")
         self.probabilities_box.setToolTip("Add the per-class probabilities as an image layer.")
+        self.mirror_box = mirror_checkbox()
         self.model_label = QLabel("No model yet: train one or load one.")
         self.model_label.setWordWrap(True)
         self.session = TrainingSession(self.runner, self.panel, "teacher", self._after_training)
@@ -144,6 +157,7 @@ class TeacherWidget(QWidget):
         predict = QHBoxLayout()
         predict.addWidget(self.predict_button)
         predict.addWidget(self.probabilities_box)
+        predict.addWidget(self.mirror_box)
         model_box = QGroupBox("Model")
         model_layout = QVBoxLayout(model_box)
         model_layout.addWidget(self.model_label)
@@ -303,6 +317,7 @@ class TeacherWidget(QWidget):
             SourceLayer.from_layer(image),
             self.device_picker.device(),
             self.probabilities_box.isChecked(),
+            self.mirror_box.isChecked(),
             on_return=self._on_predicted,
             on_finish=self._on_prediction_finished,
             progress=lambda p: (p.done, p.total),

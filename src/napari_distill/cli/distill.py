@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from napari_distill.cli._base import (
     UserError,
@@ -16,6 +17,9 @@ from napari_distill.cli._base import (
     load_labels,
 )
 from napari_distill.core.config import KDConfig, QualityConfig, TrainConfig
+
+if TYPE_CHECKING:
+    from napari_distill.core.pipeline import PipelineConfig
 
 log = logging.getLogger("napari_distill")
 
@@ -165,6 +169,12 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="a cheaper student (half the channels, one level fewer), trained from scratch",
     )
+    p.add_argument(
+        "--mirror",
+        action="store_true",
+        help="predict every slice and its three mirror images, averaged (4x slower "
+        "predictions, slightly better pseudo-labels and labels)",
+    )
 
 
 def _load_run_inputs(args: argparse.Namespace):
@@ -185,19 +195,13 @@ def _load_run_inputs(args: argparse.Namespace):
     return image, labels, None, scale, image_data.rgb
 
 
-@command(
-    "run",
-    "Teacher, quality classifier, student and labels in one go (method 1).",
-    add_arguments=_run_arguments,
-)
-def run_all(args: argparse.Namespace) -> None:
-    from napari_distill.core.pipeline import PipelineConfig, check_out_dir, run_pipeline
+def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
+    """The :class:`PipelineConfig` the ``run`` arguments ask for."""
+    from napari_distill.core.pipeline import PipelineConfig
 
-    check_out_dir(args.out_dir, args.overwrite)  # fail before the slow part
-    image, labels, class_names, scale, rgb = _load_run_inputs(args)
     base = PipelineConfig()
     try:
-        config = dataclasses.replace(
+        return dataclasses.replace(
             base,
             teacher=dataclasses.replace(base.teacher, seed=args.seed),
             student=dataclasses.replace(base.student, seed=args.seed),
@@ -205,9 +209,23 @@ def run_all(args: argparse.Namespace) -> None:
             strategy_config=KDConfig(
                 init_from_teacher=not args.smaller_student, smaller_student=args.smaller_student
             ),
+            predict=dataclasses.replace(base.predict, mirror=args.mirror),
         ).with_steps(_steps(args.steps))
     except ValueError as error:
         raise UserError(str(error)) from error
+
+
+@command(
+    "run",
+    "Teacher, quality classifier, student and labels in one go (method 1).",
+    add_arguments=_run_arguments,
+)
+def run_all(args: argparse.Namespace) -> None:
+    from napari_distill.core.pipeline import check_out_dir, run_pipeline
+
+    check_out_dir(args.out_dir, args.overwrite)  # fail before the slow part
+    image, labels, class_names, scale, rgb = _load_run_inputs(args)
+    config = pipeline_config(args)
     records = run_pipeline(
         image, labels, args.out_dir, config=config, device=args.device,
         overwrite=args.overwrite, class_names=class_names, scale=scale, rgb=rgb,

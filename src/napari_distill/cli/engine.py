@@ -159,6 +159,11 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tile-size", type=int, help="pixels (default: from device memory)")
     p.add_argument("--overlap", type=float, default=PredictConfig.overlap)
     p.add_argument("--no-crop", action="store_true", help="do not crop slices to the tissue")
+    p.add_argument(
+        "--mirror",
+        action="store_true",
+        help="average over the slice and its three mirror images (4x slower, a little better)",
+    )
     p.add_argument("--work-dir", help="keep intermediate arrays as memory maps here (huge stacks)")
 
 
@@ -189,7 +194,10 @@ def predict_command(args: argparse.Namespace) -> None:
     bundle = load_model(args.model)
     image_data, image = load_image(args.image)
     config = PredictConfig(
-        tile_size=args.tile_size, overlap=args.overlap, crop_to_tissue=not args.no_crop
+        tile_size=args.tile_size,
+        overlap=args.overlap,
+        crop_to_tissue=not args.no_crop,
+        mirror=args.mirror,
     )
     prediction = drive(
         predict_bundle(

@@ -213,6 +213,15 @@ def choose_tile(
     return min(side, height), min(side, width)
 
 
+# The spatial axes flipped for each mirror image (identity first), as negative axes so they
+# apply alike to (C, h, w) inputs, (K, h, w) probabilities and (h, w) tissue masks.
+MIRROR_AXES: tuple[tuple[int, ...], ...] = ((), (-1,), (-2,), (-2, -1))
+
+
+def _flip(array: np.ndarray, axes: tuple[int, ...]) -> np.ndarray:
+    return np.flip(array, axes) if axes else array
+
+
 class SlicePredictor:
     """Predicts slices with one model on one device, reusing its buffers between slices.
 
@@ -285,7 +294,18 @@ class SlicePredictor:
         return out
 
     def predict_region(self, x: np.ndarray, tissue: np.ndarray | None) -> np.ndarray:
-        """``(K, h, w)`` float32 probabilities of a region (may be a reused buffer)."""
+        """``(K, h, w)`` float32 probabilities of a region (may be a reused buffer); with
+        ``config.mirror`` the mean over the region and its three mirror images."""
+        if not self.config.mirror:
+            return self._predict_region(x, tissue)
+        total = np.zeros((self.num_classes, *x.shape[1:]), np.float32)
+        for axes in MIRROR_AXES:
+            mirrored_tissue = None if tissue is None else _flip(tissue, axes)
+            total += _flip(self._predict_region(_flip(x, axes), mirrored_tissue), axes)
+        total /= len(MIRROR_AXES)
+        return total
+
+    def _predict_region(self, x: np.ndarray, tissue: np.ndarray | None) -> np.ndarray:
         height, width = x.shape[1:]
         tile_h, tile_w = self.tile((height, width))
         if tile_h >= height and tile_w >= width:
