@@ -31,7 +31,7 @@ with :func:`add_layer_data`, which never overwrites a layer (:func:`make_unique_
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -228,6 +228,26 @@ def add_layer_data(viewer: napari.viewer.Viewer, layer_data: list[LayerDataTuple
         kwargs = {**kwargs, "name": make_unique_name(viewer, kwargs["name"])}
         added.append(getattr(viewer, f"add_{layer_type}")(data, **kwargs))
     return added
+
+
+def predict_layer_image(
+    bundle: ModelBundle, image: Any, source: SourceLayer, device: str, mirror: bool
+) -> Generator[Any, None, Prediction]:
+    """:func:`~napari_distill.core.inference.predict_bundle` on a layer's data, probabilities
+    kept (the hand-off to the next widget needs them), optionally mirrored."""
+    from napari_distill.core.config import PredictConfig
+    from napari_distill.core.inference import predict_bundle
+
+    return (
+        yield from predict_bundle(
+            bundle,
+            image,
+            config=PredictConfig(mirror=mirror),
+            device=device,
+            keep_probabilities=True,
+            rgb=source.rgb,
+        )
+    )
 
 
 def mirror_checkbox() -> Any:

@@ -13,10 +13,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QMessageBox, QWidget
 
-from napari_distill._widgets._shared import STUDENT_ROLE, SourceLayer, layer_data_for
+from napari_distill._widgets._shared import (
+    STUDENT_ROLE,
+    SourceLayer,
+    layer_data_for,
+    predict_layer_image,
+)
 from napari_distill._writer import write_labels_layer
-from napari_distill.core.config import InstanceConfig, PredictConfig
-from napari_distill.core.inference import predict_bundle
+from napari_distill.core.config import InstanceConfig
 from napari_distill.core.instances import apply_instance_config
 from napari_distill.core.strategies import get_strategy
 
@@ -57,14 +61,7 @@ def student_prediction(
     instances (cells) by :func:`~napari_distill.core.instances.apply_instance_config`; with
     ``mirror`` the slices' mirror images are averaged in (:attr:`PredictConfig.mirror`).
     """
-    prediction = yield from predict_bundle(
-        bundle,
-        image,
-        config=PredictConfig(mirror=mirror),
-        device=device,
-        keep_probabilities=True,
-        rgb=source.rgb,
-    )
+    prediction = yield from predict_layer_image(bundle, image, source, device, mirror)
     layers = layer_data_for(prediction, source, bundle=bundle, role=STUDENT_ROLE, label="student")
     if instance_classes is not None:
         data, kwargs, kind = layers[0]

@@ -36,15 +36,14 @@ from napari_distill._widgets._shared import (
     image_data,
     layer_data_for,
     mirror_checkbox,
+    predict_layer_image,
     spatial_shape,
 )
 from napari_distill._widgets._training_panel import TrainingPanel, TrainSettings
 from napari_distill._widgets._training_session import TrainingSession
 from napari_distill._widgets._workers import WorkerRunner
 from napari_distill.core.checkpoint import ModelBundle
-from napari_distill.core.config import PredictConfig
 from napari_distill.core.device import configure_cpu_threads
-from napari_distill.core.inference import predict_bundle
 from napari_distill.core.preprocess import annotated_slices, class_ids_from_labels
 from napari_distill.core.train import TrainingRun, TrainStep, train_teacher
 
@@ -74,14 +73,7 @@ def teacher_prediction(
     mirror: bool = False,
 ) -> Generator[Any, None, list]:
     """Predict ``image`` with ``bundle``; return the layer data (labels, maybe probabilities)."""
-    prediction = yield from predict_bundle(
-        bundle,
-        image,
-        config=PredictConfig(mirror=mirror),
-        device=device,
-        keep_probabilities=True,
-        rgb=source.rgb,
-    )
+    prediction = yield from predict_layer_image(bundle, image, source, device, mirror)
     return layer_data_for(
         prediction,
         source,
