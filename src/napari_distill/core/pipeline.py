@@ -355,7 +355,7 @@ def run_pipeline(
 
 
 def _validated(bundle: ModelBundle) -> float | None:
-    """The bundle's best validation score (None when it was never validated)."""
+    """The validation score of the bundle's kept weights (None when never validated)."""
     score = bundle.extra.get("best_score")
     return None if score is None else float(score)
 
