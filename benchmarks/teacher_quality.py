@@ -205,6 +205,20 @@ def make_payload(
     }
 
 
+def merged_runs(
+    path: str | None, tasks: list[tuple[str, int, int, int | None]]
+) -> tuple[list[tuple[tuple[str, int, int, int | None], dict[str, Any]]], list[str]]:
+    """The runs of an earlier JSON that ``tasks`` do not redo, and the commands behind them."""
+    if path is None:
+        return [], []
+    earlier = json.loads(Path(path).read_text())
+    redone = {(kind, k, seed) for kind, k, seed, _ in tasks}
+    runs = [(("medaka", r["k"], r["seed"], None), r) for r in earlier["runs"]["medaka"]]
+    runs += [(("pap", 0, r["seed"], None), r) for r in earlier["runs"]["pap_smear"]]
+    kept = [(task, r) for task, r in runs if task[:3] not in redone]
+    return kept, [earlier["command"], *earlier.get("merged_from", [])]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--ks", default="3,6,12", help="annotated slices, comma separated")
@@ -214,9 +228,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-pap", action="store_true", help="skip the Pap smear sample")
     parser.add_argument("--jobs", type=int, default=1, help="trainings run at once")
     parser.add_argument("--json", help="write the results here (rewritten after every run)")
+    parser.add_argument(
+        "--merge",
+        help="a JSON written by this script: its runs are kept unless rerun here (to add the "
+        "Pap smear or another k to earlier results; the command of each part is recorded)",
+    )
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    args.ks = [6] if args.quick else [int(v) for v in args.ks.split(",")]
+    args.ks = [6] if args.quick else [int(v) for v in args.ks.split(",") if v.strip()]
     args.seeds = [0] if args.quick else [int(v) for v in args.seeds.split(",")]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("napari_distill").setLevel(logging.WARNING)
@@ -226,10 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     threads = max(1, 2 // args.jobs)
     started = time.perf_counter()
     results: dict[int, dict[str, Any]] = {}
+    earlier, earlier_commands = merged_runs(args.merge, tasks)
 
     def report() -> str:
-        done = [(tasks[i], results[i]) for i in sorted(results)]
+        done = earlier + [(tasks[i], results[i]) for i in sorted(results)]
         payload = make_payload(args, done, threads, time.perf_counter() - started)
+        if earlier_commands:
+            payload["merged_from"] = earlier_commands
         text = json.dumps(payload, indent=2, default=float)
         if args.json:  # after every run, so a long run can be read before it ends
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
