@@ -216,12 +216,13 @@ def shoot_plugins_menu(out_dir: Path) -> None:
     viewer.close()
 
 
-def main(out_dir: Path) -> None:
+TOURS = {"medaka_ct": ("", None), "pap_smear": ("_pap", "nucleus")}  # suffix, instance class
+
+
+def main(out_dir: Path, samples: list[str]) -> None:
     shoot_plugins_menu(out_dir)
-    for sample, suffix, instance_class in (
-        ("medaka_ct", "", None),
-        ("pap_smear", "_pap", "nucleus"),
-    ):
+    for sample in samples:
+        suffix, instance_class = TOURS[sample]
         tour = Tour(sample, out_dir, suffix)
         tour.train_teacher()
         tour.review_quality()
@@ -234,4 +235,8 @@ if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DOCS, help="folder for the PNGs")
-    main(parser.parse_args().out)
+    parser.add_argument(
+        "--samples", nargs="+", choices=sorted(TOURS), default=list(TOURS), help="tours to take"
+    )
+    args = parser.parse_args()
+    main(args.out, args.samples)
