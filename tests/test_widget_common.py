@@ -13,7 +13,7 @@ from qtpy.QtWidgets import QWidget
 from napari_distill._widgets import _workers
 from napari_distill._widgets._plot import CurvePlot
 from napari_distill._widgets._training_panel import TrainingPanel, format_duration
-from napari_distill._widgets._training_session import ending_text
+from napari_distill._widgets._training_session import ending_text, starting_text
 from napari_distill._widgets._workers import WorkerRunner
 from napari_distill.core.train import TrainStep
 
@@ -188,6 +188,18 @@ def test_format_duration():
     assert format_duration(None) == "--"
     assert format_duration(62) == "1:02"
     assert format_duration(3723) == "1:02:03"
+
+
+def test_starting_text_says_when_the_run_cannot_stop_early():
+    run = SimpleNamespace(
+        total_steps=2000, device="cpu", step=0, validator=object(), early_stopping=False
+    )
+    assert starting_text(run) == (
+        "Training 2000 steps on cpu from step 0. Too few validation slices to stop early on: "
+        "it runs to the end."
+    )
+    run.early_stopping = True
+    assert starting_text(run) == "Training 2000 steps on cpu from step 0."
 
 
 def test_ending_text_says_why_and_which_weights_are_kept():

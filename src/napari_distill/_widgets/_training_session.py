@@ -32,6 +32,15 @@ STOP_REASON_TEXT = {
 }
 
 
+def starting_text(run: TrainingRun) -> str:
+    """What the status line says when a run starts: how long, where, and whether it may stop
+    early."""
+    message = f"Training {run.total_steps} steps on {run.device} from step {run.step}."
+    if run.validator is not None and not run.early_stopping:
+        message += " Too few validation slices to stop early on: it runs to the end."
+    return message
+
+
 def ending_text(outcome: str, run: TrainingRun | None) -> str:
     """What the status line says when a run ends: where, why, and which weights are kept."""
     message = OUTCOME_TEXT[outcome]
@@ -135,13 +144,7 @@ class TrainingSession:
         if isinstance(record, TrainingRun):
             self.run = record
             self.resume_path = None  # the run now holds the loaded checkpoint's state
-            note = ""
-            if record.validator is not None and not record.early_stopping:
-                note = " Too few validation slices to stop early on: it runs to the end."
-            self.panel.set_status(
-                f"Training {record.total_steps} steps on {record.device} from step "
-                f"{record.step}.{note}"
-            )
+            self.panel.set_status(starting_text(record))
         else:
             self.panel.show_step(record)
 
