@@ -27,7 +27,7 @@ def lr_at(
 
 # (fewest, most) steps of an automatic budget, by device kind. A network trained from scratch
 # on a few slices keeps improving for thousands of steps (docs/benchmarks.md, "Teacher
-# quality": 6 annotated Medaka slices gave mIoU 0.67 after 500 steps and 0.74-0.80 after
+# quality": 6 annotated Medaka slices gave mIoU 0.67 after 500 steps and 0.73-0.80 after
 # 2,000); one fine-tuned from a trained network (a student from its teacher) needs far fewer.
 FROM_SCRATCH_STEPS = {"cpu": (2000, 4000), "accelerator": (3000, 8000)}
 FINE_TUNING_STEPS = {"cpu": (500, 1000), "accelerator": (1000, 4000)}

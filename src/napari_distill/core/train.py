@@ -213,9 +213,8 @@ class TrainingRun:
         return self.config.keep_final and not self._validate_start
 
     def _keep_final_weights(self) -> None:
-        final_score = next(
-            (r.val_score for r in reversed(self.history) if r.val_score is not None), None
-        )
+        # A completed run validates at its last step, so the last record holds its score.
+        final_score = self.history[-1].val_score if self.history else None
         if self.validator is None or final_score is None or self.best_step == self.step:
             return
         logger.info(
