@@ -20,6 +20,7 @@ from napari_distill.core.metrics import mean_iou
 from napari_distill.core.models import build_model
 from napari_distill.core.preprocess import Normalization, as_stack, slice_input
 from napari_distill.core.progress import run_to_completion
+from napari_distill.core.teacher import split_slices
 from napari_distill.core.train import (
     TrainingRun,
     TrainStep,
@@ -312,6 +313,14 @@ def test_few_annotated_slices_validate_on_training_slices(volume, caplog):
         )
     assert "validating on the training slices" in caplog.text
     assert run.meta.extra["validation_slices"] == [0, 2]
+
+
+def test_validation_fraction_zero_is_a_choice_not_a_warning(caplog):
+    with caplog.at_level("INFO"):
+        split = split_slices([1, 4, 7, 9], validation_fraction=0.0, seed=0)
+    assert split == ([1, 4, 7, 9], [1, 4, 7, 9])
+    assert "validation fraction 0" in caplog.text
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
 def test_rgb_and_context_set_the_input_channels():

@@ -90,11 +90,16 @@ def split_slices(
     if len(annotated) >= 3 and validation_fraction > 0:
         n_validation = min(len(annotated) - 1, max(1, round(validation_fraction * len(annotated))))
     if n_validation == 0:
-        logger.warning(
-            "only %d annotated slice(s): validating on the training slices (annotate at least 3 "
-            "slices for an honest validation score)",
-            len(annotated),
-        )
+        if validation_fraction > 0:
+            logger.warning(
+                "only %d annotated slice(s): validating on the training slices (annotate at "
+                "least 3 slices for an honest validation score)",
+                len(annotated),
+            )
+        else:
+            logger.info(
+                "validation fraction 0: validating on the %d training slices", len(annotated)
+            )
         return annotated, list(annotated)
     order = np.random.default_rng(seed).permutation(len(annotated))
     validation = sorted(annotated[i] for i in order[:n_validation])
