@@ -234,7 +234,8 @@ class TrainingPanel(QWidget):
 MAIN_SETTINGS = (
     ("train", "steps", "Steps", 0, 1_000_000, None,
      "Optimiser steps. 'auto' sizes the run from the painted area and the device; early "
-     "stopping ends it sooner when the validation score stops improving."),
+     "stopping ends it sooner when the validation score stops improving (with 3 or more "
+     "validation slices)."),
     ("train", "patch_size", "Patch size (px)", 16, 2048, None,
      "Side of the square training patches in pixels (clipped to the slice size)."),
     ("train", "batch_size", "Batch size", 1, 512, None,
@@ -251,7 +252,8 @@ ADVANCED_SETTINGS = (
     ("model", "dropout", "Dropout", 0.0, 0.9, 2, "Dropout in the deeper encoder stages."),
     ("train", "weight_decay", "Weight decay", 0.0, 1.0, 5, "AdamW weight decay."),
     ("train", "validation_fraction", "Validation fraction", 0.0, 0.9, 2,
-     "Share of the annotated slices held out to validate (one at least with 3 or more)."),
+     "Share of the annotated slices held out to validate (one at least with 3 or more). 0 "
+     "trains on every annotated slice; the score shown is then the fit on those slices."),
     ("train", "validate_every", "Validate every (steps)", 1, 100_000, None,
      "Steps between validations (each draws a point on the validation curve)."),
     ("train", "patience", "Patience (validations)", 1, 10_000, None,
