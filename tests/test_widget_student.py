@@ -25,6 +25,7 @@ from napari_distill._widgets._shared import (
     layer_data_for,
 )
 from napari_distill._widgets.student import StudentWidget
+from napari_distill._widgets.teacher import TeacherWidget
 from napari_distill.core import io_write
 from napari_distill.core.checkpoint import save_checkpoint
 from napari_distill.core.config import KDConfig, ModelConfig, TrainConfig
@@ -249,6 +250,14 @@ def test_instances_and_a_full_disk(qtbot, widget, monkeypatch, tmp_path, errors)
     assert "No space left on device" in errors[0]
     assert list(tmp_path.iterdir()) == []  # nothing half written
     assert widget.export_button.isEnabled()
+
+
+def test_controls_fit_a_dock_as_narrow_as_the_teachers(make_napari_viewer):
+    # The student's controls scroll vertically only: any row wider than the dock is clipped.
+    # The Teacher widget sets the dock's width (it does not scroll), so the student must fit it.
+    viewer = make_napari_viewer()
+    teacher_width = TeacherWidget(viewer).minimumSizeHint().width()
+    assert StudentWidget(viewer).content.minimumSizeHint().width() <= teacher_width
 
 
 def test_no_teacher_is_a_clear_error(qtbot, make_napari_viewer, sample, errors):

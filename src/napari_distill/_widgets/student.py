@@ -129,15 +129,19 @@ class StudentWidget(QWidget):
         files = QHBoxLayout()
         for button in (self.save_button, self.load_button, self.export_button):
             files.addWidget(button)
+        # Two rows: on one, the three controls are wider than napari's dock (and get clipped).
         predict = QHBoxLayout()
         predict.addWidget(self.predict_button)
-        predict.addWidget(self.instances_box)
-        predict.addWidget(self.instance_class_box, 1)
         predict.addWidget(self.mirror_box)
+        predict.addStretch(1)
+        instances = QHBoxLayout()
+        instances.addWidget(self.instances_box)
+        instances.addWidget(self.instance_class_box, 1)
         model_box = QGroupBox("Student")
         model_layout = QVBoxLayout(model_box)
         model_layout.addWidget(self.model_label)
         model_layout.addLayout(predict)
+        model_layout.addLayout(instances)
         model_layout.addLayout(files)
         self.content = QWidget()  # all controls; scrolls when the dock is shorter than they are
         layout = QVBoxLayout(self.content)
