@@ -20,9 +20,9 @@ instances by ``core.instances.apply_instance_config`` (distance transform + wate
 
 Also recorded per run: steps taken, why training stopped, training seconds, seconds per step,
 prediction seconds. ``--quick`` runs k = 6 and seed 0 only (a smoke test). ``--jobs N`` runs
-N trainings at once in separate processes with ``2 // N`` threads or at least one each (the
-scores do not change; the seconds then measure a shared machine). Prints the JSON when no
-``--json`` is given.
+N trainings at once in separate processes with ``2 // N`` threads or at least one each
+(``--threads`` sets it; the scores do not change; the seconds then measure a shared machine).
+Prints the JSON when no ``--json`` is given.
 """
 
 from __future__ import annotations
@@ -227,6 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="k = 6, seed 0 only")
     parser.add_argument("--no-pap", action="store_true", help="skip the Pap smear sample")
     parser.add_argument("--jobs", type=int, default=1, help="trainings run at once")
+    parser.add_argument(
+        "--threads", type=int, help="torch threads per training (default: 2 // jobs, at least 1)"
+    )
     parser.add_argument("--json", help="write the results here (rewritten after every run)")
     parser.add_argument(
         "--merge",
@@ -242,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     tasks = [("medaka", k, seed, args.steps) for k in args.ks for seed in args.seeds]
     if not args.no_pap:
         tasks += [("pap", 0, seed, args.steps) for seed in args.seeds]
-    threads = max(1, 2 // args.jobs)
+    threads = args.threads or max(1, 2 // args.jobs)
     started = time.perf_counter()
     results: dict[int, dict[str, Any]] = {}
     earlier, earlier_commands = merged_runs(args.merge, tasks)
