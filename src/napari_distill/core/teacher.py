@@ -81,9 +81,9 @@ def split_slices(
 ) -> tuple[list[int], list[int]]:
     """Split annotated slices into training and validation (seeded).
 
-    With at least 3 annotated slices, at least one is held out; with fewer (or a fraction of 0)
-    the model is validated on its training slices, which is logged as a warning because the
-    score then flatters the model and early stopping acts late.
+    With at least 3 annotated slices, at least one is held out; with fewer the model is
+    validated on its training slices, which is logged as a warning because the score then
+    flatters the model. A fraction of 0 does the same by the user's choice (logged as such).
     """
     annotated = [int(i) for i in annotated]
     n_validation = 0
