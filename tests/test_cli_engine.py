@@ -56,7 +56,8 @@ def teacher(files):
     out = files["image"].parent / "teacher.pt"
     code = main(
         ["train-teacher", "--image", str(files["image"]), "--labels", str(files["sparse"])]
-        + ["--out", str(out), "--class-names", "1=disk,2=square", "--keep", "best", *TRAIN_FLAGS]
+        + ["--out", str(out), "--class-names", "1=disk,2=square", "--keep", "best"]
+        + ["--no-deep-supervision", *TRAIN_FLAGS]
     )
     assert code == 0
     return out
@@ -83,6 +84,7 @@ def test_train_teacher_writes_a_teacher_checkpoint(teacher):
     assert bundle.model_config.base_channels == 8 and bundle.model_config.depth == 3
     assert checkpoint["step"] == 20
     assert bundle.train_config.keep_final is False  # --keep best
+    assert bundle.model_config.deep_supervision is False  # --no-deep-supervision
 
 
 def test_predict_writes_labels_probabilities_and_instances(files, teacher, tmp_path):

@@ -11,6 +11,7 @@ from qtpy.QtWidgets import QFileDialog
 from napari_distill._widgets import _shared, _workers, teacher
 from napari_distill._widgets._shared import METADATA_KEY, TEACHER_ROLE, teacher_prediction_layers
 from napari_distill._widgets.teacher import TeacherWidget
+from napari_distill.core.config import ModelConfig
 from napari_distill.core.samples import make_medaka
 
 TIMEOUT_MS = 60_000
@@ -79,6 +80,15 @@ def test_summary_names_the_annotated_slices(widget, sample):
     widget.settings.fields[("train", "steps")].setValue(0)
     assert widget.settings.fields[("train", "steps")].text() == "auto"
     assert widget.settings.configs()[1].steps is None
+
+
+def test_deep_supervision_is_a_switch_of_the_model(widget):
+    box = widget.settings.switches[("model", "deep_supervision")]
+    assert box.isChecked()  # ModelConfig's default
+    box.setChecked(False)
+    assert widget.settings.configs()[0].deep_supervision is False
+    widget.settings.show_configs(ModelConfig(), None)  # as when a checkpoint is loaded
+    assert box.isChecked()
 
 
 def test_train_then_predict_adds_a_labels_layer(qtbot, widget, sample, errors):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+from dataclasses import replace
 
 import pytest
 import torch
@@ -61,6 +62,24 @@ def test_round_trip_gives_the_same_model_and_metadata(tmp_path, bundle):
     assert raw["format"] == "napari-distill" and raw["format_version"] == 1
     restored = torch.optim.AdamW(loaded.model.parameters())
     restored.load_state_dict(raw["optimizer_state"])
+
+
+def test_a_checkpoint_from_before_deep_supervision_still_loads(tmp_path, bundle):
+    old_config = ModelConfig(in_channels=1, num_classes=3, base_channels=8, depth=3,
+                             deep_supervision=False)  # fmt: skip
+    old_model = build_model(old_config)
+    path = save_checkpoint(tmp_path / "old.pt", replace(bundle, model=old_model,
+                                                        model_config=old_config))  # fmt: skip
+    raw = torch.load(path, weights_only=True)
+    del raw["model_config"]["deep_supervision"]  # written before the option existed
+    torch.save(raw, path)
+
+    loaded, _ = load_checkpoint(path)
+    assert loaded.model_config.deep_supervision is False
+    x = torch.randn(1, 1, 16, 16)
+    old_model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x), old_model(x))
 
 
 def test_kind_is_checked(tmp_path, bundle):

@@ -50,9 +50,40 @@ def test_features_are_decoder_maps_coarsest_first(model):
 def test_batch_size_one_trains_with_group_norm(model):
     model.train()
     x = torch.randn(1, 3, 24, 24)
-    loss = model(x).logsumexp(1).mean()
+    logits, features = model(x, return_features=True)
+    loss = logits.logsumexp(1).mean()
+    for auxiliary in model.auxiliary_logits(features):
+        loss = loss + auxiliary.logsumexp(1).mean()
     loss.backward()
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_deep_supervision_heads_segment_each_intermediate_decoder_level():
+    model = build_model(ModelConfig(in_channels=1, num_classes=3, base_channels=4, depth=4))
+    x = torch.randn(2, 1, 37, 53)
+    with torch.no_grad():
+        logits, features = model(x, return_features=True)
+        auxiliary = model.auxiliary_logits(features)
+    # finest first: 1/2 then 1/4 of the input (rounded up); neither bottleneck nor full size
+    assert [a.shape for a in auxiliary] == [(2, 3, 19, 27), (2, 3, 10, 14)]
+    assert logits.shape == (2, 3, 37, 53)
+
+
+def test_deep_supervision_changes_nothing_at_prediction():
+    torch.manual_seed(0)
+    plain = build_model(
+        ModelConfig(num_classes=3, base_channels=4, depth=3, deep_supervision=False)
+    )
+    deep = build_model(ModelConfig(num_classes=3, base_channels=4, depth=3))
+    assert len(plain.auxiliary_heads) == 0 and len(deep.auxiliary_heads) == 1
+    missing, unexpected = deep.load_state_dict(plain.state_dict(), strict=False)
+    assert missing and all(key.startswith("auxiliary_heads.") for key in missing)
+    assert not unexpected
+    x = torch.randn(2, 1, 24, 24)
+    plain.eval(), deep.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), deep(x))
+    assert plain.auxiliary_logits(plain(x, return_features=True)[1]) == []
 
 
 def test_batch_norm_variant():
@@ -97,6 +128,7 @@ def test_student_config_is_never_larger_than_its_teacher():
     student = default.student()
     assert student.base_channels == default.base_channels // 2
     assert student.depth == default.depth - 1
+    assert default.deep_supervision and not student.deep_supervision  # KD uses the main head
     shallow = ModelConfig(num_classes=3, base_channels=4, depth=2)
     assert shallow.student().depth == 2  # never deeper than a depth-2 teacher
     assert shallow.student().base_channels == 4

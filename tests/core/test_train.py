@@ -18,6 +18,7 @@ from napari_distill.core.inference import predict_slice_probabilities
 from napari_distill.core.losses import ce_dice_loss, class_weights_from_labels, dice_loss
 from napari_distill.core.metrics import mean_iou
 from napari_distill.core.models import build_model
+from napari_distill.core.objectives import SupervisedObjective
 from napari_distill.core.preprocess import Normalization, as_stack, slice_input
 from napari_distill.core.progress import run_to_completion
 from napari_distill.core.teacher import split_slices
@@ -374,6 +375,29 @@ def test_sampler_batches_and_class_balanced_centring():
     assert batch["y"].shape == (64, 16, 16) and batch["y"].dtype == torch.int64
     with_tiny = (batch["y"] == 3).flatten(1).any(1).float().mean().item()
     assert with_tiny > 0.2  # about a third of patches are centred on it, plus neighbours
+
+
+def test_deep_supervision_trains_every_head_on_top_of_the_main_loss():
+    image, labels = synthetic_volume(n=2, size=32)
+    sampler = SliceSampler(
+        as_stack(image), {0: labels[0]}, (0, 1, 2), Normalization((0.0,), (255.0,)),
+        patch_size=32, batch_size=4,
+    )  # fmt: skip
+    objective = SupervisedObjective(sampler)
+    batch = objective.batch(np.random.default_rng(0))
+    torch.manual_seed(0)
+    deep = build_model(ModelConfig(num_classes=3, base_channels=4, depth=4))
+    plain = build_model(ModelConfig(num_classes=3, base_channels=4, depth=4,
+                                    deep_supervision=False))  # fmt: skip
+    plain.load_state_dict(deep.state_dict(), strict=False)  # the same main network
+    deep.eval(), plain.eval()  # no dropout draws: the main heads give the same logits
+
+    deep_loss, deep_terms = objective.loss(deep, batch)
+    plain_loss, plain_terms = objective.loss(plain, batch)
+    assert deep_terms == plain_terms  # the record shows the main head's terms
+    assert deep_loss > plain_loss  # plus 1/2 and 1/4 of the two auxiliary heads' losses
+    deep_loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in deep.parameters())
 
 
 def test_patch_clamped_to_small_slices_and_optional_targets():

@@ -265,13 +265,18 @@ ADVANCED_SETTINGS = (
      "Stop after this many minutes of training (0 = no limit)."),
     ("train", "seed", "Seed", 0, 2**31 - 1, None, "Random seed (same seed, same run)."),
 )  # fmt: skip
+# (config, field, label, tooltip)
 SWITCHES = (
-    ("augment", "Augment", "Flips, 90-degree rotations, intensity changes and noise."),
-    ("elastic", "Elastic deformation", "Elastic warps of the patches (slower)."),
-    ("class_weighting", "Class weighting", "Weigh rare classes up so small organs count."),
-    ("keep_final", "Keep final weights",
+    ("train", "augment", "Augment", "Flips, 90-degree rotations, intensity changes and noise."),
+    ("train", "elastic", "Elastic deformation", "Elastic warps of the patches (slower)."),
+    ("train", "class_weighting", "Class weighting",
+     "Weigh rare classes up so small organs count."),
+    ("train", "keep_final", "Keep final weights",
      "When the run completes its schedule, keep the final weights rather than the step that "
      "scored best on the few validation slices (a run stopped early keeps its best)."),
+    ("model", "deep_supervision", "Deep supervision",
+     "Also train a classification head on each intermediate decoder level (training only; "
+     "prediction uses the main head)."),
 )  # fmt: skip
 
 
@@ -294,7 +299,7 @@ class TrainSettings(QWidget):
     ) -> None:
         super().__init__(parent)
         self.fields: dict[tuple[str, str], QSpinBox | QDoubleSpinBox] = {}
-        self.switches: dict[str, QCheckBox] = {}
+        self.switches: dict[tuple[str, str], QCheckBox] = {}
         main = QFormLayout()
         for spec in MAIN_SETTINGS:
             main.addRow(spec[2], self._field(*spec))
@@ -303,10 +308,10 @@ class TrainSettings(QWidget):
         advanced_form.setContentsMargins(0, 0, 0, 0)
         for spec in ADVANCED_SETTINGS:
             advanced_form.addRow(spec[2], self._field(*spec))
-        for name, text, tooltip in SWITCHES:
+        for config, name, text, tooltip in SWITCHES:
             box = QCheckBox(text)
             box.setToolTip(tooltip)
-            self.switches[name] = box
+            self.switches[(config, name)] = box
             advanced_form.addRow(box)
         self.advanced = QCollapsible("Advanced")
         self.advanced.addWidget(advanced)
@@ -341,9 +346,9 @@ class TrainSettings(QWidget):
             if configs[config] is not None:
                 value = getattr(configs[config], name)
                 box.setValue(0 if value is None else value)
-        if train_config is not None:
-            for name, box in self.switches.items():
-                box.setChecked(bool(getattr(train_config, name)))
+        for (config, name), box in self.switches.items():
+            if configs[config] is not None:
+                box.setChecked(bool(getattr(configs[config], name)))
 
     def configs(self) -> tuple[ModelConfig, TrainConfig]:
         """The settings as configs (0 in "auto"/"none" fields becomes None).
@@ -359,7 +364,8 @@ class TrainSettings(QWidget):
             if name in ("steps", "max_minutes") and value == 0:
                 value = None
             values[config][name] = value
-        values["train"].update({name: box.isChecked() for name, box in self.switches.items()})
+        for (config, name), box in self.switches.items():
+            values[config][name] = box.isChecked()
         return (
             dataclasses.replace(ModelConfig(), **values["model"]),
             dataclasses.replace(TrainConfig(), **values["train"]),

@@ -67,6 +67,12 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
         default=ModelConfig.context_slices,
         help="neighbouring slices on each side as extra channels (2.5D); 0 = 2D",
     )
+    p.add_argument(
+        "--deep-supervision",
+        action=argparse.BooleanOptionalAction,
+        default=ModelConfig.deep_supervision,
+        help="also train a classification head on each intermediate decoder level",
+    )
     p.add_argument("--validation-fraction", type=float, default=TrainConfig.validation_fraction)
     p.add_argument("--patience", type=int, default=TrainConfig.patience, help="validations")
     p.add_argument(
@@ -114,6 +120,7 @@ def train_teacher_command(args: argparse.Namespace) -> None:
         depth=args.depth,
         dropout=args.dropout,
         context_slices=args.context_slices,
+        deep_supervision=args.deep_supervision,
     )
     run = train_teacher(
         image,

@@ -282,7 +282,10 @@ def load_checkpoint(
             f"{path} holds a {checkpoint['kind']!r} model, but a {kind!r} model is needed here"
         )
     try:
-        model_config = from_dict(ModelConfig, checkpoint["model_config"])
+        # Checkpoints from before deep supervision have no auxiliary heads.
+        model_config = from_dict(
+            ModelConfig, {"deep_supervision": False, **checkpoint["model_config"]}
+        )
         model = build_model(model_config)
         model.load_state_dict(checkpoint["state_dict"])
         class_ids = tuple(int(c) for c in checkpoint["class_ids"])

@@ -51,6 +51,12 @@ class ModelConfig:
         (GroupNorm: for batches of one).
     context_slices:
         Neighbouring slices on each side fed as extra channels (2.5D); 0 is plain 2D.
+    deep_supervision:
+        A 1x1 classification head on each decoder level between the bottleneck and full
+        resolution, trained with the main head (:class:`~napari_distill.core.objectives.
+        SupervisedObjective`) and unused at prediction: coarse levels learn to segment too,
+        which steadies training from a few slices (docs/benchmarks.md, "Levers measured").
+        Checkpoints written before this option have no such heads and load with it off.
     """
 
     in_channels: int = 1
@@ -60,6 +66,7 @@ class ModelConfig:
     dropout: float = 0.1
     norm: str = "batch"
     context_slices: int = 0
+    deep_supervision: bool = True
 
     def __post_init__(self) -> None:
         if self.in_channels < 1 or self.num_classes < 2:
@@ -78,11 +85,13 @@ class ModelConfig:
         """The cheaper student configuration: half the channels, one level fewer (min 3).
 
         Never deeper or wider than this configuration (a shallow teacher keeps its depth).
+        No deep-supervision heads: the students' distillation losses use the main head only.
         """
         return dataclasses.replace(
             self,
             base_channels=min(self.base_channels, max(4, self.base_channels // 2)),
             depth=min(self.depth, max(3, self.depth - 1)),
+            deep_supervision=False,
         )
 
 

@@ -3,8 +3,9 @@
 One network shape serves every method: BatchNorm by default (it learns faster per step and
 evaluates locally, tile by tile) or GroupNorm for batches of one, dropout in the deeper encoder
 stages and the bottleneck (turned on at test time by :func:`enable_dropout` to make
-predictions of varied quality for the quality classifier), and the decoder's feature maps on
-request for feature distillation.
+predictions of varied quality for the quality classifier), the decoder's feature maps on
+request for feature distillation, and optional deep-supervision heads on the intermediate
+decoder levels for training.
 """
 
 from __future__ import annotations
@@ -84,6 +85,13 @@ class UNet(nn.Module):
             self.upsamplers.append(nn.ConvTranspose2d(widths[level + 1], widths[level], 2, 2))
             self.decoders.append(ConvBlock(2 * widths[level], widths[level], config.norm))
         self.head = nn.Conv2d(widths[0], config.num_classes, 1)
+        # Deep supervision: one head per decoder level between the bottleneck and full
+        # resolution, finest first (used by auxiliary_logits in training only).
+        self.auxiliary_heads = nn.ModuleList(
+            nn.Conv2d(widths[level], config.num_classes, 1)
+            for level in range(1, config.depth - 1)
+            if config.deep_supervision
+        )
         # Channels of the maps returned by forward(return_features=True), coarsest first.
         self.feature_channels: tuple[int, ...] = tuple(reversed(widths))
 
@@ -139,6 +147,20 @@ class UNet(nn.Module):
             scale = 2 ** (len(features) - 1 - index)
             cropped.append(feature[..., : -(-height // scale), : -(-width // scale)])
         return logits, cropped
+
+    def auxiliary_logits(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Deep-supervision logits from the maps of ``forward(x, return_features=True)``.
+
+        One per auxiliary head, finest first, each at its own level's resolution (``1/2``,
+        ``1/4``, ... of the input); empty without deep supervision.
+        """
+        if not self.auxiliary_heads:
+            return []
+        decoder_maps = features[1:-1]  # neither the bottleneck nor full resolution
+        return [
+            head(feature)
+            for head, feature in zip(self.auxiliary_heads, reversed(decoder_maps), strict=True)
+        ]
 
 
 def build_model(config: ModelConfig) -> UNet:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import PredictConfig
@@ -24,7 +25,10 @@ from .preprocess import Normalization, labels_to_indices, slice_input
 class SupervisedObjective:
     """Class-weighted cross-entropy plus soft Dice on patches from a :class:`SliceSampler`.
 
-    Pixels with weight 0 in the batch's ``"weight"`` (if any) are ignored by both terms.
+    Pixels with weight 0 in the batch's ``"weight"`` (if any) are ignored by both terms. A
+    model with deep-supervision heads (``ModelConfig.deep_supervision``) adds the same loss
+    on each head's logits, upsampled to the patch, weighted 1/2 for the finest auxiliary level,
+    1/4 for the next and so on (nnU-Net's weights); the record reports the main head's terms.
     """
 
     def __init__(
@@ -44,20 +48,33 @@ class SupervisedObjective:
     def loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        logits = model(batch["x"])
+        deep = bool(getattr(model, "auxiliary_heads", None))
+        if deep:
+            logits, features = model(batch["x"], return_features=True)
+        else:
+            logits = model(batch["x"])
         weight = batch.get("weight")
         class_weight = None
         if self.class_weight is not None:
             class_weight = self.class_weight.to(logits.device)
-        return ce_dice_loss(
-            logits,
-            batch["y"],
-            self.num_classes,
-            class_weight=class_weight,
-            dice_weight=self.dice_weight,
-            pixel_weight=weight,
-            ignore_mask=None if weight is None else weight <= 0,
-        )
+
+        def loss_of(output: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+            return ce_dice_loss(
+                output,
+                batch["y"],
+                self.num_classes,
+                class_weight=class_weight,
+                dice_weight=self.dice_weight,
+                pixel_weight=weight,
+                ignore_mask=None if weight is None else weight <= 0,
+            )
+
+        total, parts = loss_of(logits)
+        if deep:
+            for level, auxiliary in enumerate(model.auxiliary_logits(features), start=1):
+                upsampled = F.interpolate(auxiliary, size=logits.shape[-2:], mode="bilinear")
+                total = total + 0.5**level * loss_of(upsampled)[0]
+        return total, parts
 
 
 class SliceValidator:
