@@ -115,6 +115,9 @@ def hide_model_settings(settings: TrainSettings) -> None:
             if label is not None:
                 label.hide()
         box.hide()
+    for (config, _name), switch in settings.switches.items():
+        if config == "model":
+            switch.hide()
 
 
 def fill_instance_classes(combo: QComboBox, bundle: ModelBundle) -> None:
