@@ -22,7 +22,8 @@ Also recorded per run: steps taken, why training stopped, training seconds, seco
 prediction seconds. ``--quick`` runs k = 6 and seed 0 only (a smoke test). ``--jobs N`` runs
 N trainings at once in separate processes with ``2 // N`` threads or at least one each
 (``--threads`` sets it; the scores do not change; the seconds then measure a shared machine).
-Prints the JSON when no ``--json`` is given.
+``--model '{"deep_supervision": false}'`` changes ``ModelConfig`` fields for an ablation (recorded
+in the JSON's settings). Prints the JSON when no ``--json`` is given.
 """
 
 from __future__ import annotations
@@ -57,11 +58,23 @@ log = logging.getLogger("teacher_quality")
 NUCLEUS, CYTOPLASM = 2, 1  # Pap smear class ids (core.samples.PAP_CLASSES)
 
 
-def train(image: np.ndarray, labels: np.ndarray, seed: int, steps: int | None, rgb: bool):
+def train(
+    image: np.ndarray,
+    labels: np.ndarray,
+    seed: int,
+    steps: int | None,
+    rgb: bool,
+    model_config: ModelConfig,
+):
     """Train a teacher with the default settings; return the best bundle and run facts."""
     started = time.perf_counter()
     run = train_teacher(
-        image, labels, train_config=TrainConfig(steps=steps, seed=seed), device="cpu", rgb=rgb
+        image,
+        labels,
+        model_config=model_config,
+        train_config=TrainConfig(steps=steps, seed=seed),
+        device="cpu",
+        rgb=rgb,
     )
     bundle = run_to_completion(run.steps())
     seconds = time.perf_counter() - started
@@ -88,11 +101,11 @@ def predict(bundle, image: np.ndarray, slices: list[int], rgb: bool) -> tuple[np
     return np.asarray(prediction.labels), round(time.perf_counter() - started, 1)
 
 
-def medaka_run(k: int, seed: int, steps: int | None) -> dict[str, Any]:
+def medaka_run(k: int, seed: int, steps: int | None, model_config: ModelConfig) -> dict[str, Any]:
     sample = make_medaka(n_annotated=k, seed=seed)
     annotated = set(sample.annotated.tolist())
     unannotated = [i for i in range(sample.image.shape[0]) if i not in annotated]
-    bundle, facts = train(sample.image, sample.labels_sparse, seed, steps, rgb=False)
+    bundle, facts = train(sample.image, sample.labels_sparse, seed, steps, False, model_config)
     labels, predict_s = predict(bundle, sample.image, unannotated, rgb=False)
     organs = sorted(sample.class_names)
     scores = evaluate_semantic(
@@ -109,11 +122,11 @@ def medaka_run(k: int, seed: int, steps: int | None) -> dict[str, Any]:
     }
 
 
-def pap_run(seed: int, steps: int | None) -> dict[str, Any]:
+def pap_run(seed: int, steps: int | None, model_config: ModelConfig) -> dict[str, Any]:
     sample = make_pap_smear(seed=seed)
     annotated = set(sample.annotated.tolist())
     unannotated = [i for i in range(sample.image.shape[0]) if i not in annotated]
-    bundle, facts = train(sample.image, sample.labels_sparse, seed, steps, rgb=True)
+    bundle, facts = train(sample.image, sample.labels_sparse, seed, steps, True, model_config)
     labels, predict_s = predict(bundle, sample.image, unannotated, rgb=True)
     scores = evaluate_semantic(
         labels, sample.semantic_full, class_ids=[0, CYTOPLASM, NUCLEUS], slices=unannotated
@@ -131,22 +144,25 @@ def pap_run(seed: int, steps: int | None) -> dict[str, Any]:
     }
 
 
-def run_task(task: tuple[str, int, int, int | None], threads: int) -> dict[str, Any]:
+def run_task(
+    task: tuple[str, int, int, int | None], threads: int, model_overrides: dict[str, Any]
+) -> dict[str, Any]:
     """One training and its scores (in a worker process when ``--jobs`` > 1)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("napari_distill").setLevel(logging.WARNING)
     torch.set_num_threads(threads)
     kind, k, seed, steps = task
+    model_config = ModelConfig(**model_overrides)
     if kind == "medaka":
         with retained_freed_memory():  # as the CLI and the widgets train
-            result = medaka_run(k, seed, steps)
+            result = medaka_run(k, seed, steps, model_config)
         log.info(
             "medaka k=%d seed=%d: mIoU %.3f, %d steps (%s), %.0f s",
             k, seed, result["miou"], result["steps"], result["stop_reason"], result["train_s"],
         )  # fmt: skip
     else:
         with retained_freed_memory():
-            result = pap_run(seed, steps)
+            result = pap_run(seed, steps, model_config)
         log.info(
             "pap seed=%d: Dice cytoplasm %.3f nuclei %.3f, AJI %.3f, %d steps, %.0f s",
             seed, result["dice_cytoplasm"], result["dice_nuclei"], result["aji_nuclei"],
@@ -182,7 +198,7 @@ def make_payload(
             "seeds": args.seeds,
             "steps": args.steps,
             "train_config": dataclasses.asdict(TrainConfig()),
-            "model_config": dataclasses.asdict(ModelConfig()),
+            "model_config": dataclasses.asdict(ModelConfig(**args.model)),
         },
         "machine": {
             "platform": platform.platform(),
@@ -236,6 +252,13 @@ def main(argv: list[str] | None = None) -> int:
         help="a JSON written by this script: its runs are kept unless rerun here (to add the "
         "Pap smear or another k to earlier results; the command of each part is recorded)",
     )
+    parser.add_argument(
+        "--model",
+        type=json.loads,
+        default={},
+        help='ModelConfig fields to change, as JSON (an ablation), e.g. \'{"deep_supervision": '
+        "false}'; channels are always set from the data",
+    )
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     args.ks = [6] if args.quick else [int(v) for v in args.ks.split(",") if v.strip()]
@@ -263,12 +286,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.jobs == 1:
         for index, task in enumerate(tasks):
-            results[index] = run_task(task, threads)
+            results[index] = run_task(task, threads, args.model)
             report()
     else:
         context = multiprocessing.get_context("spawn")  # no fork of torch's thread pools
         with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
-            futures = {pool.submit(run_task, task, threads): i for i, task in enumerate(tasks)}
+            futures = {
+                pool.submit(run_task, task, threads, args.model): i for i, task in enumerate(tasks)
+            }
             for future in concurrent.futures.as_completed(futures):
                 results[futures[future]] = future.result()
                 report()
