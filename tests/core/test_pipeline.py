@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -121,6 +122,11 @@ def test_report_text_and_plot(tmp_path):
     text = render_report(summary)
     assert "| 1 of 3 unannotated |" in text and "+0.100 vs the teacher" in text
     assert "n/a" in text and "1 min 15 s" in text
+    assert "validation slice(s) only" not in text  # none at all is said differently
+    one = render_report(dataclasses.replace(summary, annotated=(1, 2, 3), validation=(2,)))
+    assert "**1 validation slice(s) only**: these scores are noisy" in one
+    three = dataclasses.replace(summary, annotated=(0, 1, 2, 3), validation=(1, 2, 3))
+    assert "validation slice(s) only" not in render_report(three)
     scores = np.array([0.9, np.nan, 0.2, np.nan, 0.5])
     path = plot_scores(tmp_path / "scores.png", scores, 0.7, annotated=(1, 3), accepted=(0,))
     assert path.stat().st_size > 1000

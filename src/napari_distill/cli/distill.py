@@ -233,11 +233,13 @@ def run_all(args: argparse.Namespace) -> None:
     result = drive_pipeline(records, quiet=args.quiet)
     s = result.summary
     log.info(
-        "teacher Dice %s, quality Spearman %.3f, %d slices accepted, student Dice %s: see %s",
+        "teacher Dice %s, quality Spearman %.3f, %d slices accepted, student Dice %s (Dice on "
+        "%d validation slice(s)): see %s",
         "n/a" if s.teacher_score is None else f"{s.teacher_score:.3f}",
         s.quality_spearman,
         len(s.accepted),
         "n/a" if s.student_score is None else f"{s.student_score:.3f}",
+        len(s.validation),
         result.files["report"],
     )
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .teacher import MIN_SLICES_FOR_EARLY_STOPPING
+
 
 @dataclass(frozen=True)
 class RunSummary:
@@ -76,6 +78,19 @@ def _slice_list(slices: Sequence[int], limit: int = 30) -> str:
     return shown + (f", ... ({len(slices)} in all)" if len(slices) > limit else "")
 
 
+def _few_validation_slices_caveat(n_validation: int) -> list[str]:
+    # As few as teachers refuse to stop early on: too noisy to rank two models by.
+    if not 0 < n_validation < MIN_SLICES_FOR_EARLY_STOPPING:
+        return []
+    return [
+        "",
+        f"**{n_validation} validation slice(s) only**: these scores are noisy, and a student "
+        "that scores higher on them can still be worse than its teacher on the other slices "
+        "(docs/benchmarks.md). Look at both label layers before keeping one, or annotate more "
+        "slices for a score worth ranking them by.",
+    ]
+
+
 def render_report(summary: RunSummary, plot_name: str | None = "scores.png") -> str:
     """The Markdown text of ``report.md``."""
     unannotated = summary.n_slices - len(summary.annotated)
@@ -102,6 +117,7 @@ def render_report(summary: RunSummary, plot_name: str | None = "scores.png") -> 
         "",
         "Validation Dice is the mean over foreground classes on annotated slices that neither "
         "model trained on" + ("." if summary.validation else " (none: annotate >= 3 slices)."),
+        *_few_validation_slices_caveat(len(summary.validation)),
         "",
         "## Time per stage",
         "",
