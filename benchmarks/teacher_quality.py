@@ -105,7 +105,9 @@ def medaka_run(k: int, seed: int, steps: int | None, model_config: ModelConfig) 
     sample = make_medaka(n_annotated=k, seed=seed)
     annotated = set(sample.annotated.tolist())
     unannotated = [i for i in range(sample.image.shape[0]) if i not in annotated]
-    bundle, facts = train(sample.image, sample.labels_sparse, seed, steps, False, model_config)
+    bundle, facts = train(
+        sample.image, sample.labels_sparse, seed, steps, rgb=False, model_config=model_config
+    )
     labels, predict_s = predict(bundle, sample.image, unannotated, rgb=False)
     organs = sorted(sample.class_names)
     scores = evaluate_semantic(
@@ -126,7 +128,9 @@ def pap_run(seed: int, steps: int | None, model_config: ModelConfig) -> dict[str
     sample = make_pap_smear(seed=seed)
     annotated = set(sample.annotated.tolist())
     unannotated = [i for i in range(sample.image.shape[0]) if i not in annotated]
-    bundle, facts = train(sample.image, sample.labels_sparse, seed, steps, True, model_config)
+    bundle, facts = train(
+        sample.image, sample.labels_sparse, seed, steps, rgb=True, model_config=model_config
+    )
     labels, predict_s = predict(bundle, sample.image, unannotated, rgb=True)
     scores = evaluate_semantic(
         labels, sample.semantic_full, class_ids=[0, CYTOPLASM, NUCLEUS], slices=unannotated
