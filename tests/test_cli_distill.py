@@ -70,12 +70,14 @@ def test_distill_from_the_run_teacher_and_scores(files, run_dir, tmp_path):
         "distill", "--teacher", str(run_dir / "teacher.pt"), "--image", str(files / "image.tif"),
         "--labels", str(files / "labels.tif"), "--scores", str(run_dir / "scores.csv"),
         "--tau", "0", "--lambda-kd", "0.5", "--smaller-student", "--kd-on-annotated",
-        "--steps", "2", "--device", "cpu", "--quiet", "--out", str(out),
+        "--annotated-share", "0.25", "--steps", "2", "--device", "cpu", "--quiet",
+        "--out", str(out),
     ])  # fmt: skip
     assert code == 0
     bundle, _ = load_checkpoint(out, kind="student")
     assert bundle.extra["strategy_config"]["lambda_kd"] == 0.5
     assert bundle.extra["strategy_config"]["kd_on_annotated"] is True
+    assert bundle.extra["strategy_config"]["annotated_share"] == 0.25
     assert bundle.extra["accepted_slices"] == [0, 3, 5]  # tau = 0 accepts every scored slice
     assert bundle.extra["from_teacher"] is False
 
@@ -90,4 +92,6 @@ def test_distill_mistakes_are_one_line_errors(files, run_dir, tmp_path, capsys):
     assert "--tau needs --scores" in capsys.readouterr().err
     assert main([*common, "--temperature", "0"]) == 2
     assert "temperature" in capsys.readouterr().err
+    assert main([*common, "--annotated-share", "2"]) == 2
+    assert "annotated_share" in capsys.readouterr().err
     assert main([*common, "--scores", str(tmp_path / "missing.csv")]) == 2

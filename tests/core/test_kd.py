@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 
@@ -110,6 +111,8 @@ def test_kd_config_refuses_bad_values():
         KDConfig(temperature=0.0)
     with pytest.raises(ValueError, match="lambda_kd"):
         KDConfig(lambda_kd=-1.0)
+    with pytest.raises(ValueError, match="annotated_share"):
+        KDConfig(annotated_share=1.5)
 
 
 def test_registry_lists_kd_with_its_settings():
@@ -135,6 +138,45 @@ def test_student_trains_only_on_annotated_and_accepted_slices(teacher_setup):
     first = run.objective.batch(np.random.default_rng(3))
     second = other.objective.batch(np.random.default_rng(3))
     assert all(torch.equal(first[key], second[key]) for key in first)
+
+
+@pytest.mark.parametrize("share", [0.5, 0.9, 0.0])
+def test_annotated_share_sets_where_patches_come_from(teacher_setup, share):
+    # Two annotated training slices beside five accepted ones: drawn in proportion to their
+    # numbers, the ground truth would get 2 patches in 7; the share fixes it however many.
+    teacher, image, labels = teacher_setup
+    train = TrainConfig(steps=4, batch_size=400, patch_size=16, augment=False, seed=0)
+    config = KDConfig(annotated_share=share)
+    accepted_slices = [0, 2, 4, 6, 7]
+    run = STRATEGIES["kd"].build(teacher, image, labels, accepted_slices, train_config=train,
+                                 strategy_config=config, device="cpu")  # fmt: skip
+    (annotated, no_kd), (accepted, kd) = run.objective.samplers
+    assert (no_kd, kd) == (0.0, 1.0) and len(accepted.slice_indices) == 5
+    assert len(annotated.slice_indices) == len(teacher.extra["train_slices"]) == 2
+    # The batch's KD weights tell which sampler each patch came from (0: annotated).
+    kd_weights = run.objective.batch(np.random.default_rng(1))["kd"]
+    from_annotated = float((kd_weights == 0).float().mean())
+    assert from_annotated == pytest.approx(share, abs=0.07)
+
+
+def test_a_student_trusts_its_validation_only_on_enough_slices(teacher_setup):
+    # As for its teacher: the module's teacher holds out one slice, too few to stop on.
+    teacher, image, labels = teacher_setup
+    run = STRATEGIES["kd"].build(teacher, image, labels, [0], train_config=TINY_TRAIN,
+                                 device="cpu")  # fmt: skip
+    assert len(teacher.extra["validation_slices"]) == 1 and run.early_stopping is False
+    # ... and keeps its final weights rather than the ones that one slice would choose.
+    assert run.keeps_final is True
+    image, truth = tiny_volume(n=10)
+    train = dataclasses.replace(TINY_TRAIN, validation_fraction=0.4)
+    many = train_teacher(image, truth, model_config=TINY_MODEL, train_config=train, device="cpu")
+    for _ in many.steps():
+        pass
+    teacher = many.best_bundle()
+    assert len(teacher.extra["validation_slices"]) >= 3
+    run = STRATEGIES["kd"].build(teacher, image, truth, [], train_config=train, device="cpu")
+    # Enough slices: it stops on them and never ends below its starting (teacher's) weights.
+    assert run.early_stopping is True and run.keeps_final is False
 
 
 def test_student_stop_resume_and_checkpoint(teacher_setup, tmp_path):

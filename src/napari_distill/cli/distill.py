@@ -51,6 +51,13 @@ def _strategy_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="apply the KD term on the annotated slices too (default: accepted slices only)",
     )
+    p.add_argument(
+        "--annotated-share",
+        type=float,
+        default=KDConfig.annotated_share,
+        help="share of the training patches drawn from the annotated slices, the rest from "
+        "the accepted ones (default %(default)s)",
+    )
     p.add_argument("--steps", type=int, help="optimiser steps (default: chosen from the data)")
 
 
@@ -66,6 +73,7 @@ def _strategy_config(args: argparse.Namespace) -> KDConfig:
             init_from_teacher=not (args.from_scratch or args.smaller_student),
             smaller_student=args.smaller_student,
             kd_on_annotated=args.kd_on_annotated,
+            annotated_share=args.annotated_share,
         )
     except ValueError as error:
         raise UserError(str(error)) from error
