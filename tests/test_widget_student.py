@@ -160,10 +160,13 @@ def test_strategy_form_is_built_from_the_config_and_reaches_the_run(
     form.fields["temperature"].setValue(3.5)
     assert form.fields["kd_on_annotated"].isChecked() is False
     form.fields["kd_on_annotated"].setChecked(True)
+    assert form.fields["annotated_share"].value() == KDConfig().annotated_share
+    form.fields["annotated_share"].setValue(0.25)
     click(qtbot, widget.panel.train_button)
     wait_idle(qtbot, widget)
     assert errors == []
-    assert widget.run.objective.config == KDConfig(temperature=3.5, kd_on_annotated=True)
+    expected = KDConfig(temperature=3.5, kd_on_annotated=True, annotated_share=0.25)
+    assert widget.run.objective.config == expected
     saved = widget.bundle.extra["strategy_config"]
     assert saved["temperature"] == 3.5 and saved["kd_on_annotated"] is True
     assert widget.bundle.extra["accepted_slices"] == ACCEPTED
@@ -173,6 +176,8 @@ def test_strategy_form_is_built_from_the_config_and_reaches_the_run(
     assert form.fields["temperature"].value() == pytest.approx(0.1)
     form.fields["lambda_kd"].setValue(-1.0)
     assert form.fields["lambda_kd"].value() == 0.0
+    form.fields["annotated_share"].setValue(1.5)
+    assert form.fields["annotated_share"].value() == 1.0
 
     # a value the form lets through but the config rejects
     monkeypatch.setattr(form.editors["temperature"], "read", lambda: 0.0)
