@@ -2,16 +2,23 @@
 
     make demo
     .venv/bin/python benchmarks/demo_students.py demo_output
-    .venv/bin/python benchmarks/demo_students.py demo_output --lr 1e-3 --run-to-end
+    .venv/bin/python benchmarks/demo_students.py demo_output --student [--lr 1e-3]
+        [--annotated-share 0.5 | --proportional] [--mirror-pseudo] [--mirror-teacher]
 
 The demo (``napari-distill run --sample medaka``) reports teacher and student on its
 validation slices: one slice at the sample's six painted slices. This scores the demo's
-``teacher_labels.tif`` and ``student_labels.tif`` against the sample's full ground truth (mIoU
-over the organs, background left out, on every unannotated slice), then, with ``--lr``, trains
-a new ``kd`` student from the demo's ``teacher.pt`` on the slices its ``scores.csv`` accepts
-(``TrainConfig`` defaults but the peak learning rate; ``--run-to-end`` turns early stopping
-off) and scores its kept weights and its final ones. One JSON object is printed. The sample is
-rebuilt with ``make_medaka(n_annotated=6, seed=0)``, as the demo makes it.
+``teacher_labels.tif`` and ``student_labels.tif`` (when present) against the sample's full
+ground truth (mIoU over the organs, background left out, on every unannotated slice). With
+``--student`` it trains a new ``kd`` student from the demo's ``teacher.pt`` on the slices its
+``scores.csv`` accepts, with today's defaults but the options given, and scores the weights it
+keeps, its final weights, and the weights its best validation score picked (what a student
+kept before it ran to the end on one or two validation slices). ``--proportional`` draws
+patches from annotated and accepted slices in proportion to their numbers, as students did
+before ``KDConfig.annotated_share``. One JSON object is printed.
+
+The sample is rebuilt with ``make_medaka(n_annotated=6, seed=SAMPLE_SEED)``: 0 for ``make
+demo``; for another fish, write that sample's image and labels to TIFF files and run
+``napari-distill run --image ... --labels ... --seed S --out-dir DIR`` on them first.
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import tifffile
 import torch
 
 from napari_distill.core.checkpoint import ModelBundle, load_checkpoint
-from napari_distill.core.config import TrainConfig
+from napari_distill.core.config import KDConfig, PredictConfig, TrainConfig
 from napari_distill.core.inference import predict_bundle
 from napari_distill.core.metrics import evaluate_semantic
 from napari_distill.core.progress import run_to_completion
@@ -47,48 +54,83 @@ def unannotated_miou(labels: np.ndarray, sample: MedakaSample) -> float:
     return round(float(scores["mean_iou"]), 4)
 
 
-def predicted_miou(bundle: ModelBundle, sample: MedakaSample) -> float:
+def predicted_miou(bundle: ModelBundle, sample: MedakaSample, mirror: bool = False) -> float:
+    config = PredictConfig(mirror=mirror)
     prediction = run_to_completion(
-        predict_bundle(bundle, sample.image, device="cpu", keep_probabilities=False)
+        predict_bundle(bundle, sample.image, config=config, device="cpu", keep_probabilities=False)
     )
     return unannotated_miou(np.asarray(prediction.labels), sample)
 
 
-def new_student(demo: Path, sample: MedakaSample, lr: float, run_to_end: bool) -> dict[str, Any]:
+def new_student(demo: Path, sample: MedakaSample, args: argparse.Namespace) -> dict[str, Any]:
     teacher, _ = load_checkpoint(demo / "teacher.pt", kind="teacher")
     accepted = Selection.load(demo / "scores.csv").accepted_slices
-    config = TrainConfig(learning_rate=lr, patience=10**9 if run_to_end else TrainConfig.patience)
+    share = args.annotated_share
+    if args.proportional:
+        n_annotated = len(teacher.extra["train_slices"])
+        share = n_annotated / (n_annotated + len(set(accepted) - set(sample.annotated.tolist())))
+    config = TrainConfig(learning_rate=args.lr, seed=args.seed)
     run = build_kd(teacher, sample.image, sample.labels_sparse, accepted, train_config=config,
-                   device="cpu")  # fmt: skip
-    kept = run_to_completion(run.steps())
+                   strategy_config=KDConfig(annotated_share=share), device="cpu",
+                   predict_config=PredictConfig(mirror=args.mirror_pseudo))  # fmt: skip
+    best_score, best_step, best_state = -1.0, 0, None
+    for record in run.steps():
+        if record.val_score is not None and record.val_score > best_score:
+            best_score, best_step = record.val_score, record.step
+            best_state = copy.deepcopy(run.model.state_dict())
+    kept = run.best_bundle()
+    validation_choice = copy.deepcopy(run.model)
+    if best_state is not None:  # else no validation slice: the final weights
+        validation_choice.load_state_dict(best_state)
     final = dataclasses.replace(kept, model=copy.deepcopy(run.model).eval())
     return {
-        "lr": lr,
-        "run_to_end": run_to_end,
+        "lr": args.lr,
+        "annotated_share": round(share, 4),
+        "mirror_pseudo": args.mirror_pseudo,
         "accepted": len(accepted),
         "steps": run.step,
+        "stop_reason": run.stop_reason,
         "kept_step": run.best_step,
-        "kept_validation_dice": run.best_score,
         "kept_miou": predicted_miou(kept, sample),
         "final_miou": predicted_miou(final, sample),
+        "best_validation_step": best_step,
+        "best_validation_dice": round(best_score, 4),
+        "best_validation_miou": predicted_miou(
+            dataclasses.replace(kept, model=validation_choice.eval()), sample
+        ),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("demo", type=Path, help="the demo's output folder (demo_output)")
-    parser.add_argument("--lr", type=float, help="also train a student at this peak rate")
-    parser.add_argument("--run-to-end", action="store_true", help="no early stopping")
+    parser.add_argument("--sample-seed", type=int, default=0, help="make_medaka's seed")
+    parser.add_argument("--student", action="store_true", help="also train a new student")
+    parser.add_argument("--lr", type=float, default=TrainConfig.learning_rate, help="peak rate")
+    parser.add_argument("--seed", type=int, default=0, help="the student's training seed")
+    shares = parser.add_mutually_exclusive_group()
+    shares.add_argument("--annotated-share", type=float, default=KDConfig.annotated_share)
+    shares.add_argument("--proportional", action="store_true", help="the old patch draw")
+    parser.add_argument(
+        "--mirror-pseudo", action="store_true", help="pseudo-labels from the mirrored teacher"
+    )
+    parser.add_argument(
+        "--mirror-teacher", action="store_true", help="also score the teacher mirrored"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    sample = make_medaka(n_annotated=6, seed=0)
-    result: dict[str, Any] = {
-        name: unannotated_miou(tifffile.imread(args.demo / f"{name}_labels.tif"), sample)
-        for name in ("teacher", "student")
-    }
-    if args.lr is not None:
-        result["new_student"] = new_student(args.demo, sample, args.lr, args.run_to_end)
+    sample = make_medaka(n_annotated=6, seed=args.sample_seed)
+    result: dict[str, Any] = {}
+    for name in ("teacher", "student"):
+        path = args.demo / f"{name}_labels.tif"
+        if path.is_file():
+            result[name] = unannotated_miou(tifffile.imread(path), sample)
+    if args.mirror_teacher:
+        teacher, _ = load_checkpoint(args.demo / "teacher.pt", kind="teacher")
+        result["teacher_mirrored"] = predicted_miou(teacher, sample, mirror=True)
+    if args.student:
+        result["new_student"] = new_student(args.demo, sample, args)
     print(json.dumps(result))
     return 0
 
