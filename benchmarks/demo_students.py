@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/demo_students.py demo_output
     .venv/bin/python benchmarks/demo_students.py demo_output --student [--lr 1e-3]
         [--annotated-share 0.5 | --proportional] [--mirror-pseudo] [--mirror-teacher]
+        [--accept-by confidence]
 
 The demo (``napari-distill run --sample medaka``) reports teacher and student on its
 validation slices: one slice at the sample's six painted slices. This scores the demo's
@@ -14,7 +15,10 @@ ground truth (mIoU over the organs, background left out, on every unannotated sl
 keeps, its final weights, and the weights its best validation score picked (what a student
 kept before it ran to the end on one or two validation slices). ``--proportional`` draws
 patches from annotated and accepted slices in proportion to their numbers, as students did
-before ``KDConfig.annotated_share``. One JSON object is printed.
+before ``KDConfig.annotated_share``. ``--accept-by confidence`` replaces the run's accepted
+slices with as many others: the unannotated slices where the teacher predicts some foreground,
+ranked by its confidence there (``quality_ranking.foreground_confidence``), most confident
+first. One JSON object is printed.
 
 The sample is rebuilt with ``make_medaka(n_annotated=6, seed=SAMPLE_SEED)``: 0 for ``make
 demo``; for another fish, write that sample's image and labels to TIFF files and run
@@ -42,6 +46,7 @@ from napari_distill.core.progress import run_to_completion
 from napari_distill.core.samples import MedakaSample, make_medaka
 from napari_distill.core.selection import Selection
 from napari_distill.core.strategies.kd import build_kd
+from quality_ranking import foreground_confidence
 
 
 def unannotated_miou(labels: np.ndarray, sample: MedakaSample) -> float:
@@ -62,9 +67,25 @@ def predicted_miou(bundle: ModelBundle, sample: MedakaSample, mirror: bool = Fal
     return unannotated_miou(np.asarray(prediction.labels), sample)
 
 
+def most_confident_slices(teacher: ModelBundle, sample: MedakaSample, count: int) -> list[int]:
+    """The ``count`` unannotated slices with predicted foreground the teacher is surest of."""
+    prediction = run_to_completion(
+        predict_bundle(teacher, sample.image, device="cpu", keep_probabilities=True)
+    )
+    probabilities, labels = np.asarray(prediction.probabilities), np.asarray(prediction.labels)
+    annotated = set(sample.annotated.tolist())
+    candidates = [
+        i for i in range(len(labels)) if i not in annotated and bool((labels[i] > 0).any())
+    ]
+    confidence = {i: foreground_confidence(probabilities[:, i], labels[i]) for i in candidates}
+    return sorted(sorted(candidates, key=lambda i: -confidence[i])[:count])
+
+
 def new_student(demo: Path, sample: MedakaSample, args: argparse.Namespace) -> dict[str, Any]:
     teacher, _ = load_checkpoint(demo / "teacher.pt", kind="teacher")
     accepted = Selection.load(demo / "scores.csv").accepted_slices
+    if args.accept_by == "confidence":
+        accepted = most_confident_slices(teacher, sample, len(accepted))
     share = args.annotated_share
     if args.proportional:
         n_annotated = len(teacher.extra["train_slices"])
@@ -87,7 +108,9 @@ def new_student(demo: Path, sample: MedakaSample, args: argparse.Namespace) -> d
         "lr": args.lr,
         "annotated_share": round(share, 4),
         "mirror_pseudo": args.mirror_pseudo,
+        "accept_by": args.accept_by,
         "accepted": len(accepted),
+        "accepted_slices": sorted(accepted),
         "steps": run.step,
         "stop_reason": run.stop_reason,
         "kept_step": run.best_step,
@@ -116,6 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--mirror-teacher", action="store_true", help="also score the teacher mirrored"
+    )
+    parser.add_argument(
+        "--accept-by",
+        choices=("run", "confidence"),
+        default="run",
+        help="the run's accepted slices, or as many chosen by the teacher's confidence",
     )
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args(argv)
