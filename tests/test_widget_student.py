@@ -314,6 +314,10 @@ def test_teacher_and_scores_from_files_then_save_load_resume(
     dialog["open"] = tmp_path / "student.pt"
     click(qtbot, fresh.load_button)
     assert fresh.bundle is not None and "Loaded from student.pt" in fresh.model_label.text()
+    # The kept weights' score (none yet: the run stopped before its first validation).
+    kept_score = fresh.bundle.extra["best_score"]
+    expected = "validation Dice" if kept_score is None else f"validation Dice {kept_score:.3f}"
+    assert (expected in fresh.model_label.text()) is (kept_score is not None)
     assert fresh.predict_button.isEnabled()
     click(qtbot, fresh.resume_button)
     qtbot.waitUntil(

@@ -242,7 +242,7 @@ class StudentWidget(QWidget):
             self.model_label.setText("No student yet: train one or load one.")
             return
         best = bundle.extra.get("best_score")
-        score = "" if best is None else f", best validation Dice {best:.3f}"
+        score = "" if best is None else f", validation Dice {best:.3f}"  # of the kept weights
         accepted = len(bundle.extra.get("accepted_slices") or [])
         self.model_label.setText(
             f"{prefix}student ({bundle.extra.get('strategy', '?')}) at step {bundle.step}{score}, "
