@@ -146,8 +146,7 @@ class KDObjective:
         ``[(sampler, kd_weight)]``: where patches come from and the weight of the KD term on
         them (0 switches it off there).
     shares:
-        Probability of drawing each patch from each sampler; None: in proportion to their
-        numbers of slices.
+        How likely each patch is to come from each sampler (normalised to sum to 1).
     config:
         Temperature and ``lambda_kd``.
     class_weight, dice_weight:
@@ -160,10 +159,10 @@ class KDObjective:
         self,
         teacher: nn.Module,
         samplers: Sequence[tuple[SliceSampler, float]],
+        shares: Sequence[float],
         config: KDConfig,
         class_weight: torch.Tensor | None = None,
         dice_weight: float = 0.0,
-        shares: Sequence[float] | None = None,
     ):
         if not samplers:
             raise ValueError("the student has no slice to train on")
@@ -173,8 +172,6 @@ class KDObjective:
         self.class_weight = class_weight
         self.dice_weight = dice_weight
         self.batch_size = self.samplers[0][0].batch_size
-        if shares is None:
-            shares = [len(sampler.slice_indices) for sampler, _ in self.samplers]
         odds = np.asarray(shares, np.float64)
         if odds.shape != (len(self.samplers),) or (odds < 0).any() or odds.sum() <= 0:
             raise ValueError(f"shares {list(shares)} do not fit {len(self.samplers)} sampler(s)")
@@ -245,20 +242,15 @@ def kd_components(
             data.stack, data.pseudo_labels, student.class_ids, student.normalization, **common
         )
         samplers.append((sampler, 1.0))
-    shares = None
-    if len(samplers) == 2:
+    shares = [1.0] * len(samplers)
+    if len(samplers) == 2:  # annotated and accepted
         shares = [config.annotated_share, 1.0 - config.annotated_share]
     class_weight = None
     if train_config.class_weighting and samplers:
         targets = [t for sampler, _ in samplers for t in sampler.target_indices]
         class_weight = class_weights_from_labels(targets, len(student.class_ids))
     return KDObjective(
-        teacher.model.to(device),
-        samplers,
-        config,
-        class_weight,
-        train_config.dice_weight,
-        shares=shares,
+        teacher.model.to(device), samplers, shares, config, class_weight, train_config.dice_weight
     )
 
 
