@@ -17,7 +17,7 @@ kept before it ran to the end on one or two validation slices). ``--proportional
 patches from annotated and accepted slices in proportion to their numbers, as students did
 before ``KDConfig.annotated_share``. ``--accept-by confidence`` replaces the run's accepted
 slices with as many others: the unannotated slices where the teacher predicts some foreground,
-ranked by its confidence there (``quality_ranking.foreground_confidence``), most confident
+ranked by its confidence there (``quality_ranking.teacher_confidence``), most confident
 first. One JSON object is printed.
 
 The sample is rebuilt with ``make_medaka(n_annotated=6, seed=SAMPLE_SEED)``: 0 for ``make
@@ -46,7 +46,7 @@ from napari_distill.core.progress import run_to_completion
 from napari_distill.core.samples import MedakaSample, make_medaka
 from napari_distill.core.selection import Selection
 from napari_distill.core.strategies.kd import build_kd
-from quality_ranking import foreground_confidence
+from quality_ranking import teacher_confidence
 
 
 def unannotated_miou(labels: np.ndarray, sample: MedakaSample) -> float:
@@ -69,15 +69,11 @@ def predicted_miou(bundle: ModelBundle, sample: MedakaSample, mirror: bool = Fal
 
 def most_confident_slices(teacher: ModelBundle, sample: MedakaSample, count: int) -> list[int]:
     """The ``count`` unannotated slices with predicted foreground the teacher is surest of."""
-    prediction = run_to_completion(
-        predict_bundle(teacher, sample.image, device="cpu", keep_probabilities=True)
-    )
-    probabilities, labels = np.asarray(prediction.probabilities), np.asarray(prediction.labels)
+    labels, confidence = teacher_confidence(teacher, sample.image)
     annotated = set(sample.annotated.tolist())
     candidates = [
         i for i in range(len(labels)) if i not in annotated and bool((labels[i] > 0).any())
     ]
-    confidence = {i: foreground_confidence(probabilities[:, i], labels[i]) for i in candidates}
     return sorted(sorted(candidates, key=lambda i: -confidence[i])[:count])
 
 

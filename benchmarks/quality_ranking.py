@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_distill.core.checkpoint import load_checkpoint
+from napari_distill.core.checkpoint import ModelBundle, load_checkpoint
 from napari_distill.core.inference import predict_bundle
 from napari_distill.core.metrics import spearman
 from napari_distill.core.progress import run_to_completion
@@ -46,6 +46,17 @@ def foreground_confidence(probabilities: np.ndarray, labels: np.ndarray) -> floa
     if not foreground.any():
         return 1.0
     return float(probabilities.max(axis=0)[foreground].mean())
+
+
+def teacher_confidence(teacher: ModelBundle, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The teacher's labels ``(N, H, W)`` and its :func:`foreground_confidence` per slice."""
+    prediction = run_to_completion(
+        predict_bundle(teacher, image, device="cpu", keep_probabilities=True)
+    )
+    probabilities = np.asarray(prediction.probabilities)  # (K, N, H, W)
+    labels = np.asarray(prediction.labels)
+    confidence = [foreground_confidence(probabilities[:, i], labels[i]) for i in range(len(labels))]
+    return labels, np.asarray(confidence)
 
 
 def ranking(scores: np.ndarray, truth: np.ndarray, organs: np.ndarray) -> dict[str, float]:
@@ -65,18 +76,14 @@ def main(argv: list[str] | None = None) -> int:
     sample = make_medaka(n_annotated=6, seed=args.sample_seed)
     teacher, _ = load_checkpoint(args.run / "teacher.pt", kind="teacher")
     selection = Selection.load(args.run / "scores.csv")
-    prediction = run_to_completion(
-        predict_bundle(teacher, sample.image, device="cpu", keep_probabilities=True)
-    )
-    probabilities = np.asarray(prediction.probabilities)  # (K, N, H, W)
-    labels = np.asarray(prediction.labels)
+    labels, confidence_per_slice = teacher_confidence(teacher, sample.image)
     class_ids = [0, *sorted(sample.class_names)]
     annotated = set(sample.annotated.tolist())
     slices = [i for i in sorted(selection.scores) if i not in annotated]
     truth = np.array([slice_iou(labels[i], sample.labels_full[i], class_ids) for i in slices])
     organs = np.array([bool(sample.labels_full[i].any()) for i in slices])
     quality = np.array([selection.scores[i] for i in slices])
-    confidence = np.array([foreground_confidence(probabilities[:, i], labels[i]) for i in slices])
+    confidence = confidence_per_slice[slices]
     accepted = np.array([i in selection.accepted for i in slices])
     most_confident = np.argsort(-confidence, kind="stable")[: int(accepted.sum())]
     result: dict[str, Any] = {
