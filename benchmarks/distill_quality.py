@@ -121,7 +121,7 @@ def prepare(k: int, seed: int, steps: int, quality_steps: int) -> Prepared:
             teacher_snapshots=recorder.snapshots, device="cpu",
         )
     )  # fmt: skip
-    scores = run_to_completion(score_slices(quality, image, prediction, device="cpu"))
+    scores = run_to_completion(score_slices(quality, image, prediction, device="cpu")).quality
     accepted = [i for i in unannotated if scores[i] >= quality_config.tau]
     seconds["quality"] = time.perf_counter() - clock
     log.info(

@@ -12,8 +12,10 @@ full ground truth is known, so this scores each unannotated slice's pseudo-label
 Spearman correlation with it of
 
 - the run's quality scores (``scores.csv``), and
-- a baseline that needs no training: the teacher's mean top-class probability over the pixels
-  it calls foreground (1 on a slice it calls all background),
+- the teacher's own confidence, which needs no training
+  (``core.quality.pseudo_label_confidence``, also in ``scores.csv`` since 2026-12-02): its mean
+  top-class probability over the pixels it calls foreground (over the whole slice on a slice
+  it calls all background),
 
 on every unannotated slice and on those that show an organ, with the mean true IoU of the
 slices each would accept (the run's accepted slices; as many of the most confident ones).
@@ -35,28 +37,24 @@ from napari_distill.core.checkpoint import ModelBundle, load_checkpoint
 from napari_distill.core.inference import predict_bundle
 from napari_distill.core.metrics import spearman
 from napari_distill.core.progress import run_to_completion
+from napari_distill.core.quality import pseudo_label_confidence
 from napari_distill.core.quality_variants import slice_iou
 from napari_distill.core.samples import make_medaka
 from napari_distill.core.selection import Selection
 
 
-def foreground_confidence(probabilities: np.ndarray, labels: np.ndarray) -> float:
-    """Mean top-class probability over the predicted foreground of one slice ((K, H, W))."""
-    foreground = labels > 0
-    if not foreground.any():
-        return 1.0
-    return float(probabilities.max(axis=0)[foreground].mean())
-
-
 def teacher_confidence(teacher: ModelBundle, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The teacher's labels ``(N, H, W)`` and its :func:`foreground_confidence` per slice."""
+    """The teacher's labels ``(N, H, W)`` and its ``pseudo_label_confidence`` per slice."""
     prediction = run_to_completion(
         predict_bundle(teacher, image, device="cpu", keep_probabilities=True)
     )
     probabilities = np.asarray(prediction.probabilities)  # (K, N, H, W)
-    labels = np.asarray(prediction.labels)
-    confidence = [foreground_confidence(probabilities[:, i], labels[i]) for i in range(len(labels))]
-    return labels, np.asarray(confidence)
+    background = teacher.class_ids.index(0)
+    confidence = [
+        pseudo_label_confidence(probabilities[:, i], background)
+        for i in range(len(probabilities[0]))
+    ]
+    return np.asarray(prediction.labels), np.asarray(confidence)
 
 
 def ranking(scores: np.ndarray, truth: np.ndarray, organs: np.ndarray) -> dict[str, float]:

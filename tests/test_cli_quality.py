@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 import tifffile
@@ -60,12 +62,13 @@ def _fit(files, out, *extra):
     )  # fmt: skip
 
 
-def test_fit_then_score_round_trip(files, tmp_path, capsys):
+def test_fit_then_score_round_trip(files, tmp_path, capsys, caplog):
     quality = tmp_path / "quality.pt"
     assert _fit(files, quality) == 0
     assert quality.is_file()
     assert "Spearman" in capsys.readouterr().out
     csv_path, json_path = tmp_path / "scores.csv", tmp_path / "scores.json"
+    caplog.set_level(logging.INFO)
     code = main(
         [
             "quality-score",
@@ -77,7 +80,6 @@ def test_fit_then_score_round_trip(files, tmp_path, capsys):
             "--json", str(json_path),
             "--tau", "0.0",
             "--device", "cpu",
-            "--quiet",
         ]
     )  # fmt: skip
     assert code == 0
@@ -85,6 +87,10 @@ def test_fit_then_score_round_trip(files, tmp_path, capsys):
     assert sorted(selection.scores) == list(range(6))
     assert selection.annotated == {0, 2, 4}
     assert selection.accepted == {1, 3, 5}  # tau 0 takes every scored, unannotated slice
+    assert sorted(selection.confidence) == list(range(6))  # the teacher's, beside the score
+    unsure = ", ".join(str(i) for i in selection.worst_first("confidence")[:5])
+    assert f"least sure of slices {unsure}" in caplog.text
+    assert all(0.0 < c <= 1.0 for c in selection.confidence.values())
     from_json = Selection.load(json_path)
     assert from_json.tau == 0.0 and from_json.accepted == selection.accepted
     # Existing outputs are not replaced without --overwrite.

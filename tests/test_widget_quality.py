@@ -22,7 +22,7 @@ from napari_distill._widgets import (
     _workers,
     quality,
 )
-from napari_distill._widgets._score_table import REJECTED, TINTS
+from napari_distill._widgets._score_table import COLUMNS, REJECTED, TINTS
 from napari_distill._widgets._shared import TEACHER_ROLE, SourceLayer, handoff, layer_data_for
 from napari_distill._widgets.quality import SELECTION_KEY, QualityWidget
 from napari_distill.core.checkpoint import save_checkpoint
@@ -237,7 +237,7 @@ def test_threshold_and_keyboard_decisions(qtbot, widget, fitted, notes):
     qtbot.keyClick(review.table, Qt.Key.Key_R)
     assert order[0] not in selection.accepted and selection.overrides == {order[0]: False}
     row = review.table.row_of(order[0])
-    status = review.table.model().index(row, 2)
+    status = review.table.model().index(row, COLUMNS.index("status"))
     assert status.data() == "rejected (by hand)"
     assert status.data(Qt.ItemDataRole.BackgroundRole).color() == TINTS[REJECTED]
     assert order[0] in review.plot.points(REJECTED)[0]
@@ -261,6 +261,43 @@ def test_threshold_and_keyboard_decisions(qtbot, widget, fitted, notes):
     assert any(kind == "warning" and "annotated" in m for kind, m in notes)
     click(qtbot, review.buttons["worst"])
     assert review.current() == order[0]
+    assert errors(notes) == []
+
+
+def test_rank_by_the_teachers_confidence(qtbot, widget, fitted, notes, tmp_path, monkeypatch):
+    selection = score(qtbot, widget, fitted)
+    review = widget.review
+    unannotated = set(range(16)) - selection.annotated
+    assert set(selection.confidence) == set(range(16))  # scoring measured it on every slice
+    table = review.table
+    column = COLUMNS.index("confidence")
+    for row in range(16):
+        shown = table.model().index(row, column).data()
+        assert float(shown) == pytest.approx(selection.confidence[table.slice_at(row)], abs=5e-4)
+
+    review.rank_by.setCurrentIndex(review.rank_by.findData("confidence"))
+    order = review.worst_first()
+    assert set(order) == unannotated
+    assert [selection.confidence[i] for i in order] == sorted(
+        selection.confidence[i] for i in order
+    )
+    click(qtbot, review.buttons["worst"])
+    assert review.current() == order[0]
+    click(qtbot, review.buttons["next"])
+    assert review.current() == order[1]
+    review.rank_by.setCurrentIndex(review.rank_by.findData("score"))
+    assert review.worst_first() == selection.worst_first("score")
+
+    # A selection saved before the confidence existed: ranking by it says what to do.
+    old = tmp_path / "old.csv"
+    old.write_text(
+        "slice,score,accepted,overridden\n" + "".join(f"{i},0.5,0,0\n" for i in range(16))
+    )
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(lambda *a: (str(old), "")))
+    click(qtbot, review.buttons["load"])
+    review.rank_by.setCurrentIndex(review.rank_by.findData("confidence"))
+    click(qtbot, review.buttons["worst"])
+    assert any("no teacher confidence" in m for kind, m in notes if kind == "info")
     assert errors(notes) == []
 
 

@@ -25,6 +25,7 @@ from napari_distill.core.pipeline import (
     run_pipeline,
 )
 from napari_distill.core.report import RunSummary, plot_scores, render_report
+from napari_distill.core.selection import Selection
 from synthetic import fixed_disk_square_volume as tiny_volume
 
 
@@ -72,8 +73,17 @@ def test_pipeline_writes_every_output(pipeline_run):
     assert load_checkpoint(out_dir / "teacher.pt", kind="teacher")[0].kind == "teacher"
     csv_lines = (out_dir / "scores.csv").read_text().strip().splitlines()
     assert len(csv_lines) == 1 + image.shape[0]  # a header and one row per slice
+    selection = Selection.load(out_dir / "scores.csv")
+    unannotated = sorted(set(range(image.shape[0])) - selection.annotated)
+    assert sorted(selection.confidence) == sorted(selection.scores)  # every slice has both
+    summary = result.summary
+    assert summary.least_confident == tuple(selection.worst_first("confidence")[:5])
+    assert set(summary.least_confident) <= set(unannotated) and summary.least_confident
+    assert summary.score_agreement == pytest.approx(selection.agreement(), nan_ok=True)
     report = (out_dir / "report.md").read_text()
     assert "Spearman" in report and "tau = 0.7" in report and "scores.png" in report
+    listed = ", ".join(str(i) for i in summary.least_confident)
+    assert f"| slices the teacher is least sure of | {listed} |" in report
     assert (out_dir / "scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -121,6 +131,10 @@ def test_report_text_and_plot(tmp_path):
     )  # fmt: skip
     text = render_report(summary)
     assert "| 1 of 3 unannotated |" in text and "+0.100 vs the teacher" in text
+    assert "| slices the teacher is least sure of | n/a |" in text
+    sure = render_report(dataclasses.replace(summary, score_agreement=0.25, least_confident=(4, 0)))
+    assert "| quality score vs teacher confidence (Spearman) | 0.250 |" in sure
+    assert "| slices the teacher is least sure of | 4, 0 |" in sure
     assert "n/a" in text and "1 min 15 s" in text
     assert "validation slice(s) only" not in text  # none at all is said differently
     one = render_report(dataclasses.replace(summary, annotated=(1, 2, 3), validation=(2,)))
@@ -130,3 +144,8 @@ def test_report_text_and_plot(tmp_path):
     scores = np.array([0.9, np.nan, 0.2, np.nan, 0.5])
     path = plot_scores(tmp_path / "scores.png", scores, 0.7, annotated=(1, 3), accepted=(0,))
     assert path.stat().st_size > 1000
+    dotted = plot_scores(
+        tmp_path / "dots.png", scores, 0.7, annotated=(1, 3), accepted=(0,),
+        confidence=np.array([0.95, 0.5, 0.3, np.nan, 0.8]),
+    )  # fmt: skip
+    assert dotted.read_bytes() != path.read_bytes()  # the dots are drawn

@@ -24,6 +24,7 @@ from napari_distill.core.quality import (
     fit_quality,
     holdout_split,
     load_quality,
+    pseudo_label_confidence,
     save_quality,
     score_slices,
 )
@@ -248,7 +249,7 @@ def test_classifier_ranks_a_corrupted_pseudo_label_below_a_clean_one(volume, tea
     noisy = rng.dirichlet(np.ones(3), size=clean.shape[1:]).transpose(3, 0, 1, 2)
     scores = {}
     for name, probs in (("clean", clean), ("shifted", shifted), ("random", noisy)):
-        scores[name] = run_to_completion(score_slices(model, image, probs, device="cpu"))
+        scores[name] = run_to_completion(score_slices(model, image, probs, device="cpu")).quality
         assert scores[name].shape == (image.shape[0],) and not np.isnan(scores[name]).any()
     true_clean = np.mean([slice_iou(prediction.labels[i], truth[i]) for i in range(10)])
     assert true_clean > 0.6  # the teacher is good, so "clean" is a good pseudo-label
@@ -262,11 +263,12 @@ def test_score_slices_with_a_teacher_bundle_scores_only_the_slices_asked(volume,
     bundle, _ = teacher
     model, _ = fitted
     records = []
-    scores = run_to_completion(
+    rated = run_to_completion(
         score_slices(model, image, bundle, slices=[1, 3], device="cpu"), records.append
     )
-    assert np.isnan(scores[[0, 2, 4]]).all() and not np.isnan(scores[[1, 3]]).any()
-    assert ((scores[[1, 3]] >= 0) & (scores[[1, 3]] <= 1)).all()
+    for scores in (rated.quality, rated.confidence):
+        assert np.isnan(scores[[0, 2, 4]]).all() and not np.isnan(scores[[1, 3]]).any()
+        assert ((scores[[1, 3]] >= 0) & (scores[[1, 3]] <= 1)).all()
     assert records[-1].done == records[-1].total == 2
     with pytest.raises(ValueError, match="outside the stack"):
         run_to_completion(score_slices(model, image, bundle, slices=[10], device="cpu"))
@@ -332,4 +334,24 @@ def test_scoring_a_prediction_equals_scoring_its_probabilities(volume, teacher, 
     from_array = run_to_completion(
         score_slices(model, image, prediction.probabilities, device="cpu")
     )
-    np.testing.assert_allclose(from_prediction, from_array)
+    np.testing.assert_allclose(from_prediction.quality, from_array.quality)
+    np.testing.assert_allclose(from_prediction.confidence, from_array.confidence)
+    labels = prediction.labels  # the confidence is taken over the pseudo-label's foreground
+    for i in range(image.shape[0]):
+        probabilities = prediction.probabilities[:, i]
+        foreground = labels[i] > 0
+        pixels = probabilities.max(0)[foreground] if foreground.any() else probabilities.max(0)
+        assert from_array.confidence[i] == pytest.approx(pixels.mean(), abs=1e-5)
+
+
+def test_confidence_is_low_where_the_teacher_hesitates_over_its_foreground():
+    sure = np.zeros((3, 4, 4), np.float32)
+    sure[0] = 1.0
+    sure[:, :2, :2] = np.array([0.0, 0.95, 0.05])[:, None, None]  # an organ, labelled surely
+    torn = sure.copy()
+    torn[:, :2, :2] = np.array([0.1, 0.45, 0.45])[:, None, None]  # same labels, no certainty
+    assert pseudo_label_confidence(sure) == pytest.approx(0.95)
+    assert pseudo_label_confidence(torn) == pytest.approx(0.45)  # background pixels left out
+    empty_but_unsure = np.stack([np.full((4, 4), 0.55), np.full((4, 4), 0.45)])
+    assert pseudo_label_confidence(empty_but_unsure) == pytest.approx(0.55)
+    assert pseudo_label_confidence(torn, background=None) == pytest.approx((4 * 0.45 + 12) / 16)

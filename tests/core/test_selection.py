@@ -79,10 +79,12 @@ def test_file_round_trip_keeps_scores_decisions_and_overrides(tmp_path, selectio
 def test_csv_columns(tmp_path, selection):
     path = selection.save_csv(tmp_path / "scores.csv")
     lines = path.read_text().splitlines()
-    assert lines[0] == "slice,score,accepted,overridden,annotated"
-    assert lines[1] == "0,0.900000,1,0,0"
-    assert lines[4] == "3,,0,0,0"  # not scored
-    assert lines[6] == "5,0.950000,0,0,1"
+    assert lines[0] == "slice,score,accepted,overridden,annotated,confidence"
+    assert lines[1] == "0,0.900000,1,0,0,"  # no confidence given
+    assert lines[4] == "3,,0,0,0,"  # not scored
+    assert lines[6] == "5,0.950000,0,0,1,"
+    selection.confidence[0] = 0.875
+    assert selection.save_csv(path).read_text().splitlines()[1] == "0,0.900000,1,0,0,0.875000"
 
 
 def test_json_holds_tau(tmp_path, selection):
@@ -94,6 +96,7 @@ def test_json_holds_tau(tmp_path, selection):
         "accepted": False,
         "overridden": False,
         "annotated": False,
+        "confidence": None,
     }
 
 
@@ -115,6 +118,45 @@ def test_malformed_files_raise_a_clear_error(tmp_path, name, text, match):
     with pytest.raises(SelectionFileError, match=match) as info:
         Selection.load(path)
     assert name in str(info.value)
+
+
+def confident(selection: Selection) -> Selection:
+    confidence = np.array([0.6, 0.99, 0.7, np.nan, 0.9, 0.2], np.float32)
+    return Selection.from_scores(selection.scores, 0.7, selection.annotated, confidence)
+
+
+def test_confidence_is_kept_beside_the_score_and_ranks_on_its_own(selection):
+    rated = confident(selection)
+    assert rated.accepted == selection.accepted == {0, 2}  # tau applies to the score only
+    assert rated.confidence == pytest.approx({0: 0.6, 1: 0.99, 2: 0.7, 4: 0.9, 5: 0.2})
+    # Worst first leaves out annotated slice 5 and slice 3 (no value), ties by index.
+    assert rated.worst_first() == [4, 1, 2, 0]
+    assert rated.worst_first("confidence") == [0, 2, 4, 1]
+    assert selection.worst_first("confidence") == []  # none given
+    with pytest.raises(ValueError, match="rank by"):
+        rated.worst_first("size")
+    # Slices 0, 1, 2, 4: score ranks 4 1 2 0 and confidence 0 2 4 1 disagree.
+    assert rated.agreement() == pytest.approx(-0.8)  # 1 - 6 * (9 + 4 + 1 + 4) / (4 * 15)
+    assert math.isnan(selection.agreement())
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json"])
+def test_confidence_survives_a_file_round_trip(tmp_path, selection, suffix):
+    rated = confident(selection)
+    path = tmp_path / f"scores{suffix}"
+    (rated.save_csv if suffix == ".csv" else rated.save_json)(path)
+    loaded = Selection.load(path)
+    assert loaded.confidence == pytest.approx(rated.confidence, abs=1e-6)
+
+
+def test_a_file_without_confidence_still_loads(tmp_path):
+    path = tmp_path / "old.csv"
+    path.write_text("slice,score,accepted,overridden,annotated\n0,0.8,1,0,0\n1,0.4,0,0,0\n")
+    loaded = Selection.load(path)
+    assert loaded.accepted == {0} and loaded.confidence == {}
+    path.write_text("slice,score,accepted,overridden,confidence\n0,0.8,1,0,sure\n")
+    with pytest.raises(SelectionFileError, match="confidence is 'sure'"):
+        Selection.load(path)
 
 
 def test_missing_file(tmp_path):

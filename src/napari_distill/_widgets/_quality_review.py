@@ -5,7 +5,8 @@ model) that belongs to one teacher prediction layer. It publishes the selection 
 hand-off dict, ``layer.metadata["napari_distill"]["selection"]`` (:data:`SELECTION_KEY`),
 and edits it in place: the threshold slider re-derives the automatic decisions; Accept (A),
 Reject (R) and Reset act on the slice the viewer shows; Jump to worst and Next worst (N) walk
-the slices from the lowest score up. A click on a plot point or a table row shows that slice.
+the slices from the lowest quality score up, or from the lowest teacher confidence up (*Rank
+by*). A click on a plot point or a table row shows that slice.
 
 Slices are indices along the layer's axis 0; the viewer is moved in world coordinates
 (:func:`go_to_slice`), so the layer's scale and translate, and extra leading axes of other
@@ -14,7 +15,6 @@ layers (a 4D probability layer), are respected.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,7 +23,15 @@ import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QKeySequence, QShortcut
-from qtpy.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 from superqt import QLabeledDoubleSlider
 
 from napari_distill._widgets._score_plot import ScorePlot
@@ -37,6 +45,8 @@ if TYPE_CHECKING:
 
 SELECTION_KEY = "selection"
 SELECTION_FILTER = "CSV (*.csv);;JSON (*.json)"
+# What Jump to worst / Next worst walk by: (shown text, Selection.worst_first's ``by``).
+RANK_CHOICES = (("quality score", "score"), ("teacher confidence", "confidence"))
 
 
 def current_slice(viewer: napari.viewer.Viewer, layer: Layer) -> int | None:
@@ -89,6 +99,15 @@ class ReviewPanel(QWidget):
         )
         self.plot = ScorePlot(tau=tau)
         self.table = ScoreTable()
+        self.rank_by = QComboBox()
+        for text, key in RANK_CHOICES:
+            self.rank_by.addItem(text, key)
+        self.rank_by.setToolTip(
+            "What Jump to worst and Next worst walk by: the quality classifier's predicted IoU, "
+            "or the teacher's own confidence in its pseudo-label (its mean top-class "
+            "probability over what it labels foreground; needs no fitting). Where the two "
+            "disagree, look."
+        )
         self.counts = QLabel("Score the slices to review them.")
         self.counts.setWordWrap(True)
         self.buttons: dict[str, QPushButton] = {}
@@ -100,9 +119,9 @@ class ReviewPanel(QWidget):
             ("reset", "Reset", self.reset_current,
              "Back to the threshold's decision for the slice shown."),
             ("worst", "Jump to worst", self.jump_to_worst,
-             "Go to the slice with the lowest score."),
+             "Go to the slice ranked worst (Rank by: score or teacher confidence)."),
             ("next", "Next worst (N)", self.next_worst,
-             "Go to the next slice by score, worst first."),
+             "Go to the next slice in that ranking, worst first."),
             ("save", "Save selection...", self.save_selection,
              "Save scores and decisions (CSV or JSON)."),
             ("load", "Load selection...", self.load_selection,
@@ -143,6 +162,9 @@ class ReviewPanel(QWidget):
         layout.addWidget(self.table, 2)
         for names in (("accept", "reject", "reset"), ("worst", "next"), ("save", "load")):
             row = QHBoxLayout()
+            if "worst" in names:
+                row.addWidget(QLabel("Rank by"))
+                row.addWidget(self.rank_by)
             for name in names:
                 row.addWidget(self.buttons[name])
             layout.addLayout(row)
@@ -236,24 +258,32 @@ class ReviewPanel(QWidget):
         """Let the threshold decide for the slice the viewer shows again."""
         self._decide("reset")
 
+    def ranking(self) -> str:
+        """What the walk ranks by: ``"score"`` or ``"confidence"`` (the *Rank by* box)."""
+        return str(self.rank_by.currentData())
+
     def worst_first(self) -> list[int]:
-        """Scored, unannotated slices from the lowest score up (ties: lower index first)."""
-        selection = self.selection
-        if selection is None:
-            return []
-        scores = selection.scores
-        scored = [i for i in scores if not math.isnan(scores[i]) and i not in selection.annotated]
-        return sorted(scored, key=lambda i: (scores[i], i))
+        """Unannotated slices from the lowest score (or confidence, per *Rank by*) up."""
+        return [] if self.selection is None else self.selection.worst_first(self.ranking())
+
+    def _walk_order(self) -> list[int]:
+        order = self.worst_first()
+        if not order and self.selection is not None and self.ranking() == "confidence":
+            show_info(
+                "This selection holds no teacher confidence (it was saved by an older version): "
+                "score the slices again, or rank by the quality score."
+            )
+        return order
 
     def jump_to_worst(self) -> None:
-        """Go to the slice with the lowest score."""
-        order = self.worst_first()
+        """Go to the slice ranked worst."""
+        order = self._walk_order()
         if order:
             self.go_to(order[0])
 
     def next_worst(self) -> None:
-        """Go to the next slice by score (N); from a slice off that order, to the worst."""
-        order, index = self.worst_first(), self.current()
+        """Go to the next slice in the ranking (N); from a slice off it, to the worst."""
+        order, index = self._walk_order(), self.current()
         if not order:
             return
         if index not in order:
@@ -261,7 +291,7 @@ class ReviewPanel(QWidget):
         elif order.index(index) + 1 < len(order):
             self.go_to(order[order.index(index) + 1])
         else:
-            show_info("This is the best-scored slice: every slice has been passed.")
+            show_info("This is the best-ranked slice: every slice has been passed.")
 
     # ------------------------------------------------------------------ files
     def save_selection(self) -> None:

@@ -1,4 +1,5 @@
-"""A table of per-slice quality scores (slice, score, status), sortable by clicking a header.
+"""A table of per-slice quality scores (slice, score, teacher confidence, status), sortable by
+clicking a header.
 
 A view over a :class:`~napari_distill.core.selection.Selection`: the model reads the selection
 each time Qt asks, so after the selection changed (a new ``tau``, an accept or a reject) the
@@ -24,7 +25,7 @@ from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
 from napari_distill.core.selection import Selection
 
-COLUMNS = ("slice", "score", "status")
+COLUMNS = ("slice", "score", "confidence", "status")
 SORT_ROLE = Qt.ItemDataRole.UserRole  # numbers to sort by (the display text sorts as text)
 
 ACCEPTED, REJECTED, ANNOTATED, NOT_SCORED = "accepted", "rejected", "annotated", "not scored"
@@ -90,18 +91,21 @@ class ScoreTableModel(QAbstractTableModel):
             return None
         slice_index = self.slices[index.row()]
         column = COLUMNS[index.column()]
-        score = selection.scores[slice_index]
+        value = {
+            "score": selection.scores[slice_index],
+            "confidence": selection.confidence.get(slice_index, math.nan),
+        }.get(column)
         if role == Qt.ItemDataRole.DisplayRole:
             if column == "slice":
                 return str(slice_index)
-            if column == "score":
-                return "" if math.isnan(score) else f"{score:.3f}"
+            if value is not None:
+                return "" if math.isnan(value) else f"{value:.3f}"
             return status_text(selection, slice_index)
         if role == SORT_ROLE:
             if column == "slice":
                 return slice_index
-            if column == "score":  # unscored slices last in ascending order (worst first)
-                return math.inf if math.isnan(score) else score
+            if value is not None:  # slices without a value last in ascending order
+                return math.inf if math.isnan(value) else value
             return status_text(selection, slice_index)
         if role == Qt.ItemDataRole.BackgroundRole:
             tint = TINTS.get(slice_status(selection, slice_index))
@@ -140,9 +144,11 @@ class ScoreTable(QTableView):
         header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
         self.setMinimumHeight(140)
         self.setToolTip(
-            "Every slice's predicted IoU. Click a row to go to the slice; click a header to sort."
+            "Every slice's predicted IoU (score) and the teacher's own confidence in its "
+            "pseudo-label. Click a row to go to the slice; click a header to sort."
         )
         self._syncing = False  # True while the owner selects a row: no slice_activated then
         self.selectionModel().currentRowChanged.connect(self._row_changed)

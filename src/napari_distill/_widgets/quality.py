@@ -61,7 +61,7 @@ from napari_distill._widgets.teacher import teacher_prediction
 from napari_distill.core.config import QualityConfig
 from napari_distill.core.device import configure_cpu_threads
 from napari_distill.core.preprocess import annotated_slices
-from napari_distill.core.quality import fit_quality, score_slices
+from napari_distill.core.quality import SliceScores, fit_quality, score_slices
 from napari_distill.core.selection import Selection
 
 if TYPE_CHECKING:
@@ -258,11 +258,13 @@ class QualityWidget(QWidget):
         self.score_bar.setRange(0, max(1, record.total))
         self.score_bar.setValue(record.done)
 
-    def _on_scored(self, layer: Labels, annotated, scores: np.ndarray) -> None:
+    def _on_scored(self, layer: Labels, annotated, scores: SliceScores) -> None:
         if layer not in self.viewer.layers:
             show_error(f"'{layer.name}' was removed while its slices were scored.")
             return
-        selection = Selection.from_scores(scores, self.review.tau_slider.value(), annotated)
+        selection = Selection.from_scores(
+            scores.quality, self.review.tau_slider.value(), annotated, confidence=scores.confidence
+        )
         previous = self.review.selection if self.review.layer is layer else None
         for index, accepted in (previous.overrides if previous is not None else {}).items():
             # scoring again keeps the user's decisions on slices that are still pseudo-labelled

@@ -128,6 +128,7 @@ def _score_arguments(p: argparse.ArgumentParser) -> None:
 def quality_score_command(args: argparse.Namespace) -> None:
     from napari_distill.core.checkpoint import CheckpointError
     from napari_distill.core.preprocess import annotated_slices, as_stack
+    from napari_distill.core.pipeline import LEAST_CONFIDENT_LISTED
     from napari_distill.core.quality import load_quality, score_slices
     from napari_distill.core.selection import Selection
 
@@ -157,11 +158,13 @@ def quality_score_command(args: argparse.Namespace) -> None:
         quiet=args.quiet,
         unit="slice",
     )
-    selection = Selection.from_scores(scores, args.tau, annotated)
+    selection = Selection.from_scores(
+        scores.quality, args.tau, annotated, confidence=scores.confidence
+    )
     selection.save_csv(out)
     if json_out is not None:
         selection.save_json(json_out)
-    scored = [s for s in scores if not math.isnan(s)]
+    scored = [s for s in scores.quality if not math.isnan(s)]
     log.info(
         "%d of %d slices accepted at tau=%.2f (%d annotated); wrote %s%s",
         len(selection.accepted),
@@ -171,3 +174,9 @@ def quality_score_command(args: argparse.Namespace) -> None:
         out,
         "" if json_out is None else f" and {Path(json_out)}",
     )
+    unsure = selection.worst_first("confidence")[:LEAST_CONFIDENT_LISTED]
+    if unsure:
+        log.info(
+            "the teacher is least sure of slices %s (look at them; the 'confidence' column)",
+            ", ".join(str(i) for i in unsure),
+        )

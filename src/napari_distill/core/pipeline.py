@@ -52,6 +52,7 @@ from .train import train_teacher
 logger = logging.getLogger(__name__)
 
 STAGES = ("teacher", "teacher labels", "quality", "student", "student labels")
+LEAST_CONFIDENT_LISTED = 5  # slices the report names for a look before distilling
 
 OUTPUT_FILES = {
     "teacher": "teacher.pt",
@@ -297,7 +298,9 @@ def run_pipeline(
         teacher_labels = np.array(prediction.labels)  # out of the memory map before it goes
         del prediction
     annotated = tuple(int(i) for i in annotated_slices(labels))
-    selection = Selection.from_scores(scores, config.quality.tau, annotated)
+    selection = Selection.from_scores(
+        scores.quality, config.quality.tau, annotated, confidence=scores.confidence
+    )
     selection.save_csv(paths["scores_csv"])
     selection.save_json(paths["scores_json"])
     seconds["quality"] = time.perf_counter() - started
@@ -335,11 +338,16 @@ def run_pipeline(
         tau=float(config.quality.tau),
         accepted=tuple(selection.accepted_slices),
         strategy=config.strategy,
+        score_agreement=selection.agreement(),
+        least_confident=tuple(selection.worst_first("confidence")[:LEAST_CONFIDENT_LISTED]),
         stage_seconds=seconds,
         device=_device_text(torch_device),
         files={_DESCRIPTIONS[k]: p.name for k, p in paths.items() if k in _DESCRIPTIONS},
     )
-    plot_scores(paths["plot"], scores, summary.tau, summary.annotated, summary.accepted)
+    plot_scores(
+        paths["plot"], scores.quality, summary.tau, summary.annotated, summary.accepted,
+        confidence=scores.confidence,
+    )  # fmt: skip
     write_report(paths["report"], summary, paths["plot"].name)
     logger.info("pipeline done in %.0f s: outputs in %s", sum(seconds.values()), paths["report"])
     return PipelineResult(

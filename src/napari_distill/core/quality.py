@@ -9,7 +9,10 @@ validity mask, padded to a square and resized to ``QualityConfig.input_size``
 :func:`fit_quality` trains it on the annotated slices, where the true IoU is known, from
 predictions of every quality (:mod:`.quality_variants`). A share of the annotated slices is
 held out: the Spearman rank correlation between predicted and true IoU on their predictions is
-reported in :class:`QualityFitReport`. :func:`score_slices` rates every slice of a stack.
+reported in :class:`QualityFitReport`. :func:`score_slices` rates every slice of a stack, and
+beside the classifier's score measures the teacher's own :func:`pseudo_label_confidence`: a
+second opinion that needs no fitting (on the synthetic Medaka sample it ranked the slices' true
+IoU far better than the classifier; docs/benchmarks.md).
 Checkpoints are written by :mod:`.quality_model` with kind ``"quality"``.
 """
 
@@ -58,11 +61,13 @@ __all__ = [
     "QualityFitReport",
     "QualityModel",
     "QualityNet",
+    "SliceScores",
     "SnapshotRecorder",
     "VariantProgress",
     "fit_quality",
     "holdout_split",
     "load_quality",
+    "pseudo_label_confidence",
     "quality_input",
     "save_quality",
     "score_slices",
@@ -340,6 +345,47 @@ def _teacher_probabilities(
     return ((i, np.asarray(probabilities[:, i], np.float32)) for i in indices)
 
 
+def pseudo_label_confidence(probabilities: np.ndarray, background: int | None = 0) -> float:
+    """The teacher's confidence in its pseudo-label of one slice, in [0, 1].
+
+    The mean top-class probability over the pixels the teacher labels foreground (its argmax is
+    not channel ``background``); over the whole slice when it labels none there (or when there
+    is no background channel), so an empty pseudo-label the teacher hesitated over scores low.
+    Background pixels are left out otherwise: they fill most of a CT slice and would drown the
+    organs' doubts.
+
+    Parameters
+    ----------
+    probabilities:
+        ``(K, H, W)`` softmax probabilities of one slice.
+    background:
+        The channel of class 0, or None.
+    """
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    top = probabilities.max(axis=0)
+    if background is not None:
+        foreground = probabilities.argmax(axis=0) != background
+        if foreground.any():
+            return float(top[foreground].mean())
+    return float(top.mean())
+
+
+@dataclasses.dataclass(frozen=True)
+class SliceScores:
+    """Two ratings of the teacher's pseudo-label of every slice, NaN where not scored.
+
+    Attributes
+    ----------
+    quality:
+        ``(N,)`` the quality classifier's predicted IoU.
+    confidence:
+        ``(N,)`` the teacher's :func:`pseudo_label_confidence`.
+    """
+
+    quality: np.ndarray
+    confidence: np.ndarray
+
+
 def score_slices(
     quality: QualityModel,
     image: np.ndarray,
@@ -372,8 +418,9 @@ def score_slices(
 
     Returns
     -------
-    np.ndarray
-        ``(N,)`` float32 predicted IoU per slice; NaN for slices not scored.
+    SliceScores
+        ``(N,)`` float32 predicted IoU and teacher confidence per slice; NaN for slices not
+        scored.
     """
     stack = as_stack(image, rgb)
     n = stack.shape[0]
@@ -391,10 +438,13 @@ def score_slices(
         quality, stack, image, teacher, indices, config=predict_config, device=torch_device, rgb=rgb
     )
     scores = np.full(n, np.nan, np.float32)
+    confidence = np.full(n, np.nan, np.float32)
+    background = quality.class_ids.index(0) if 0 in quality.class_ids else None
     quality.net.to(torch_device)
     for done, (index, probs) in enumerate(pairs, start=1):
         x = slice_input(stack, index, quality.normalization, 0)
         features = quality_input(x, probs, quality.config.input_size)[None]
         scores[index] = quality.predict(features, torch_device)[0][0]
+        confidence[index] = pseudo_label_confidence(probs, background)
         yield PredictProgress(done, len(indices), index, 0.0, None)
-    return scores
+    return SliceScores(scores, confidence)

@@ -40,6 +40,12 @@ class RunSummary:
         Unannotated slices accepted (score >= tau, or overruled by the user).
     strategy:
         The student's strategy name.
+    score_agreement:
+        Spearman correlation between the classifier's score and the teacher's confidence over
+        the unannotated slices (NaN when not measured): low values mean the two disagree on
+        which pseudo-labels are bad, and the slices deserve a look.
+    least_confident:
+        The unannotated slices the teacher is least sure of, least sure first.
     stage_seconds:
         Wall-clock seconds per stage.
     device:
@@ -57,6 +63,8 @@ class RunSummary:
     tau: float
     accepted: tuple[int, ...]
     strategy: str
+    score_agreement: float = math.nan
+    least_confident: tuple[int, ...] = ()
     stage_seconds: Mapping[str, float] = field(default_factory=dict)
     device: str = "cpu"
     files: Mapping[str, str] = field(default_factory=dict)
@@ -108,6 +116,9 @@ def render_report(summary: RunSummary, plot_name: str | None = "scores.png") -> 
         f"| validation slices | {_slice_list(summary.validation) or 'none'} |",
         f"| teacher validation Dice | {_number(summary.teacher_score)} |",
         f"| quality classifier Spearman (held-out) | {_number(summary.quality_spearman)} |",
+        f"| quality score vs teacher confidence (Spearman) | {_number(summary.score_agreement)} |",
+        f"| slices the teacher is least sure of | "
+        f"{_slice_list(summary.least_confident) or 'n/a'} |",
         f"| slices accepted at tau = {summary.tau:g} | {len(summary.accepted)} of "
         f"{unannotated} unannotated |",
         f"| student ({summary.strategy}) validation Dice | {_number(summary.student_score)}"
@@ -118,6 +129,12 @@ def render_report(summary: RunSummary, plot_name: str | None = "scores.png") -> 
         "Validation Dice is the mean over foreground classes on annotated slices that neither "
         "model trained on" + ("." if summary.validation else " (none: annotate >= 3 slices)."),
         *_few_validation_slices_caveat(len(summary.validation)),
+        "",
+        "The quality classifier learns from worsened copies of the annotated slices' "
+        "predictions; the teacher's confidence (its mean top-class probability over what it "
+        "labels foreground) needs no fitting. Before distilling, look at the least sure "
+        "slices, and at any accepted slice the two disagree on (the Quality widget's table "
+        "shows both; *Rank by* walks either).",
         "",
         "## Time per stage",
         "",
@@ -148,11 +165,13 @@ def plot_scores(
     tau: float,
     annotated: Sequence[int] = (),
     accepted: Sequence[int] = (),
+    confidence: np.ndarray | None = None,
 ) -> Path:
     """Save a PNG of the per-slice quality scores with the threshold ``tau`` drawn.
 
     Accepted slices are green, rejected ones grey, annotated slices (ground truth, not scored
     for selection) are marked along the bottom. NaN scores (slices not scored) are left out.
+    The teacher's confidence per slice, when given, is drawn over the bars as dots.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -179,6 +198,12 @@ def plot_scores(
     if annotated_mask.any() and not (finite & annotated_mask).any():
         axes.plot(index[annotated_mask], np.zeros(annotated_mask.sum()), "^", color="tab:blue",
                   label="annotated (ground truth)")  # fmt: skip
+    if confidence is not None:
+        sure = np.asarray(confidence, dtype=np.float64)
+        shown = np.isfinite(sure) & ~annotated_mask
+        if shown.any():
+            axes.plot(index[shown], sure[shown], ".", color="black", markersize=4,
+                      label="teacher confidence")  # fmt: skip
     axes.axhline(tau, color="tab:red", linestyle="--", label=f"tau = {tau:g}")
     axes.set_xlim(-0.5, max(values.size, 1) - 0.5)
     axes.set_ylim(0.0, 1.05)

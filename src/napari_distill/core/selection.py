@@ -5,8 +5,13 @@ reject any slice by hand; those decisions are *overrides*, kept explicitly, and 
 of ``tau`` (which re-derives only the automatic decisions). Annotated slices have ground truth,
 so they are never pseudo-labelled: they are marked, never accepted, and cannot be overridden.
 
-A selection is saved as CSV (``slice,score,accepted,overridden,annotated``; one row per slice)
-or JSON (the same rows plus ``tau``), and read back from either.
+Each slice may also carry the teacher's own confidence in its pseudo-label (a second opinion to
+review by; :func:`~napari_distill.core.quality.pseudo_label_confidence`); ``tau`` applies to
+the score only.
+
+A selection is saved as CSV (``slice,score,accepted,overridden,annotated,confidence``; one row
+per slice) or JSON (the same rows plus ``tau``), and read back from either; files without the
+``annotated`` or ``confidence`` column (older ones) still load.
 """
 
 from __future__ import annotations
@@ -22,7 +27,11 @@ from typing import Any
 
 import numpy as np
 
-CSV_COLUMNS = ("slice", "score", "accepted", "overridden", "annotated")
+from .metrics import spearman
+
+CSV_COLUMNS = ("slice", "score", "accepted", "overridden", "annotated", "confidence")
+REQUIRED_COLUMNS = CSV_COLUMNS[:4]
+RANKINGS = ("score", "confidence")  # what :meth:`Selection.worst_first` can rank by
 _TRUE = {"1", "true", "yes"}
 _FALSE = {"0", "false", "no", ""}
 
@@ -47,6 +56,8 @@ class Selection:
         Slices with ground truth (never pseudo-labelled).
     overrides:
         ``{slice: accepted?}`` set by :meth:`accept` / :meth:`reject`; they win over ``tau``.
+    confidence:
+        ``{slice: the teacher's confidence}``; slices without one are simply absent.
     """
 
     scores: dict[int, float]
@@ -54,6 +65,7 @@ class Selection:
     tau: float = 0.7
     annotated: set[int] = field(default_factory=set)
     overrides: dict[int, bool] = field(default_factory=dict)
+    confidence: dict[int, float] = field(default_factory=dict)
 
     @classmethod
     def from_scores(
@@ -61,16 +73,21 @@ class Selection:
         scores: Mapping[int, float] | np.ndarray,
         tau: float = 0.7,
         annotated: Iterable[int] = (),
+        confidence: Mapping[int, float] | np.ndarray | None = None,
     ) -> Selection:
         """A selection with the automatic decisions at ``tau``.
 
-        ``scores`` is ``{slice: score}`` or an ``(N,)`` array (NaN: not scored).
+        ``scores`` (and the optional ``confidence``) are ``{slice: value}`` or ``(N,)`` arrays
+        (NaN: not scored).
         """
-        if isinstance(scores, Mapping):
-            values = {int(k): float(v) for k, v in scores.items()}
-        else:
-            values = {i: float(v) for i, v in enumerate(np.asarray(scores).ravel())}
-        selection = cls(values, tau=float(tau), annotated={int(i) for i in annotated})
+        values = _per_slice(scores)
+        extra = {} if confidence is None else _per_slice(confidence)
+        selection = cls(
+            values,
+            tau=float(tau),
+            annotated={int(i) for i in annotated},
+            confidence={i: v for i, v in extra.items() if i in values and not math.isnan(v)},
+        )
         selection.set_tau(tau)
         return selection
 
@@ -120,6 +137,30 @@ class Selection:
         else:
             self.accepted.discard(index)
 
+    def worst_first(self, by: str = "score") -> list[int]:
+        """Unannotated slices from the lowest ``"score"`` or ``"confidence"`` up.
+
+        Slices without that value (not scored, no confidence) are left out; ties go to the
+        lower index first.
+        """
+        if by not in RANKINGS:
+            raise ValueError(f"rank by one of {', '.join(RANKINGS)}, not {by!r}")
+        values = self.scores if by == "score" else self.confidence
+        ranked = [
+            i
+            for i, value in values.items()
+            if i in self.scores and i not in self.annotated and not math.isnan(value)
+        ]
+        return sorted(ranked, key=lambda i: (values[i], i))
+
+    def agreement(self) -> float:
+        """Spearman correlation of score and confidence over the unannotated slices with both.
+
+        NaN when fewer than two such slices (or either is constant).
+        """
+        both = [i for i in self.worst_first("confidence") if not math.isnan(self.scores[i])]
+        return spearman([self.scores[i] for i in both], [self.confidence[i] for i in both])
+
     @property
     def accepted_slices(self) -> list[int]:
         """The accepted slices, ascending (a plain list to edit or pass on)."""
@@ -128,7 +169,7 @@ class Selection:
     # -------------------------------------------------------------------------- files
     def rows(self) -> list[dict[str, Any]]:
         """One dict per slice, ascending: slice, score (None if not scored), accepted,
-        overridden, annotated."""
+        overridden, annotated, confidence (None if none)."""
         return [
             {
                 "slice": i,
@@ -136,6 +177,7 @@ class Selection:
                 "accepted": i in self.accepted,
                 "overridden": i in self.overrides,
                 "annotated": i in self.annotated,
+                "confidence": self.confidence.get(i),
             }
             for i in sorted(self.scores)
         ]
@@ -147,9 +189,11 @@ class Selection:
             writer = csv.writer(handle)
             writer.writerow(CSV_COLUMNS)
             for row in self.rows():
-                score = "" if row["score"] is None else f"{row['score']:.6f}"
+                score, confidence = (
+                    "" if row[k] is None else f"{row[k]:.6f}" for k in ("score", "confidence")
+                )
                 flags = [int(row[k]) for k in ("accepted", "overridden", "annotated")]
-                writer.writerow([row["slice"], score, *flags])
+                writer.writerow([row["slice"], score, *flags, confidence])
         return path
 
     def save_json(self, path: str | os.PathLike[str]) -> Path:
@@ -188,7 +232,7 @@ class Selection:
         except (SelectionFileError, json.JSONDecodeError, UnicodeDecodeError, csv.Error) as error:
             raise SelectionFileError(
                 f"{path} is not a valid selection file ({error}); expected columns "
-                f"{', '.join(CSV_COLUMNS[:4])} (and optionally annotated)"
+                f"{', '.join(REQUIRED_COLUMNS)} (and optionally annotated, confidence)"
             ) from error
 
     @classmethod
@@ -200,7 +244,7 @@ class Selection:
         for number, row in enumerate(rows, start=1):
             if not isinstance(row, Mapping):
                 raise SelectionFileError(f"row {number} is not a record")
-            missing = [c for c in CSV_COLUMNS[:4] if c not in row]
+            missing = [c for c in REQUIRED_COLUMNS if c not in row]
             if missing:
                 raise SelectionFileError(f"row {number} lacks {', '.join(missing)}")
             index = int(_number(row["slice"], f"row {number} slice"))
@@ -210,6 +254,11 @@ class Selection:
             selection.scores[index] = (
                 math.nan if score in (None, "") else _number(score, f"row {number} score")
             )
+            confidence = row.get("confidence")
+            if confidence not in (None, ""):
+                value = _number(confidence, f"row {number} confidence")
+                if not math.isnan(value):
+                    selection.confidence[index] = value
             saved_accepted[index] = _flag(row["accepted"], f"row {number} accepted")
             if _flag(row.get("annotated", False), f"row {number} annotated"):
                 selection.annotated.add(index)
@@ -217,6 +266,12 @@ class Selection:
                 selection.overrides[index] = saved_accepted[index]
         selection.set_tau(selection.tau)
         return selection
+
+
+def _per_slice(values: Mapping[int, float] | np.ndarray) -> dict[int, float]:
+    if isinstance(values, Mapping):
+        return {int(k): float(v) for k, v in values.items()}
+    return {i: float(v) for i, v in enumerate(np.asarray(values).ravel())}
 
 
 def _number(value: Any, what: str) -> float:
