@@ -128,8 +128,8 @@ def _score_arguments(p: argparse.ArgumentParser) -> None:
 def quality_score_command(args: argparse.Namespace) -> None:
     from napari_distill.core.checkpoint import CheckpointError
     from napari_distill.core.preprocess import annotated_slices, as_stack
-    from napari_distill.core.pipeline import LEAST_CONFIDENT_LISTED
     from napari_distill.core.quality import load_quality, score_slices
+    from napari_distill.core.report import LEAST_CONFIDENT_LISTED
     from napari_distill.core.selection import Selection
 
     if not 0.0 <= args.tau <= 1.0:

@@ -44,7 +44,7 @@ from .inference import Prediction, predict_bundle
 from .io import write_labels
 from .preprocess import annotated_slices
 from .quality import SnapshotRecorder, fit_quality, save_quality, score_slices
-from .report import RunSummary, plot_scores, write_report
+from .report import LEAST_CONFIDENT_LISTED, RunSummary, plot_scores, write_report
 from .selection import Selection
 from .strategies import get_strategy
 from .train import train_teacher
@@ -52,7 +52,6 @@ from .train import train_teacher
 logger = logging.getLogger(__name__)
 
 STAGES = ("teacher", "teacher labels", "quality", "student", "student labels")
-LEAST_CONFIDENT_LISTED = 5  # slices the report names for a look before distilling
 
 OUTPUT_FILES = {
     "teacher": "teacher.pt",

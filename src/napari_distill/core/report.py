@@ -16,6 +16,8 @@ import numpy as np
 
 from .teacher import MIN_SLICES_FOR_EARLY_STOPPING
 
+LEAST_CONFIDENT_LISTED = 5  # unannotated slices the report names for a look before distilling
+
 
 @dataclass(frozen=True)
 class RunSummary:
