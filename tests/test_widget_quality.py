@@ -275,6 +275,10 @@ def test_rank_by_the_teachers_confidence(qtbot, widget, fitted, notes, tmp_path,
         shown = table.model().index(row, column).data()
         assert float(shown) == pytest.approx(selection.confidence[table.slice_at(row)], abs=5e-4)
 
+    dots = review.plot._confidence  # drawn over the scores, unannotated slices only
+    assert list(dots.get_xdata()) == sorted(unannotated)
+    assert list(dots.get_ydata()) == [selection.confidence[i] for i in sorted(unannotated)]
+
     review.rank_by.setCurrentIndex(review.rank_by.findData("confidence"))
     order = review.worst_first()
     assert set(order) == unannotated

@@ -2,10 +2,11 @@
 
 A view over a :class:`~napari_distill.core.selection.Selection` (matplotlib in a Qt canvas):
 accepted slices are green dots, rejected ones red crosses, annotated ones blue squares; a ring
-marks a decision made by hand; a dashed line is ``tau`` and a vertical line the slice the
-viewer shows. Drawing goes through ``draw_idle``, so dragging the threshold slider redraws at
-most once per event-loop pass. A left click emits :attr:`ScorePlot.slice_clicked` with the
-nearest slice.
+marks a decision made by hand; small violet dots are the teacher's own confidence in each
+unannotated slice's pseudo-label (when the selection has it); a dashed line is ``tau`` and a
+vertical line the slice the viewer shows. Drawing goes through ``draw_idle``, so dragging the
+threshold slider redraws at most once per event-loop pass. A left click emits
+:attr:`ScorePlot.slice_clicked` with the nearest slice.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ MARKERS = (
 _TAU_COLOUR = "#f5a25f"
 _CURRENT_COLOUR = "#c0c4cc"
 _PROFILE_COLOUR = "#6b7180"
+_CONFIDENCE_COLOUR = "#b39ddb"
 
 
 class ScorePlot(QWidget):
@@ -75,6 +77,10 @@ class ScorePlot(QWidget):
             )[0]
             for status, text, marker, colour in MARKERS
         }  # fmt: skip
+        (self._confidence,) = axes.plot(
+            [], [], linestyle="none", marker=".", markersize=5, color=_CONFIDENCE_COLOUR,
+            label="teacher confidence", zorder=2,
+        )  # fmt: skip
         (self._by_hand,) = axes.plot(
             [], [], linestyle="none", marker="o", markersize=9, markerfacecolor="none",
             markeredgecolor=_FOREGROUND, markeredgewidth=0.8, label="by hand", zorder=2,
@@ -88,7 +94,7 @@ class ScorePlot(QWidget):
         self._current_line.set_visible(False)
         # above the axes, outside them: the constrained layout makes room, no point is hidden
         self.figure.legend(
-            loc="outside upper center", ncol=5, fontsize=7, frameon=False,
+            loc="outside upper center", ncol=3, fontsize=7, frameon=False,
             labelcolor=_FOREGROUND, handletextpad=0.3, columnspacing=0.8,
         )  # fmt: skip
         self.selection: Selection | None = None
@@ -102,6 +108,9 @@ class ScorePlot(QWidget):
         slices = [] if selection is None else sorted(selection.scores)
         scores = [selection.scores[i] for i in slices] if selection is not None else []
         self._profile.set_data(slices, scores)
+        sure = [] if selection is None else selection.worst_first("confidence")
+        sure.sort()
+        self._confidence.set_data(sure, [selection.confidence[i] for i in sure] if sure else [])
         if slices:
             self.axes.set_xlim(slices[0] - 0.5, slices[-1] + 0.5)
         self.refresh_statuses()
