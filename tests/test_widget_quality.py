@@ -165,8 +165,10 @@ def test_fit_then_score_fills_the_plot_and_the_table(qtbot, widget, sample, note
 
     table = widget.review.table
     assert table.model().rowCount() == 16
-    shown = [float(table.model().index(row, 1).data()) for row in range(16)]
-    assert shown == sorted(shown)  # sorted by score, worst first
+    # sorted as Rank by says (the teacher's confidence by default), least sure first
+    assert widget.review.ranking() == "confidence"
+    sure = [float(table.model().index(row, 2).data()) for row in range(16)]
+    assert sure == sorted(sure)
     plot = widget.review.plot
     drawn = sum(len(plot.points(status)[0]) for status in ("accepted", "rejected", "annotated"))
     assert drawn == 16
@@ -178,12 +180,14 @@ def test_fit_then_score_fills_the_plot_and_the_table(qtbot, widget, sample, note
     assert widget.review.current() == worst
     assert table.slice_at(table.currentIndex().row()) == worst
 
-    # clicking the score header sorts the other way
+    # clicking the score header sorts by score, a second click the other way
     header = table.horizontalHeader()
     middle = QPoint(header.sectionViewportPosition(1) + 5, header.height() // 2)
-    qtbot.mouseClick(header.viewport(), Qt.MouseButton.LeftButton, pos=middle)
-    shown = [float(table.model().index(row, 1).data()) for row in range(16)]
-    assert shown == sorted(shown, reverse=True)
+    orders = []
+    for _ in range(2):
+        qtbot.mouseClick(header.viewport(), Qt.MouseButton.LeftButton, pos=middle)
+        orders.append([float(table.model().index(row, 1).data()) for row in range(16)])
+    assert sorted(orders[0]) in orders and sorted(orders[0], reverse=True) in orders
 
 
 def test_table_row_and_plot_click_move_the_viewer(qtbot, viewer, teacher, fitted, notes):
@@ -279,7 +283,7 @@ def test_rank_by_the_teachers_confidence(qtbot, widget, fitted, notes, tmp_path,
     assert list(dots.get_xdata()) == sorted(unannotated)
     assert list(dots.get_ydata()) == [selection.confidence[i] for i in sorted(unannotated)]
 
-    review.rank_by.setCurrentIndex(review.rank_by.findData("confidence"))
+    assert review.ranking() == "confidence"  # the default: it ranks empty slices too
     order = review.worst_first()
     assert set(order) == unannotated
     assert [selection.confidence[i] for i in order] == sorted(
@@ -291,6 +295,8 @@ def test_rank_by_the_teachers_confidence(qtbot, widget, fitted, notes, tmp_path,
     assert review.current() == order[1]
     review.rank_by.setCurrentIndex(review.rank_by.findData("score"))
     assert review.worst_first() == selection.worst_first("score")
+    scores = [float(table.model().index(row, 1).data() or "inf") for row in range(16)]
+    assert scores == sorted(scores)  # the table follows Rank by
 
     # A selection saved before the confidence existed: ranking by it says what to do.
     old = tmp_path / "old.csv"

@@ -6,7 +6,6 @@ whole file runs in seconds on two cores.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
@@ -31,7 +30,6 @@ from napari_distill.core.quality import (
 )
 from napari_distill.core.quality_variants import (
     VariantProgress,
-    background_bands,
     make_variants,
     perturb_input,
     plan_sources,
@@ -213,73 +211,6 @@ def test_variants_span_a_range_of_iou(volume, teacher):
     assert variants.subset([2]).slices.tolist() == [2] * n_sources
     for key, value in bundle.model.state_dict().items():  # sources work on copies
         assert torch.equal(value, weights_before[key])
-
-
-def test_background_bands_are_the_large_empty_strips():
-    truth = np.zeros((100, 40), int)
-    truth[30:60, 10:20] = 1
-    assert background_bands(truth) == [
-        (slice(None), slice(20, 40)),  # 100 x 20 columns
-        (slice(60, 100), slice(None)),  # 40 rows x 40
-        (slice(0, 30), slice(None)),
-        (slice(None), slice(0, 10)),
-    ]
-    assert background_bands(truth, min_share=0.35) == [
-        (slice(None), slice(20, 40)),
-        (slice(60, 100), slice(None)),
-    ]
-    assert background_bands(np.ones((8, 8), int)) == []  # foreground everywhere
-
-
-class ConstantLabel(torch.nn.Module):
-    """Predicts one class everywhere (a stand-in teacher whose pseudo-labels are known)."""
-
-    def __init__(self, label: int, num_classes: int = 3):
-        super().__init__()
-        self.label, self.num_classes = label, num_classes
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = torch.zeros(x.shape[0], self.num_classes, *x.shape[2:])
-        logits[:, self.label] = 10.0
-        return logits
-
-
-@pytest.mark.parametrize(("label", "band_target"), [(0, 1.0), (1, 0.0)])
-def test_background_bands_add_rows_whose_right_pseudo_label_is_empty(volume, label, band_target):
-    image, truth, _ = volume
-    inputs = {0: image[0][None].astype(np.float32)}
-    truths = {0: truth[0].astype(np.int64)}
-    bands = background_bands(truths[0])
-    assert bands  # the disk and the square leave empty strips
-    config = dataclasses.replace(TINY_QUALITY, variants_per_slice=0, background_bands=True)
-    variants = run_to_completion(
-        make_variants(
-            ConstantLabel(label),
-            inputs,
-            truths,
-            num_classes=3,
-            n_colours=1,
-            context_slices=0,
-            config=config,
-        )  # fmt: skip
-    )
-    # The whole slice, then its two largest empty bands: an all-background pseudo-label is
-    # wrong on the slice (IoU 0) and right on the bands (1); an all-class-1 one the reverse.
-    assert variants.kinds == ("teacher", "teacher, band", "teacher, band")
-    assert variants.targets[1:].tolist() == [band_target, band_target]
-    assert variants.targets[0] < 0.5
-    without = run_to_completion(
-        make_variants(
-            ConstantLabel(label),
-            inputs,
-            truths,
-            num_classes=3,
-            n_colours=1,
-            context_slices=0,
-            config=dataclasses.replace(config, background_bands=False),
-        )  # fmt: skip
-    )
-    assert without.kinds == ("teacher",) and without.targets[0] == variants.targets[0]
 
 
 def test_holdout_split():

@@ -5,8 +5,9 @@ model) that belongs to one teacher prediction layer. It publishes the selection 
 hand-off dict, ``layer.metadata["napari_distill"]["selection"]`` (:data:`SELECTION_KEY`),
 and edits it in place: the threshold slider re-derives the automatic decisions; Accept (A),
 Reject (R) and Reset act on the slice the viewer shows; Jump to worst and Next worst (N) walk
-the slices from the lowest quality score up, or from the lowest teacher confidence up (*Rank
-by*). A click on a plot point or a table row shows that slice.
+the slices from the lowest teacher confidence up (the default) or from the lowest quality
+score up (*Rank by*, which also sorts the table). A click on a plot point or a table row shows
+that slice.
 
 Slices are indices along the layer's axis 0; the viewer is moved in world coordinates
 (:func:`go_to_slice`), so the layer's scale and translate, and extra leading axes of other
@@ -35,7 +36,13 @@ from qtpy.QtWidgets import (
 from superqt import QLabeledDoubleSlider
 
 from napari_distill._widgets._score_plot import ScorePlot
-from napari_distill._widgets._score_table import ACCEPTED, REJECTED, ScoreTable, slice_status
+from napari_distill._widgets._score_table import (
+    ACCEPTED,
+    COLUMNS,
+    REJECTED,
+    ScoreTable,
+    slice_status,
+)
 from napari_distill._widgets._shared import handoff
 from napari_distill.core.selection import Selection, SelectionFileError
 
@@ -45,8 +52,11 @@ if TYPE_CHECKING:
 
 SELECTION_KEY = "selection"
 SELECTION_FILTER = "CSV (*.csv);;JSON (*.json)"
-# What Jump to worst / Next worst walk by: (shown text, Selection.worst_first's ``by``).
-RANK_CHOICES = (("quality score", "score"), ("teacher confidence", "confidence"))
+# What Jump to worst / Next worst walk by: (shown text, Selection.worst_first's ``by``). The
+# teacher's confidence comes first: the classifier learns from annotated slices, which always
+# hold labels, so it scores rightly empty pseudo-labels near 0 and would walk them first
+# (docs/benchmarks.md, "Quality scores on the real pseudo-labels").
+RANK_CHOICES = (("teacher confidence", "confidence"), ("quality score", "score"))
 
 
 def current_slice(viewer: napari.viewer.Viewer, layer: Layer) -> int | None:
@@ -103,10 +113,11 @@ class ReviewPanel(QWidget):
         for text, key in RANK_CHOICES:
             self.rank_by.addItem(text, key)
         self.rank_by.setToolTip(
-            "What Jump to worst and Next worst walk by: the quality classifier's predicted IoU, "
-            "or the teacher's own confidence in its pseudo-label (its mean top-class "
-            "probability over what it labels foreground; needs no fitting). Where the two "
-            "disagree, look."
+            "What Jump to worst, Next worst and the table's order follow: the teacher's own "
+            "confidence in its pseudo-label (its mean top-class probability over what it "
+            "labels foreground; needs no fitting), or the quality classifier's predicted IoU "
+            "(which tau applies to; it has never seen a rightly empty slice, so it scores "
+            "those near 0). Where the two disagree, look."
         )
         self.counts = QLabel("Score the slices to review them.")
         self.counts.setWordWrap(True)
@@ -140,6 +151,8 @@ class ReviewPanel(QWidget):
         }  # fmt: skip
         self._build_layout()
         self.tau_slider.valueChanged.connect(self.set_tau)
+        self.rank_by.currentIndexChanged.connect(self._sort_table)
+        self._sort_table()
         self.plot.slice_clicked.connect(self.go_to)
         self.table.slice_activated.connect(self.go_to)
         viewer.dims.events.current_step.connect(self._on_step)
@@ -261,6 +274,9 @@ class ReviewPanel(QWidget):
     def ranking(self) -> str:
         """What the walk ranks by: ``"score"`` or ``"confidence"`` (the *Rank by* box)."""
         return str(self.rank_by.currentData())
+
+    def _sort_table(self, *_) -> None:
+        self.table.sortByColumn(COLUMNS.index(self.ranking()), Qt.SortOrder.AscendingOrder)
 
     def worst_first(self) -> list[int]:
         """Unannotated slices from the lowest score (or confidence, per *Rank by*) up."""

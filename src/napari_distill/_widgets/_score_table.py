@@ -116,7 +116,8 @@ class ScoreTableModel(QAbstractTableModel):
 
 
 class ScoreTable(QTableView):
-    """The score table: sorted by score (worst first) until the user clicks another header.
+    """The score table, sorted by score (worst first) until told otherwise or a header is
+    clicked.
 
     Signals
     -------

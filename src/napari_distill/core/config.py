@@ -182,9 +182,6 @@ class QualityConfig:
     seed: int = 0
     batch_size: int = 16  # classifier inputs per optimiser step
     per_class_head: bool = False  # also predict the IoU of every foreground class
-    # Also learn from bands of the annotated slices with no foreground: the classifier then
-    # sees pseudo-labels that are rightly (or wrongly) empty, as unannotated slices often are.
-    background_bands: bool = False
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.tau <= 1.0:

@@ -112,26 +112,6 @@ def quality_input(image: np.ndarray, probabilities: np.ndarray, size: int) -> np
     return resized[0].numpy()
 
 
-def background_bands(truth: np.ndarray, min_share: float = 0.25) -> list[tuple[slice, slice]]:
-    """Windows of ``truth (H, W)`` that hold no foreground: full-width bands of rows and
-    full-height bands of columns, each at least ``min_share`` of the slice, largest first.
-
-    On an annotated slice they are examples of regions whose right pseudo-label is empty.
-    """
-    truth = np.asarray(truth)
-    height, width = truth.shape
-    windows: list[tuple[int, tuple[slice, slice]]] = []
-    for axis, extent in ((1, height), (0, width)):
-        empty = ~(truth > 0).any(axis=axis)  # per row (axis=1) or per column (axis=0)
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], empty.astype(np.int8), [0]])))
-        for start, stop in zip(edges[::2], edges[1::2], strict=True):
-            if stop - start >= max(2, min_share * extent):
-                band = slice(int(start), int(stop))
-                window = (band, slice(None)) if axis == 1 else (slice(None), band)
-                windows.append((int(stop - start) * (width if axis == 1 else height), window))
-    return [window for _, window in sorted(windows, key=lambda item: -item[0])]
-
-
 # ------------------------------------------------------------------------------ sources
 @dataclass(frozen=True)
 class VariantSource:
@@ -363,23 +343,13 @@ def make_variants(
                 probs = predict_slice_probabilities(model, x, predict_config, device)
             pseudo = probs.argmax(axis=0)
             truth = truths[index]
-            windows = [(slice(None), slice(None))]
-            if config.background_bands:
-                windows += background_bands(truth)[:2]
-            for window in windows:
-                class_iou = slice_class_ious(pseudo[window], truth[window], num_classes)
-                present = class_iou[~np.isnan(class_iou)]
-                targets.append(float(present.mean()) if present.size else 1.0)
-                class_targets.append(class_iou)
-                rows.append(
-                    quality_input(
-                        x[centre][(slice(None), *window)],
-                        probs[(slice(None), *window)],
-                        config.input_size,
-                    ).astype(np.float16)
-                )
-                row_slices.append(index)
-                kinds.append(source.kind if window == windows[0] else f"{source.kind}, band")
+            class_iou = slice_class_ious(pseudo, truth, num_classes)
+            present = class_iou[~np.isnan(class_iou)]
+            targets.append(float(present.mean()) if present.size else 1.0)
+            class_targets.append(class_iou)
+            rows.append(quality_input(x[centre], probs, config.input_size).astype(np.float16))
+            row_slices.append(index)
+            kinds.append(source.kind)
             done += 1
             elapsed = time.perf_counter() - start
             yield VariantProgress(done, total, elapsed, elapsed / done * (total - done))
