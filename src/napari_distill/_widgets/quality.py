@@ -62,7 +62,6 @@ from napari_distill.core.config import QualityConfig
 from napari_distill.core.device import configure_cpu_threads
 from napari_distill.core.preprocess import annotated_slices
 from napari_distill.core.quality import SliceScores, fit_quality, score_slices
-from napari_distill.core.selection import Selection
 
 if TYPE_CHECKING:
     import napari
@@ -262,9 +261,7 @@ class QualityWidget(QWidget):
         if layer not in self.viewer.layers:
             show_error(f"'{layer.name}' was removed while its slices were scored.")
             return
-        selection = Selection.from_scores(
-            scores.quality, self.review.tau_slider.value(), annotated, confidence=scores.confidence
-        )
+        selection = scores.selection(self.review.tau_slider.value(), annotated)
         previous = self.review.selection if self.review.layer is layer else None
         for index, accepted in (previous.overrides if previous is not None else {}).items():
             # scoring again keeps the user's decisions on slices that are still pseudo-labelled

@@ -130,7 +130,6 @@ def quality_score_command(args: argparse.Namespace) -> None:
     from napari_distill.core.preprocess import annotated_slices, as_stack
     from napari_distill.core.quality import load_quality, score_slices
     from napari_distill.core.report import LEAST_CONFIDENT_LISTED
-    from napari_distill.core.selection import Selection
 
     if not 0.0 <= args.tau <= 1.0:
         raise UserError(f"--tau must be between 0 and 1, got {args.tau}")
@@ -158,9 +157,7 @@ def quality_score_command(args: argparse.Namespace) -> None:
         quiet=args.quiet,
         unit="slice",
     )
-    selection = Selection.from_scores(
-        scores.quality, args.tau, annotated, confidence=scores.confidence
-    )
+    selection = scores.selection(args.tau, annotated)
     selection.save_csv(out)
     if json_out is not None:
         selection.save_json(json_out)

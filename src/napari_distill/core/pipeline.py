@@ -297,9 +297,7 @@ def run_pipeline(
         teacher_labels = np.array(prediction.labels)  # out of the memory map before it goes
         del prediction
     annotated = tuple(int(i) for i in annotated_slices(labels))
-    selection = Selection.from_scores(
-        scores.quality, config.quality.tau, annotated, confidence=scores.confidence
-    )
+    selection = scores.selection(config.quality.tau, annotated)
     selection.save_csv(paths["scores_csv"])
     selection.save_json(paths["scores_json"])
     seconds["quality"] = time.perf_counter() - started

@@ -7,7 +7,7 @@ docs/benchmarks.md). :func:`score_slices` is re-exported by :mod:`.quality`.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ from .inference import Prediction, PredictProgress, predict_bundle
 from .preprocess import as_stack, slice_input
 from .quality_model import QUALITY_KIND, QualityModel
 from .quality_variants import quality_input
+from .selection import Selection
 
 # Slices predicted by the teacher per pass while scoring: bounds the probabilities' memory.
 SCORE_CHUNK = 32
@@ -116,6 +117,10 @@ class SliceScores:
 
     quality: np.ndarray
     confidence: np.ndarray
+
+    def selection(self, tau: float, annotated: Iterable[int] = ()) -> Selection:
+        """The :class:`Selection` at ``tau`` (on the score), with the confidence kept."""
+        return Selection.from_scores(self.quality, tau, annotated, confidence=self.confidence)
 
 
 def score_slices(
