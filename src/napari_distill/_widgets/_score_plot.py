@@ -108,8 +108,7 @@ class ScorePlot(QWidget):
         slices = [] if selection is None else sorted(selection.scores)
         scores = [selection.scores[i] for i in slices] if selection is not None else []
         self._profile.set_data(slices, scores)
-        sure = [] if selection is None else selection.worst_first("confidence")
-        sure.sort()
+        sure = [] if selection is None else sorted(selection.worst_first("confidence"))
         self._confidence.set_data(sure, [selection.confidence[i] for i in sure] if sure else [])
         if slices:
             self.axes.set_xlim(slices[0] - 0.5, slices[-1] + 0.5)
