@@ -49,6 +49,7 @@ from napari_distill.core.config import InstanceConfig, ModelConfig, TrainConfig
 from napari_distill.core.inference import predict_bundle
 from napari_distill.core.instances import apply_instance_config
 from napari_distill.core.metrics import aji, evaluate_semantic
+from napari_distill.core.models import ensemble_members
 from napari_distill.core.progress import run_to_completion
 from napari_distill.core.samples import make_medaka, make_pap_smear
 from napari_distill.core.train import train_teacher
@@ -110,10 +111,14 @@ def medaka_run(k: int, seed: int, steps: int | None, model_config: ModelConfig) 
     )
     labels, predict_s = predict(bundle, sample.image, unannotated, rgb=False)
     organs = sorted(sample.class_names)
-    scores = evaluate_semantic(
-        labels, sample.labels_full, class_ids=[0, *organs], slices=unannotated
-    )
-    return {
+
+    def organ_scores(labels: np.ndarray) -> dict[str, Any]:
+        return evaluate_semantic(
+            labels, sample.labels_full, class_ids=[0, *organs], slices=unannotated
+        )
+
+    scores = organ_scores(labels)
+    record = {
         "k": k,
         "seed": seed,
         "annotated": sorted(annotated),
@@ -122,6 +127,25 @@ def medaka_run(k: int, seed: int, steps: int | None, model_config: ModelConfig) 
         "predict_s": predict_s,
         **facts,
     }
+    members = ensemble_members(bundle.model)
+    if len(members) > 1:  # each member alone, to compare the ensemble with its parts
+        single = bundle.model_config.single()
+        member_scores = [
+            organ_scores(
+                predict(
+                    dataclasses.replace(bundle, model=member, model_config=single),
+                    sample.image,
+                    unannotated,
+                    rgb=False,
+                )[0]
+            )  # fmt: skip
+            for member in members
+        ]
+        record["member_miou"] = [s["mean_iou"] for s in member_scores]
+        record["member_iou"] = [
+            {sample.class_names[c]: s["iou"][c] for c in organs} for s in member_scores
+        ]
+    return record
 
 
 def pap_run(seed: int, steps: int | None, model_config: ModelConfig) -> dict[str, Any]:

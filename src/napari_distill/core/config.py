@@ -13,6 +13,9 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+# Networks in one ensemble at most: each costs a whole network's training and prediction.
+MAX_MEMBERS = 8
+
 
 def from_dict(cls: type[T], values: dict[str, Any]) -> T:
     """Build the dataclass ``cls`` from ``values``, ignoring keys it does not know."""
@@ -57,6 +60,13 @@ class ModelConfig:
         SupervisedObjective`) and unused at prediction: coarse levels learn to segment too,
         which steadies training from a few slices (docs/benchmarks.md, "Levers measured").
         Checkpoints written before this option have no such heads and load with it off.
+    members:
+        Networks of this shape trained side by side, each from its own initial weights and on
+        its own patches; the model's prediction is the mean of their probabilities (a deep
+        ensemble, :class:`~napari_distill.core.models.ModelEnsemble`). One network can miss an
+        organ by the luck of its training where the mean of several does not
+        (docs/benchmarks.md, "Teacher ensembles"); each member costs as much as a single
+        network to train and to run. Students are always single networks.
     """
 
     in_channels: int = 1
@@ -67,6 +77,7 @@ class ModelConfig:
     norm: str = "batch"
     context_slices: int = 0
     deep_supervision: bool = True
+    members: int = 1
 
     def __post_init__(self) -> None:
         if self.in_channels < 1 or self.num_classes < 2:
@@ -80,15 +91,23 @@ class ModelConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.norm not in ("group", "batch"):
             raise ValueError(f"norm must be 'group' or 'batch', got {self.norm!r}")
+        if not 1 <= self.members <= MAX_MEMBERS:
+            raise ValueError(f"members must be between 1 and {MAX_MEMBERS}, got {self.members}")
+
+    def single(self) -> ModelConfig:
+        """The configuration of one member (this configuration with ``members=1``)."""
+        return dataclasses.replace(self, members=1)
 
     def student(self) -> ModelConfig:
         """The cheaper student configuration: half the channels, one level fewer (min 3).
 
         Never deeper or wider than this configuration (a shallow teacher keeps its depth).
         No deep-supervision heads: the students' distillation losses use the main head only.
+        A single network, even when this configuration is an ensemble.
         """
         return dataclasses.replace(
             self,
+            members=1,
             base_channels=min(self.base_channels, max(4, self.base_channels // 2)),
             depth=min(self.depth, max(3, self.depth - 1)),
             deep_supervision=False,

@@ -5,7 +5,8 @@ evaluates locally, tile by tile) or GroupNorm for batches of one, dropout in the
 stages and the bottleneck (turned on at test time by :func:`enable_dropout` to make
 predictions of varied quality for the quality classifier), the decoder's feature maps on
 request for feature distillation, and optional deep-supervision heads on the intermediate
-decoder levels for training.
+decoder levels for training. :class:`ModelEnsemble` holds several such networks and predicts
+the mean of their probabilities.
 """
 
 from __future__ import annotations
@@ -163,9 +164,64 @@ class UNet(nn.Module):
         ]
 
 
-def build_model(config: ModelConfig) -> UNet:
-    """The network described by ``config`` (freshly initialised)."""
+# Probabilities are clamped to this before their log, so a class every member rules out
+# gets a large negative logit instead of -inf (which would make NaN in the students' KL).
+_MIN_PROBABILITY = 1e-8
+
+
+class ModelEnsemble(nn.Module):
+    """Several U-Nets of one shape; the prediction is the mean of their probabilities.
+
+    ``forward`` returns the log of that mean, so every caller that takes the softmax of a
+    model's logits (prediction, validation, the quality classifier's sources, the students'
+    distillation targets) gets the ensemble's probabilities with no change. Training goes
+    through :attr:`members`, one network at a time
+    (:class:`~napari_distill.core.objectives.SupervisedObjective` gives each its own patches).
+
+    Parameters
+    ----------
+    config:
+        The members' shape and their number (:attr:`ModelConfig.members`); members are
+        initialised one after the other from torch's random state, so each starts elsewhere.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        self.members = nn.ModuleList(UNet(config.single()) for _ in range(config.members))
+
+    @property
+    def size_multiple(self) -> int:
+        """Inputs are padded internally to a multiple of this many pixels."""
+        return self.members[0].size_multiple
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Log of the members' mean softmax ``(B, K, H, W)`` (its softmax is that mean).
+
+        Computed in float32 whatever the autocast dtype; out of place, so gradients flow if a
+        caller ever trains through it.
+        """
+        total = None
+        for member in self.members:
+            probabilities = torch.softmax(member(x).float(), dim=1)
+            total = probabilities if total is None else total + probabilities
+        assert total is not None  # an ensemble has at least one member (ModelConfig checks)
+        return (total / len(self.members)).clamp_min(_MIN_PROBABILITY).log()
+
+
+def build_model(config: ModelConfig) -> UNet | ModelEnsemble:
+    """The network described by ``config`` (freshly initialised): a U-Net, or an ensemble
+    of them when ``config.members > 1``."""
+    if config.members > 1:
+        return ModelEnsemble(config)
     return UNet(config)
+
+
+def ensemble_members(model: nn.Module) -> list[nn.Module]:
+    """The networks of an ensemble, or ``[model]`` for a single network."""
+    if isinstance(model, ModelEnsemble):
+        return list(model.members)
+    return [model]
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -19,6 +19,7 @@ from .data import SliceSampler
 from .inference import predict_slice_probabilities
 from .losses import ce_dice_loss
 from .metrics import mean_dice
+from .models import ensemble_members
 from .preprocess import Normalization, labels_to_indices, slice_input
 
 
@@ -29,6 +30,10 @@ class SupervisedObjective:
     model with deep-supervision heads (``ModelConfig.deep_supervision``) adds the same loss
     on each head's logits, upsampled to the patch, weighted 1/2 for the finest auxiliary level,
     1/4 for the next and so on (nnU-Net's weights); the record reports the main head's terms.
+
+    For an ensemble (``members > 1``) each step draws one batch per member; the loss is the
+    sum of each member's loss on its own batch (the members share no weights, so each learns
+    as if trained alone, from its own patches); the record reports the members' mean terms.
     """
 
     def __init__(
@@ -36,16 +41,48 @@ class SupervisedObjective:
         sampler: SliceSampler,
         class_weight: torch.Tensor | None = None,
         dice_weight: float = 1.0,
+        members: int = 1,
     ):
+        if members < 1:
+            raise ValueError(f"members must be >= 1, got {members}")
         self.sampler = sampler
         self.num_classes = sampler.num_classes
         self.class_weight = class_weight
         self.dice_weight = dice_weight
+        self.members = members
 
     def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        return self.sampler.batch(rng)
+        """One batch, or the members' batches one after the other along the first axis."""
+        if self.members == 1:
+            return self.sampler.batch(rng)
+        batches = [self.sampler.batch(rng) for _ in range(self.members)]
+        return {key: torch.cat([batch[key] for batch in batches]) for key in batches[0]}
 
     def loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        networks = ensemble_members(model)
+        if len(networks) == 1:
+            return self._network_loss(model, batch)
+        if len(networks) != self.members:
+            raise ValueError(
+                f"the objective draws batches for {self.members} member(s), the model has "
+                f"{len(networks)}"
+            )
+        chunks = {key: value.chunk(len(networks)) for key, value in batch.items()}
+        total = None
+        parts: dict[str, float] = {}
+        for index, network in enumerate(networks):
+            member_loss, member_parts = self._network_loss(
+                network, {key: values[index] for key, values in chunks.items()}
+            )
+            total = member_loss if total is None else total + member_loss
+            for name, value in member_parts.items():
+                parts[name] = parts.get(name, 0.0) + value / len(networks)
+        assert total is not None
+        return total, parts
+
+    def _network_loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, float]]:
         deep = bool(getattr(model, "auxiliary_heads", None))

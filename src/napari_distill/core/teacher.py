@@ -220,7 +220,9 @@ def teacher_components(
     class_weight = None
     if train_config.class_weighting:
         class_weight = class_weights_from_labels(sampler.target_indices, sampler.num_classes)
-    objective = SupervisedObjective(sampler, class_weight, train_config.dice_weight)
+    objective = SupervisedObjective(
+        sampler, class_weight, train_config.dice_weight, members=bundle.model_config.members
+    )
     validator = SliceValidator(
         stack, labels_stack, validation, bundle.class_ids, bundle.normalization, device, context
     )

@@ -23,7 +23,7 @@ import torch
 from ..checkpoint import CheckpointError, ModelBundle, load_checkpoint
 from ..config import ModelConfig, PredictConfig, TrainConfig, from_dict, to_dict
 from ..inference import predict_bundle
-from ..models import build_model, count_parameters
+from ..models import build_model, count_parameters, ensemble_members
 from ..objectives import SliceValidator
 from ..preprocess import class_ids_from_labels
 from ..progress import run_to_completion
@@ -147,12 +147,20 @@ def prepare_student_data(
 
 
 def student_model(
-    teacher: ModelBundle, init_from_teacher: bool, smaller_student: bool, seed: int
+    teacher: ModelBundle,
+    init_from_teacher: bool,
+    smaller_student: bool,
+    seed: int,
+    validator: SliceValidator | None = None,
 ) -> tuple[torch.nn.Module, ModelConfig, bool]:
     """The student network, its configuration and whether it starts from the teacher's weights.
 
-    A smaller student cannot take the teacher's weights (their shapes differ): it starts from
-    scratch, and a warning says so when both were asked for.
+    A student is one network, even when its teacher is an ensemble: distillation is what
+    carries the ensemble's knowledge into a model that costs one network to run. Started from
+    an ensemble's weights, it takes the member that scores best with ``validator`` (the
+    student's validation slices), or the first member without one. A smaller student cannot
+    take the teacher's weights (their shapes differ): it starts from scratch, and a warning
+    says so when both were asked for.
     """
     torch.manual_seed(seed)  # reproducible initial weights and dropout masks
     if smaller_student:
@@ -163,10 +171,33 @@ def student_model(
             )
         config = teacher.model_config.student()
         return build_model(config), config, False
+    config = teacher.model_config.single()
     if init_from_teacher:
-        model = copy.deepcopy(teacher.model).cpu()
-        return model, teacher.model_config, True
-    return build_model(teacher.model_config), teacher.model_config, False
+        model = copy.deepcopy(best_member(teacher.model, validator)).cpu()
+        return model, config, True
+    return build_model(config), config, False
+
+
+def best_member(model: torch.nn.Module, validator: SliceValidator | None) -> torch.nn.Module:
+    """The network of ``model`` (one of an ensemble's members) that ``validator`` scores best.
+
+    A single network is returned as it is; an ensemble without a validator gives its first.
+    """
+    members = ensemble_members(model)
+    if len(members) == 1:
+        return members[0]
+    if validator is None:
+        logger.info("student: no validation slice to choose a teacher member by; the first")
+        return members[0]
+    scores = [validator(member.eval()) for member in members]
+    best = int(np.argmax(scores))
+    logger.info(
+        "student: starts from teacher member %d of %d (validation Dice %s)",
+        best + 1,
+        len(members),
+        ", ".join(f"{score:.3f}" for score in scores),
+    )
+    return members[best]
 
 
 def new_student_bundle(

@@ -328,6 +328,11 @@ def build_kd(
             strategy_config.init_from_teacher,
             strategy_config.smaller_student,
             train_config.seed,
+            validator=(
+                student_validator(data, teacher, torch_device)
+                if teacher.model_config.members > 1
+                else None
+            ),
         )
         student = new_student_bundle(
             teacher,

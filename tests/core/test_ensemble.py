@@ -1,0 +1,204 @@
+"""Teacher ensembles: several U-Nets trained side by side, predicting their mean probability.
+
+The module's arithmetic on hand-made members, the objective's one-batch-per-member loss,
+training, checkpoints and resume, prediction, and a student distilled from an ensemble.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from napari_distill.core.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from napari_distill.core.config import ModelConfig, TrainConfig
+from napari_distill.core.data import SliceSampler
+from napari_distill.core.inference import predict_bundle
+from napari_distill.core.models import ModelEnsemble, UNet, build_model, ensemble_members
+from napari_distill.core.objectives import SupervisedObjective
+from napari_distill.core.preprocess import Normalization, as_stack
+from napari_distill.core.progress import run_to_completion
+from napari_distill.core.strategies import STRATEGIES
+from napari_distill.core.strategies.base import best_member
+from napari_distill.core.train import train_teacher
+from synthetic import fixed_disk_square_volume as tiny_volume
+
+torch.set_num_threads(2)
+
+TINY_ENSEMBLE = ModelConfig(base_channels=8, depth=3, dropout=0.0, members=3)
+TINY_TRAIN = TrainConfig(
+    steps=6, batch_size=2, patch_size=32, validate_every=3, augment=False, seed=0
+)
+
+
+@pytest.fixture(scope="module")
+def painted_volume():
+    image, truth = tiny_volume()
+    labels = np.zeros_like(truth)
+    labels[[1, 3, 5]] = truth[[1, 3, 5]]
+    return image, truth, labels
+
+
+@pytest.fixture(scope="module")
+def ensemble_teacher(painted_volume):
+    image, _, labels = painted_volume
+    run = train_teacher(
+        image, labels, model_config=TINY_ENSEMBLE, train_config=TINY_TRAIN, device="cpu"
+    )
+    return run_to_completion(run.steps())
+
+
+# ------------------------------------------------------------------------------ the module
+def test_config_counts_members_and_students_are_single():
+    assert ModelConfig().members == 1
+    for bad in (0, 9):
+        with pytest.raises(ValueError, match="members must be between 1 and 8"):
+            ModelConfig(members=bad)
+    assert TINY_ENSEMBLE.single() == dataclasses.replace(TINY_ENSEMBLE, members=1)
+    assert TINY_ENSEMBLE.student().members == 1
+    assert isinstance(build_model(TINY_ENSEMBLE.single()), UNet)
+
+
+def test_ensemble_predicts_the_mean_of_its_members_probabilities():
+    torch.manual_seed(0)
+    model = build_model(dataclasses.replace(TINY_ENSEMBLE, num_classes=3)).eval()
+    assert isinstance(model, ModelEnsemble) and len(ensemble_members(model)) == 3
+    members = ensemble_members(model)
+    # Different starting weights: otherwise the ensemble would be one network three times.
+    first, second = (dict(m.named_parameters())["head.weight"] for m in members[:2])
+    assert not torch.equal(first, second)
+    assert model.size_multiple == members[0].size_multiple == 4
+    x = torch.randn(2, 1, 20, 28)
+    with torch.inference_mode():
+        expected = torch.stack([torch.softmax(m(x), 1) for m in members]).mean(0)
+        ensemble = torch.softmax(model(x), 1)
+    assert ensemble.shape == (2, 3, 20, 28)
+    torch.testing.assert_close(ensemble, expected, rtol=1e-5, atol=1e-6)
+    assert ensemble_members(members[0]) == [members[0]]
+
+
+def test_a_class_every_member_rules_out_gets_a_finite_logit():
+    model = build_model(dataclasses.replace(TINY_ENSEMBLE, members=2)).eval()
+    for member in ensemble_members(model):
+        torch.nn.init.zeros_(member.head.weight)
+        with torch.no_grad():
+            member.head.bias.copy_(torch.tensor([0.0, -200.0]))
+    with torch.inference_mode():
+        logits = model(torch.randn(1, 1, 8, 8))
+    assert torch.isfinite(logits).all()
+    assert float(torch.softmax(logits, 1)[:, 0].min()) > 0.999
+
+
+# ------------------------------------------------------------------------------ the objective
+def _objective(members: int) -> SupervisedObjective:
+    image, truth = tiny_volume()
+    stack = as_stack(image)
+    sampler = SliceSampler(
+        stack, {i: truth[i] for i in (1, 3)}, (0, 1, 2), Normalization.from_image(stack),
+        patch_size=16, batch_size=2,
+    )  # fmt: skip
+    return SupervisedObjective(sampler, members=members)
+
+
+def test_each_member_learns_from_its_own_batch():
+    torch.manual_seed(0)
+    model = build_model(dataclasses.replace(TINY_ENSEMBLE, members=2, num_classes=3))
+    objective = _objective(members=2)
+    batch = objective.batch(np.random.default_rng(0))
+    assert batch["x"].shape[0] == 4  # two batches of two
+    single = _objective(members=1)
+    first, second = ensemble_members(model)
+    by_hand = single.loss(first, {k: v[:2] for k, v in batch.items()})[0] + single.loss(
+        second, {k: v[2:] for k, v in batch.items()}
+    )[0]
+    total, parts = objective.loss(model, batch)
+    torch.testing.assert_close(total, by_hand)
+    assert set(parts) >= {"ce", "dice"}
+    # The second member's gradient comes from the second batch alone.
+    total.backward()
+    gradient = second.head.weight.grad.clone()
+    model.zero_grad()
+    changed = {k: v.clone() for k, v in batch.items()}
+    changed["x"][:2] = torch.randn_like(changed["x"][:2])
+    objective.loss(model, changed)[0].backward()
+    torch.testing.assert_close(second.head.weight.grad, gradient)
+    with pytest.raises(ValueError, match="for 2 member"):
+        objective.loss(build_model(TINY_ENSEMBLE), batch)
+
+
+# ------------------------------------------------------------------------------ training
+def test_an_ensemble_teacher_trains_saves_and_predicts(ensemble_teacher, painted_volume, tmp_path):
+    image, _, _ = painted_volume
+    teacher = ensemble_teacher
+    assert isinstance(teacher.model, ModelEnsemble) and teacher.model_config.members == 3
+    path = save_checkpoint(tmp_path / "teacher.pt", teacher)
+    loaded, checkpoint = load_checkpoint(path, kind="teacher")
+    assert checkpoint["model_config"]["members"] == 3
+    assert isinstance(loaded.model, ModelEnsemble)
+    prediction = run_to_completion(predict_bundle(loaded, image, slices=[0, 2], device="cpu"))
+    probabilities = np.asarray(prediction.probabilities)[:, [0, 2]]
+    np.testing.assert_allclose(probabilities.sum(0), 1.0, atol=1e-3)
+    original = run_to_completion(predict_bundle(teacher, image, slices=[0, 2], device="cpu"))
+    np.testing.assert_allclose(
+        np.asarray(original.probabilities)[:, [0, 2]], probabilities, atol=1e-5
+    )
+
+
+def test_checkpoints_from_before_ensembles_load_as_one_network(tmp_path, painted_volume):
+    image, _, labels = painted_volume
+    run = train_teacher(
+        image, labels, model_config=TINY_ENSEMBLE.single(), train_config=TINY_TRAIN,
+        device="cpu",
+    )  # fmt: skip
+    path = save_checkpoint(tmp_path / "old.pt", run_to_completion(run.steps()))
+    checkpoint = read_checkpoint(path, "cpu")
+    del checkpoint["model_config"]["members"]
+    torch.save(checkpoint, path)
+    bundle, _ = load_checkpoint(path)
+    assert isinstance(bundle.model, UNet) and bundle.model_config.members == 1
+
+
+def test_an_ensemble_run_stops_saves_and_resumes(painted_volume, tmp_path):
+    image, _, labels = painted_volume
+    run = train_teacher(
+        image, labels, model_config=TINY_ENSEMBLE, train_config=TINY_TRAIN, device="cpu"
+    )
+    records = run.steps()
+    for _ in range(3):
+        next(records)
+    path = run.save(tmp_path / "stopped.pt")
+    resumed = train_teacher(image, labels, device="cpu", resume_from=path)
+    assert resumed.step == 3 and isinstance(resumed.model, ModelEnsemble)
+    assert resumed.objective.members == 3
+    assert [r.step for r in resumed.steps()] == [4, 5, 6]
+
+
+# ------------------------------------------------------------------------------ students
+def test_a_student_of_an_ensemble_is_one_network(ensemble_teacher, painted_volume):
+    image, _, labels = painted_volume
+    teacher = ensemble_teacher
+    build = STRATEGIES["kd"].build
+    run = build(teacher, image, labels, [0, 2], train_config=TINY_TRAIN, device="cpu")
+    assert isinstance(run.model, UNet) and run.meta.model_config.members == 1
+    member_weights = [m.state_dict() for m in ensemble_members(teacher.model)]
+    start = run.model.state_dict()
+    assert any(all(torch.equal(start[k], w[k]) for k in start) for w in member_weights)
+    records = list(run.steps())
+    assert records[-1].step == TINY_TRAIN.steps
+    assert all(np.isfinite(r.loss) for r in records)
+
+
+def test_the_student_starts_from_the_member_that_validates_best(caplog):
+    model = build_model(TINY_ENSEMBLE)
+    members = ensemble_members(model)
+    scores = {id(members[0]): 0.2, id(members[1]): 0.9, id(members[2]): 0.5}
+    with caplog.at_level(logging.INFO):
+        chosen = best_member(model, lambda member: scores[id(member)])
+    assert chosen is members[1]
+    assert "member 2 of 3" in caplog.text and "0.200, 0.900, 0.500" in caplog.text
+    assert best_member(model, None) is members[0]
+    single = build_model(TINY_ENSEMBLE.single())
+    assert best_member(single, None) is single
