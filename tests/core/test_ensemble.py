@@ -111,9 +111,10 @@ def test_each_member_learns_from_its_own_batch():
     assert batch["x"].shape[0] == 4  # two batches of two
     single = _objective(members=1)
     first, second = ensemble_members(model)
-    by_hand = single.loss(first, {k: v[:2] for k, v in batch.items()})[0] + single.loss(
-        second, {k: v[2:] for k, v in batch.items()}
-    )[0]
+    by_hand = (
+        single.loss(first, {k: v[:2] for k, v in batch.items()})[0]
+        + single.loss(second, {k: v[2:] for k, v in batch.items()})[0]
+    )
     total, parts = objective.loss(model, batch)
     torch.testing.assert_close(total, by_hand)
     assert set(parts) >= {"ce", "dice"}
