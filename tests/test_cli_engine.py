@@ -17,6 +17,7 @@ import torch
 from napari_distill.cli import main
 from napari_distill.core.checkpoint import load_checkpoint
 from napari_distill.core.config import TrainConfig
+from napari_distill.core.models import ModelEnsemble
 from napari_distill.core.train import TrainingRun
 from synthetic import disk_square_volume
 
@@ -113,6 +114,23 @@ def test_predict_writes_labels_probabilities_and_instances(files, teacher, tmp_p
     mirrored_probs = tifffile.imread(mirrored)
     np.testing.assert_allclose(mirrored_probs.sum(axis=0), 1.0, atol=1e-3)
     assert not np.allclose(mirrored_probs, probs, atol=1e-3)  # the mirror images count
+
+
+def test_teachers_trains_an_ensemble_that_predicts(files, tmp_path, capsys):
+    out = tmp_path / "ensemble.pt"
+    train = ["train-teacher", "--image", str(files["image"]), "--labels", str(files["sparse"])]
+    code = main([*train, "--out", str(out), "--teachers", "2", *TRAIN_FLAGS])
+    assert code == 0
+    bundle, _ = load_checkpoint(out, kind="teacher")
+    assert bundle.model_config.members == 2 and isinstance(bundle.model, ModelEnsemble)
+    labels = tmp_path / "labels.tif"
+    predict = ["predict", "--model", str(out), "--image", str(files["image"])]
+    assert main([*predict, "--out", str(labels), "--quiet"]) == 0
+    assert tifffile.imread(labels).shape == (8, 48, 48)
+    message = run_failing(
+        [*train, "--out", str(tmp_path / "nine.pt"), "--teachers", "9", *TRAIN_FLAGS], capsys
+    )
+    assert "teachers in an ensemble) must be between 1 and 8, got 9" in message
 
 
 def test_evaluate_prints_and_writes_scores(files, tmp_path, capsys):

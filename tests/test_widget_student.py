@@ -141,6 +141,7 @@ def test_inputs_follow_the_teacher_layer_and_count_the_slices(widget, sample):
     assert "accepted by the quality review at tau 0.70" in inputs.summary.text()
     # the model rows of the training settings are hidden: the student's shape is the teacher's
     assert widget.settings.fields[("model", "base_channels")].isHidden()
+    assert widget.settings.fields[("model", "members")].isHidden()  # a student is one network
     assert widget.settings.switches[("model", "deep_supervision")].isHidden()
     assert not widget.settings.switches[("train", "augment")].isHidden()
     assert not widget.settings.fields[("train", "steps")].isHidden()

@@ -6,12 +6,13 @@ import numpy as np
 import pytest
 import torch
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QFileDialog
+from qtpy.QtWidgets import QFileDialog, QFormLayout
 
 from napari_distill._widgets import _shared, _workers, teacher
 from napari_distill._widgets._shared import METADATA_KEY, TEACHER_ROLE, teacher_prediction_layers
 from napari_distill._widgets.teacher import TeacherWidget
 from napari_distill.core.config import ModelConfig
+from napari_distill.core.models import ModelEnsemble, ensemble_members
 from napari_distill.core.samples import make_medaka
 
 TIMEOUT_MS = 60_000
@@ -223,6 +224,35 @@ def test_save_and_load_round_trip(qtbot, widget, monkeypatch, tmp_path, errors):
     for name, value in trained.model.state_dict().items():
         torch.testing.assert_close(loaded.model.state_dict()[name], value.cpu())
     assert widget.settings.fields[("model", "base_channels")].value() == 4
+
+
+def test_an_ensemble_of_teachers_trains_predicts_and_reloads(
+    qtbot, widget, monkeypatch, tmp_path, errors
+):
+    small(widget, steps=4)
+    teachers = widget.settings.fields[("model", "members")]
+    assert teachers.value() == 1 and teachers.isVisibleTo(widget)  # a main setting
+    labels = [form.labelForField(teachers) for form in widget.settings.findChildren(QFormLayout)]
+    assert [label.text() for label in labels if label is not None] == ["Teachers (ensemble)"]
+    teachers.setValue(3)
+    train(qtbot, widget)
+    assert errors == []
+    assert isinstance(widget.bundle.model, ModelEnsemble)
+    assert len(ensemble_members(widget.bundle.model)) == 3
+    assert "ensemble of 3 teachers" in widget.model_label.text()
+    click(qtbot, widget.predict_button)
+    wait_idle(qtbot, widget)
+    labels = widget.viewer.layers["fish teacher labels"]
+    assert labels.metadata[METADATA_KEY]["bundle"] is widget.bundle
+
+    path = tmp_path / "ensemble.pt"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(path), ""))
+    click(qtbot, widget.save_button)
+    teachers.setValue(1)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    click(qtbot, widget.load_button)
+    assert isinstance(widget.bundle.model, ModelEnsemble) and teachers.value() == 3
+    assert "ensemble of 3 teachers" in widget.model_label.text() and errors == []
 
 
 def test_closing_the_widget_stops_training(qtbot, widget, errors):

@@ -55,7 +55,7 @@ def ensemble_teacher(painted_volume):
 def test_config_counts_members_and_students_are_single():
     assert ModelConfig().members == 1
     for bad in (0, 9):
-        with pytest.raises(ValueError, match="members must be between 1 and 8"):
+        with pytest.raises(ValueError, match=r"ensemble\) must be between 1 and 8"):
             ModelConfig(members=bad)
     assert TINY_ENSEMBLE.single() == dataclasses.replace(TINY_ENSEMBLE, members=1)
     assert TINY_ENSEMBLE.student().members == 1

@@ -32,7 +32,8 @@ from synthetic import fixed_disk_square_volume as tiny_volume
 def tiny_config(steps: int = 3) -> PipelineConfig:
     train = TrainConfig(steps=steps, batch_size=2, patch_size=32, validate_every=2)
     return PipelineConfig(
-        model=ModelConfig(base_channels=8, depth=3),
+        # Two teachers: the whole pipeline with an ensemble (the command line's test runs one).
+        model=ModelConfig(base_channels=8, depth=3, members=2),
         teacher=train,
         quality=QualityConfig(
             steps=steps, base_channels=4, input_size=32, variants_per_slice=2, batch_size=4
@@ -69,8 +70,10 @@ def test_pipeline_writes_every_output(pipeline_run):
         assert stack.shape == labels.shape and set(np.unique(stack)) <= {0, 1, 2}
     np.testing.assert_array_equal(tifffile.imread(out_dir / "student_labels.tif"),
                                   result.student_labels)  # fmt: skip
-    assert load_checkpoint(out_dir / "student.pt", kind="student")[0].extra["strategy"] == "kd"
-    assert load_checkpoint(out_dir / "teacher.pt", kind="teacher")[0].kind == "teacher"
+    student = load_checkpoint(out_dir / "student.pt", kind="student")[0]
+    assert student.extra["strategy"] == "kd" and student.model_config.members == 1
+    teacher = load_checkpoint(out_dir / "teacher.pt", kind="teacher")[0]
+    assert teacher.kind == "teacher" and teacher.model_config.members == 2
     csv_lines = (out_dir / "scores.csv").read_text().strip().splitlines()
     assert len(csv_lines) == 1 + image.shape[0]  # a header and one row per slice
     selection = Selection.load(out_dir / "scores.csv")
@@ -84,6 +87,7 @@ def test_pipeline_writes_every_output(pipeline_run):
     assert "Spearman" in report and "tau = 0.7" in report and "scores.png" in report
     listed = ", ".join(str(i) for i in summary.least_confident)
     assert f"| slices the teacher is least sure of | {listed} |" in report
+    assert "| teacher | an ensemble of 2 networks (the mean of their probabilities) |" in report
     assert (out_dir / "scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -132,6 +136,7 @@ def test_report_text_and_plot(tmp_path):
     text = render_report(summary)
     assert "| 1 of 3 unannotated |" in text and "+0.100 vs the teacher" in text
     assert "| slices the teacher is least sure of | n/a |" in text
+    assert "| teacher | one network |" in text
     sure = render_report(dataclasses.replace(summary, score_agreement=0.25, least_confident=(4, 0)))
     assert "| quality score vs teacher confidence (Spearman) | 0.250 |" in sure
     assert "| slices the teacher is least sure of | 4, 0 |" in sure

@@ -42,7 +42,7 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from napari_distill._widgets._plot import CurvePlot
-from napari_distill.core.config import ModelConfig, TrainConfig
+from napari_distill.core.config import MAX_MEMBERS, ModelConfig, TrainConfig
 from napari_distill.core.train import TrainingRun, preload_optimizer_modules
 
 
@@ -242,6 +242,11 @@ MAIN_SETTINGS = (
      "Patches per step. Larger is steadier but needs more memory."),
     ("model", "base_channels", "Base channels", 2, 512, None,
      "Width of the U-Net's first level (doubled at every level down): capacity vs speed."),
+    ("model", "members", "Teachers (ensemble)", 1, MAX_MEMBERS, None,
+     "Networks trained side by side, each from its own start and on its own patches; the "
+     "prediction is the mean of their probabilities. Each costs a whole network's training "
+     "and prediction time; several are steadier when one misses an organ by the luck of its "
+     "training. The student is always one network."),
     ("model", "context_slices", "2.5D context slices", 0, 16, None,
      "Neighbouring slices on each side fed to the network (0 = plain 2D)."),
     ("train", "learning_rate", "Learning rate", 1e-6, 1.0, 5,

@@ -286,7 +286,9 @@ class TeacherWidget(QWidget):
         names = ", ".join(bundle.class_names.get(c, str(c)) for c in bundle.class_ids)
         best = bundle.extra.get("best_score")
         score = "" if best is None else f", validation Dice {best:.3f}"
-        self.model_label.setText(f"{prefix}teacher at step {bundle.step}{score}; classes: {names}.")
+        members = bundle.model_config.members
+        what = "teacher" if members == 1 else f"ensemble of {members} teachers"
+        self.model_label.setText(f"{prefix}{what} at step {bundle.step}{score}; classes: {names}.")
 
     # ------------------------------------------------------------------ prediction
     def _predict_clicked(self) -> None:

@@ -82,6 +82,20 @@ def drive(records: Generator[Any, None, R], *, desc: str, quiet: bool, unit: str
         return run_to_completion(records, draw)
 
 
+def add_teachers_argument(p: argparse.ArgumentParser) -> None:
+    """``--teachers N``: a teacher ensemble (``ModelConfig.members``)."""
+    p.add_argument(
+        "--teachers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="train N teachers side by side (each from its own start, on its own patches) and "
+        "predict with the mean of their probabilities: N times the training and prediction "
+        "time, steadier when one teacher misses an organ by the luck of its training "
+        "(default: 1)",
+    )
+
+
 def check_output(path: str | Path, overwrite: bool) -> Path:
     """Refuse to replace an existing file unless ``--overwrite`` was given."""
     out = Path(path)

@@ -10,6 +10,7 @@ import numpy as np
 
 from napari_distill.cli._base import (
     UserError,
+    add_teachers_argument,
     check_output,
     command,
     drive,
@@ -59,6 +60,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--patch-size", type=int, default=TrainConfig.patch_size, help="pixels")
     p.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
     p.add_argument("--base-channels", type=int, default=ModelConfig.base_channels)
+    add_teachers_argument(p)
     p.add_argument("--depth", type=int, default=ModelConfig.depth, help="U-Net levels")
     p.add_argument("--dropout", type=float, default=ModelConfig.dropout)
     p.add_argument(
@@ -121,6 +123,7 @@ def train_teacher_command(args: argparse.Namespace) -> None:
         dropout=args.dropout,
         context_slices=args.context_slices,
         deep_supervision=args.deep_supervision,
+        members=args.teachers,
     )
     run = train_teacher(
         image,

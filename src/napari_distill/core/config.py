@@ -92,7 +92,10 @@ class ModelConfig:
         if self.norm not in ("group", "batch"):
             raise ValueError(f"norm must be 'group' or 'batch', got {self.norm!r}")
         if not 1 <= self.members <= MAX_MEMBERS:
-            raise ValueError(f"members must be between 1 and {MAX_MEMBERS}, got {self.members}")
+            raise ValueError(
+                f"members (teachers in an ensemble) must be between 1 and {MAX_MEMBERS}, "
+                f"got {self.members}"
+            )
 
     def single(self) -> ModelConfig:
         """The configuration of one member (this configuration with ``members=1``)."""

@@ -337,6 +337,7 @@ def run_pipeline(
         strategy=config.strategy,
         score_agreement=selection.agreement(),
         least_confident=tuple(selection.worst_first("confidence")[:LEAST_CONFIDENT_LISTED]),
+        teachers=teacher.model_config.members,
         stage_seconds=seconds,
         device=_device_text(torch_device),
         files={_DESCRIPTIONS[k]: p.name for k, p in paths.items() if k in _DESCRIPTIONS},

@@ -48,6 +48,8 @@ class RunSummary:
         which pseudo-labels are bad, and the slices deserve a look.
     least_confident:
         The unannotated slices the teacher is least sure of, least sure first.
+    teachers:
+        Networks in the teacher (an ensemble when > 1; the student is one network).
     stage_seconds:
         Wall-clock seconds per stage.
     device:
@@ -67,6 +69,7 @@ class RunSummary:
     strategy: str
     score_agreement: float = math.nan
     least_confident: tuple[int, ...] = ()
+    teachers: int = 1
     stage_seconds: Mapping[str, float] = field(default_factory=dict)
     device: str = "cpu"
     files: Mapping[str, str] = field(default_factory=dict)
@@ -86,6 +89,12 @@ def _duration(seconds: float) -> str:
 def _slice_list(slices: Sequence[int], limit: int = 30) -> str:
     shown = ", ".join(str(i) for i in list(slices)[:limit])
     return shown + (f", ... ({len(slices)} in all)" if len(slices) > limit else "")
+
+
+def _teacher_text(teachers: int) -> str:
+    if teachers == 1:
+        return "one network"
+    return f"an ensemble of {teachers} networks (the mean of their probabilities)"
 
 
 def _few_validation_slices_caveat(n_validation: int) -> list[str]:
@@ -116,6 +125,7 @@ def render_report(summary: RunSummary, plot_name: str | None = "scores.png") -> 
         f"| slices | {summary.n_slices} |",
         f"| annotated slices | {len(summary.annotated)} ({_slice_list(summary.annotated)}) |",
         f"| validation slices | {_slice_list(summary.validation) or 'none'} |",
+        f"| teacher | {_teacher_text(summary.teachers)} |",
         f"| teacher validation Dice | {_number(summary.teacher_score)} |",
         f"| quality classifier Spearman (held-out) | {_number(summary.quality_spearman)} |",
         f"| quality score vs teacher confidence (Spearman) | {_number(summary.score_agreement)} |",
