@@ -292,11 +292,13 @@ def train_teacher(
         train_config.patch_size,
     )
     logger.info(
-        "teacher: classes %s, %d training and %d validation slices, %d parameters, %d steps on %s",
+        "teacher: classes %s, %d training and %d validation slices, %d network(s) of %d "
+        "parameters, %d steps on %s",
         bundle.class_ids,
         len(split[0]),
         len(split[1]),
-        count_parameters(bundle.model),
+        bundle.model_config.members,
+        count_parameters(bundle.model) // bundle.model_config.members,
         total,
         torch_device,
     )
