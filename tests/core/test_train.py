@@ -324,6 +324,51 @@ def test_validation_fraction_zero_is_a_choice_not_a_warning(caplog):
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
+def test_a_class_painted_on_one_slice_is_never_held_out(caplog):
+    annotated = [2, 5, 8, 11, 14, 17]
+    classes = {i: {1, 2} for i in annotated}
+    classes[8] = {1, 2, 3}  # class 3 is painted on slice 8 alone
+    held = set()
+    for seed in range(40):
+        training, validation = split_slices(annotated, 0.2, seed, classes)
+        assert 8 in training and 8 not in validation and len(validation) == 1
+        assert sorted(training + validation) == annotated
+        held.update(validation)
+        # Where slice 8 is not in the way, the split is the one drawn without the classes.
+        if split_slices(annotated, 0.2, seed)[1] != [8]:
+            assert (training, validation) == split_slices(annotated, 0.2, seed)
+    assert held == set(annotated) - {8}
+    with caplog.at_level("INFO"):
+        seed = next(s for s in range(40) if split_slices(annotated, 0.2, s)[1] == [8])
+        split_slices(annotated, 0.2, seed, classes)
+    assert "slice(s) 8 kept for training" in caplog.text
+
+
+def test_no_slice_to_spare_validates_on_the_training_slices(caplog):
+    classes = {1: {1}, 4: {2}, 7: {3}}  # every slice holds a class of its own
+    with caplog.at_level("WARNING"):
+        split = split_slices([1, 4, 7], 0.5, 0, classes)
+    assert split == ([1, 4, 7], [1, 4, 7])
+    assert "none can be held out" in caplog.text
+    # Two validation slices wanted, one can be spared: one is held out.
+    fewer = split_slices([1, 4, 7, 9], 0.5, 0, {1: {3}, 4: {4}, 7: {1, 2}, 9: {1, 2}})
+    assert len(fewer[1]) == 1 and fewer[1][0] in (7, 9)
+
+
+def test_the_teacher_trains_on_the_only_slice_of_a_class(volume):
+    image, _, painted = volume
+    labels = painted.copy()
+    labels[labels == 2] = 1
+    labels[4][painted[4] == 2] = 3  # class 3 on slice 4 only
+    for seed in range(6):
+        run = train_teacher(
+            image, labels, model_config=TINY_MODEL, train_config=config(steps=1, seed=seed),
+            device="cpu",
+        )  # fmt: skip
+        assert 4 in run.meta.extra["train_slices"]
+        assert 4 not in run.meta.extra["validation_slices"]
+
+
 def test_rgb_and_context_set_the_input_channels():
     image, labels = synthetic_volume(n=4, size=32)
     rgb = np.repeat(image[..., None], 3, axis=-1)

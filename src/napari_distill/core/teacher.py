@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -76,35 +76,82 @@ def prepare_pair(
     return stack, labels_stack, annotated
 
 
+def painted_classes(labels_stack: np.ndarray, slices: Sequence[int]) -> dict[int, set[int]]:
+    """The foreground class ids painted on each of ``slices``."""
+    return {int(i): set(np.unique(np.asarray(labels_stack[i])).tolist()) - {0} for i in slices}
+
+
 def split_slices(
-    annotated: Sequence[int], validation_fraction: float, seed: int
+    annotated: Sequence[int],
+    validation_fraction: float,
+    seed: int,
+    slice_classes: Mapping[int, set[int]] | None = None,
 ) -> tuple[list[int], list[int]]:
     """Split annotated slices into training and validation (seeded).
 
     With at least 3 annotated slices, at least one is held out; with fewer the model is
     validated on its training slices, which is logged as a warning because the score then
     flatters the model. A fraction of 0 does the same by the user's choice (logged as such).
+
+    With ``slice_classes`` (:func:`painted_classes`), a slice is never held out when that
+    would leave a class painted on no training slice: a class painted on one slice only must
+    be learnt from it (held out, the network never sees that class and misses it everywhere).
+    Such slices are skipped in the seeded order; when too few slices can be spared the split
+    holds out fewer, and with none to spare the model validates on its training slices.
     """
     annotated = [int(i) for i in annotated]
     n_validation = 0
     if len(annotated) >= 3 and validation_fraction > 0:
         n_validation = min(len(annotated) - 1, max(1, round(validation_fraction * len(annotated))))
-    if n_validation == 0:
-        if validation_fraction > 0:
+    order = [annotated[i] for i in np.random.default_rng(seed).permutation(len(annotated))]
+    validation = _spare_slices(order, n_validation, slice_classes)
+    if not validation:
+        if validation_fraction <= 0:
+            logger.info(
+                "validation fraction 0: validating on the %d training slices", len(annotated)
+            )
+        elif n_validation == 0:
             logger.warning(
                 "only %d annotated slice(s): validating on the training slices (annotate at "
                 "least 3 slices for an honest validation score)",
                 len(annotated),
             )
         else:
-            logger.info(
-                "validation fraction 0: validating on the %d training slices", len(annotated)
+            logger.warning(
+                "every annotated slice holds the only painting of some class, so none can be "
+                "held out: validating on the training slices (paint each class on two slices "
+                "or more for an honest validation score)"
             )
         return annotated, list(annotated)
-    order = np.random.default_rng(seed).permutation(len(annotated))
-    validation = sorted(annotated[i] for i in order[:n_validation])
-    training = sorted(annotated[i] for i in order[n_validation:])
-    return training, validation
+    training = sorted(set(annotated) - set(validation))
+    return training, sorted(validation)
+
+
+def _spare_slices(
+    order: list[int], wanted: int, slice_classes: Mapping[int, set[int]] | None
+) -> list[int]:
+    """Up to ``wanted`` slices of ``order``, taken in order, whose removal leaves every class
+    painted on a remaining slice (any ``wanted`` first slices without ``slice_classes``)."""
+    if slice_classes is None or wanted == 0:
+        return order[:wanted]
+    every_class = set().union(*(slice_classes.get(i, set()) for i in order))
+    held: list[int] = []
+    kept_back: list[int] = []
+    for candidate in order:
+        if len(held) == wanted:
+            break
+        remaining = [i for i in order if i not in held and i != candidate]
+        if set().union(*(slice_classes.get(i, set()) for i in remaining)) >= every_class:
+            held.append(candidate)
+        else:
+            kept_back.append(candidate)
+    if kept_back:
+        logger.info(
+            "slice(s) %s kept for training: a class painted there is painted on no other "
+            "training slice",
+            ", ".join(str(i) for i in sorted(kept_back)),
+        )
+    return held
 
 
 # Early stopping acts on the validation score. On one or two slices that score swings by more
@@ -175,7 +222,7 @@ def new_teacher_bundle(
 
 
 def saved_split(
-    bundle: ModelBundle, annotated: np.ndarray, train_config: TrainConfig
+    bundle: ModelBundle, labels_stack: np.ndarray, annotated: np.ndarray, train_config: TrainConfig
 ) -> tuple[list[int], list[int]]:
     """The split stored with ``bundle`` if its slices are still annotated, else a new one."""
     training = bundle.extra.get("train_slices")
@@ -183,7 +230,12 @@ def saved_split(
     if training and validation and set(training) | set(validation) <= set(annotated.tolist()):
         return [int(i) for i in training], [int(i) for i in validation]
     logger.warning("the annotated slices changed since the checkpoint was saved: new split")
-    split = split_slices(annotated, train_config.validation_fraction, train_config.seed)
+    split = split_slices(
+        annotated,
+        train_config.validation_fraction,
+        train_config.seed,
+        painted_classes(labels_stack, annotated),
+    )
     bundle.extra.update(train_slices=split[0], validation_slices=split[1])
     return split
 
@@ -277,7 +329,12 @@ def train_teacher(
         )
     stack, labels_stack, annotated = prepare_pair(image, labels, rgb)
     torch_device = select_device(device)
-    split = split_slices(annotated, train_config.validation_fraction, train_config.seed)
+    split = split_slices(
+        annotated,
+        train_config.validation_fraction,
+        train_config.seed,
+        painted_classes(labels_stack, annotated),
+    )
     torch.manual_seed(train_config.seed)  # reproducible initial weights and dropout
     bundle = new_teacher_bundle(
         stack, labels_stack, annotated, split, model_config, train_config, class_names
@@ -347,7 +404,7 @@ def resume_training(
             f"on (it knows {list(bundle.class_ids)}): train a new teacher instead"
         )
     train_config = bundle.train_config or TrainConfig()
-    split = saved_split(bundle, annotated, train_config)
+    split = saved_split(bundle, labels_stack, annotated, train_config)
     bundle.class_names.update(class_names or {})
     objective, validator = teacher_components(
         stack, labels_stack, split, bundle, train_config, torch_device

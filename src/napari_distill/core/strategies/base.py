@@ -28,7 +28,7 @@ from ..objectives import SliceValidator
 from ..preprocess import class_ids_from_labels
 from ..progress import run_to_completion
 from ..schedule import auto_steps
-from ..teacher import prepare_pair, split_slices
+from ..teacher import painted_classes, prepare_pair, split_slices
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,10 @@ class StudentData:
 
 
 def teacher_split(
-    teacher: ModelBundle, annotated: np.ndarray, train_config: TrainConfig
+    teacher: ModelBundle,
+    labels_stack: np.ndarray,
+    annotated: np.ndarray,
+    train_config: TrainConfig,
 ) -> tuple[list[int], list[int]]:
     """The teacher's training / validation split if still annotated, else a fresh one."""
     training = teacher.extra.get("train_slices")
@@ -80,7 +83,12 @@ def teacher_split(
         extra = sorted(painted - set(training) - set(validation))
         return sorted({int(i) for i in training} | set(extra)), [int(i) for i in validation]
     logger.info("the teacher's slice split does not match the labels: splitting anew")
-    return split_slices(annotated, train_config.validation_fraction, train_config.seed)
+    return split_slices(
+        annotated,
+        train_config.validation_fraction,
+        train_config.seed,
+        painted_classes(labels_stack, annotated),
+    )
 
 
 def prepare_student_data(
@@ -122,7 +130,7 @@ def prepare_student_data(
     if outside:
         raise ValueError(f"accepted slices {outside} are outside the stack of {n} slice(s)")
     chosen = [i for i in requested if i not in set(painted.tolist())]
-    training, validation = teacher_split(teacher, painted, train_config)
+    training, validation = teacher_split(teacher, labels_stack, painted, train_config)
     if pseudo_labels is None and chosen:
         logger.info("teacher predicts the %d accepted slice(s) for pseudo-labels", len(chosen))
         prediction = run_to_completion(
