@@ -1,14 +1,17 @@
-"""Two teachers on one fish, trained with different seeds: each alone, and their average.
+"""Teachers on one fish, trained with different seeds: each alone, and their average.
 
     .venv/bin/python benchmarks/teacher_ensemble.py --seed 0
+    .venv/bin/python benchmarks/teacher_ensemble.py --seed 2 --train-seeds 102
 
 ``teacher_quality.py`` ties the training seed to the sample's seed, so its spread over three
 seeds mixes fish with training luck. Here one fish (``make_medaka(n_annotated=6, seed=SEED)``)
 gets two teachers with the engine's defaults (``TrainConfig(seed=SEED)``, the one
-``teacher_quality.py`` trains, and ``TrainConfig(seed=100 + SEED)``); each is scored on the
-unannotated slices (mIoU over the nine organs, IoU per organ), then the mean of their softmax
-probabilities (a two-member ensemble). Each member's record is logged to stderr as it ends;
-one JSON object is printed.
+``teacher_quality.py`` trains, and ``TrainConfig(seed=100 + SEED)``; ``--train-seeds`` gives
+others); each is scored on the unannotated slices (mIoU over the nine organs, IoU per organ),
+then, with two or more, the mean of their softmax probabilities (an ensemble of separately
+trained teachers; the product's ``ModelConfig.members`` trains them side by side, measured by
+``teacher_quality.py --model '{"members": 3}'``). Each member's record is logged to stderr as it
+ends; one JSON object is printed.
 """
 
 from __future__ import annotations
@@ -44,12 +47,12 @@ def scores(
     return round(result["mean_iou"], 4), per_organ
 
 
-def run(seed: int) -> dict[str, Any]:
+def run(seed: int, train_seeds: list[int] | None = None) -> dict[str, Any]:
     sample = make_medaka(n_annotated=6, seed=seed)
     annotated = set(sample.annotated.tolist())
     unseen = [i for i in range(sample.image.shape[0]) if i not in annotated]
     members, total, class_ids = [], None, ()
-    for train_seed in (seed, SECOND_SEED_OFFSET + seed):
+    for train_seed in train_seeds or (seed, SECOND_SEED_OFFSET + seed):
         started = time.perf_counter()
         training = train_teacher(
             sample.image, sample.labels_sparse, train_config=TrainConfig(seed=train_seed),
@@ -72,23 +75,25 @@ def run(seed: int) -> dict[str, Any]:
         )
         print(json.dumps(members[-1]), file=sys.stderr, flush=True)
         total = probabilities if total is None else total + probabilities
-    ensemble_miou, ensemble_iou = scores(total, class_ids, sample, unseen)
-    return {
-        "seed": seed,
-        "members": members,
-        "ensemble_miou": ensemble_miou,
-        "ensemble_iou": ensemble_iou,
-    }
+    result: dict[str, Any] = {"seed": seed, "members": members}
+    if len(members) > 1:
+        result["ensemble_miou"], result["ensemble_iou"] = scores(total, class_ids, sample, unseen)
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0, help="the fish (and the first teacher)")
+    parser.add_argument(
+        "--train-seeds",
+        help="training seeds, comma separated (default: SEED and 100 + SEED)",
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    train_seeds = [int(v) for v in args.train_seeds.split(",")] if args.train_seeds else None
     with retained_freed_memory():
-        print(json.dumps(run(args.seed)))
+        print(json.dumps(run(args.seed, train_seeds)))
 
 
 if __name__ == "__main__":
