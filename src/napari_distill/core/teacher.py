@@ -127,6 +127,19 @@ def split_slices(
     return training, sorted(validation)
 
 
+def split_painted_slices(
+    labels_stack: np.ndarray, annotated: Sequence[int], train_config: TrainConfig
+) -> tuple[list[int], list[int]]:
+    """:func:`split_slices` of the annotated slices of ``labels_stack`` with ``train_config``'s
+    fraction and seed, never holding out the only slice a class is painted on."""
+    return split_slices(
+        annotated,
+        train_config.validation_fraction,
+        train_config.seed,
+        painted_classes(labels_stack, annotated),
+    )
+
+
 def _spare_slices(
     order: list[int], wanted: int, slice_classes: Mapping[int, set[int]] | None
 ) -> list[int]:
@@ -230,12 +243,7 @@ def saved_split(
     if training and validation and set(training) | set(validation) <= set(annotated.tolist()):
         return [int(i) for i in training], [int(i) for i in validation]
     logger.warning("the annotated slices changed since the checkpoint was saved: new split")
-    split = split_slices(
-        annotated,
-        train_config.validation_fraction,
-        train_config.seed,
-        painted_classes(labels_stack, annotated),
-    )
+    split = split_painted_slices(labels_stack, annotated, train_config)
     bundle.extra.update(train_slices=split[0], validation_slices=split[1])
     return split
 
@@ -329,12 +337,7 @@ def train_teacher(
         )
     stack, labels_stack, annotated = prepare_pair(image, labels, rgb)
     torch_device = select_device(device)
-    split = split_slices(
-        annotated,
-        train_config.validation_fraction,
-        train_config.seed,
-        painted_classes(labels_stack, annotated),
-    )
+    split = split_painted_slices(labels_stack, annotated, train_config)
     torch.manual_seed(train_config.seed)  # reproducible initial weights and dropout
     bundle = new_teacher_bundle(
         stack, labels_stack, annotated, split, model_config, train_config, class_names

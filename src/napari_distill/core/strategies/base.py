@@ -28,7 +28,7 @@ from ..objectives import SliceValidator
 from ..preprocess import class_ids_from_labels
 from ..progress import run_to_completion
 from ..schedule import auto_steps
-from ..teacher import painted_classes, prepare_pair, split_slices
+from ..teacher import prepare_pair, split_painted_slices
 
 logger = logging.getLogger(__name__)
 
@@ -83,12 +83,7 @@ def teacher_split(
         extra = sorted(painted - set(training) - set(validation))
         return sorted({int(i) for i in training} | set(extra)), [int(i) for i in validation]
     logger.info("the teacher's slice split does not match the labels: splitting anew")
-    return split_slices(
-        annotated,
-        train_config.validation_fraction,
-        train_config.seed,
-        painted_classes(labels_stack, annotated),
-    )
+    return split_painted_slices(labels_stack, annotated, train_config)
 
 
 def prepare_student_data(
