@@ -344,18 +344,6 @@ def test_a_class_painted_on_one_slice_is_never_held_out(caplog):
     assert "slice(s) 8 kept for training" in caplog.text
 
 
-def test_validation_takes_the_slices_whose_classes_are_painted_elsewhere_too():
-    # Class 2 is painted on two slices only: holding one out would leave it on one.
-    classes = {1: {1}, 3: {1}, 5: {1}, 7: {1, 2}, 9: {1, 2}}
-    chosen = {split_slices(list(classes), 0.2, seed, classes)[1][0] for seed in range(30)}
-    assert chosen == {1, 3, 5}  # any of them, by the seed
-    # Two to hold out: the second is chosen with the first already gone.
-    many = {i: {1} for i in range(10)} | {10: {1, 2}, 11: {1, 2}, 12: {1, 2}}
-    for seed in range(10):
-        validation = split_slices(list(many), 0.25, seed, many)[1]
-        assert len(validation) == 3 and set(validation) <= set(range(10))
-
-
 def test_no_slice_to_spare_validates_on_the_training_slices(caplog):
     classes = {1: {1}, 4: {2}, 7: {3}}  # every slice holds a class of its own
     with caplog.at_level("WARNING"):

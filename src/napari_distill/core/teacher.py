@@ -93,12 +93,11 @@ def split_slices(
     validated on its training slices, which is logged as a warning because the score then
     flatters the model. A fraction of 0 does the same by the user's choice (logged as such).
 
-    With ``slice_classes`` (:func:`painted_classes`), the held-out slices are those whose
-    classes are best covered by the other slices (see :func:`_spare_slices`): a class painted
-    on one or two slices must be learnt from them (held out, the network sees that class on
-    too little, or nothing, and misses it on the unannotated slices). A slice holding the only
-    painting of a class is never held out; when too few slices can be spared the split holds
-    out fewer, and with none to spare the model validates on its training slices.
+    With ``slice_classes`` (:func:`painted_classes`), a slice is never held out when that
+    would leave a class painted on no training slice: a class painted on one slice only must
+    be learnt from it (held out, the network never sees that class and misses it everywhere).
+    Such slices are skipped in the seeded order; when too few slices can be spared the split
+    holds out fewer, and with none to spare the model validates on its training slices.
     """
     annotated = [int(i) for i in annotated]
     n_validation = 0
@@ -144,41 +143,26 @@ def split_painted_slices(
 def _spare_slices(
     order: list[int], wanted: int, slice_classes: Mapping[int, set[int]] | None
 ) -> list[int]:
-    """Up to ``wanted`` slices to hold out (the first ``wanted`` of ``order`` without
-    ``slice_classes``).
-
-    Chosen one at a time: the slice whose removal leaves the classes best covered by the
-    slices that remain (the rarest class on the most slices, then the next rarest...), the
-    seeded ``order`` breaking ties; never one whose removal leaves a class on no slice. So
-    validation takes slices whose classes are painted elsewhere too, and a class painted on
-    few slices keeps them all for training.
-    """
+    """Up to ``wanted`` slices of ``order``, taken in order, whose removal leaves every class
+    painted on a remaining slice (any ``wanted`` first slices without ``slice_classes``)."""
     if slice_classes is None or wanted == 0:
         return order[:wanted]
-    classes = sorted(set().union(*(slice_classes.get(i, set()) for i in order)))
-    has = {i: np.array([c in slice_classes.get(i, ()) for c in classes], dtype=int) for i in order}
-    counts = sum(has.values(), np.zeros(len(classes), dtype=int))
-    remaining = list(order)
+    every_class = set().union(*(slice_classes.get(i, set()) for i in order))
     held: list[int] = []
-    while len(held) < wanted:
-        best, best_coverage = None, None
-        for candidate in remaining:
-            coverage = sorted((counts - has[candidate]).tolist())
-            if coverage and coverage[0] == 0:
-                continue  # the only slice of some class
-            if best_coverage is None or coverage > best_coverage:  # ties: the seeded order
-                best, best_coverage = candidate, coverage
-        if best is None:
+    kept_back: list[int] = []
+    for candidate in order:
+        if len(held) == wanted:
             break
-        held.append(best)
-        remaining.remove(best)
-        counts = counts - has[best]
-    only = sorted(i for i in order if any((has[i] == 1) & (counts == 1)) and i not in held)
-    if only:
+        remaining = [i for i in order if i not in held and i != candidate]
+        if set().union(*(slice_classes.get(i, set()) for i in remaining)) >= every_class:
+            held.append(candidate)
+        else:
+            kept_back.append(candidate)
+    if kept_back:
         logger.info(
             "slice(s) %s kept for training: a class painted there is painted on no other "
             "training slice",
-            ", ".join(str(i) for i in only),
+            ", ".join(str(i) for i in sorted(kept_back)),
         )
     return held
 
