@@ -14,7 +14,8 @@ widget's Export button and reads them back. After each step it writes the window
 - ``widget_quality_fit.png`` (the Fit tab), ``widget_quality.png`` / ``widget_quality_dock.png``
   (Medaka), ``widget_quality_pap.png``;
 - ``widget_student.png`` / ``widget_student_dock.png`` (Medaka), ``widget_student_pap.png``;
-- ``plugins_menu.png``: the Plugins menu with the three widgets.
+- ``plugins_menu.png``: the Plugins menu with the three widgets;
+- ``widget_teacher_advanced.png``: the Teacher dock before any data, its *Advanced* settings open.
 """
 
 from __future__ import annotations
@@ -219,8 +220,21 @@ def shoot_plugins_menu(out_dir: Path) -> None:
 TOURS = {"medaka_ct": ("", None), "pap_smear": ("_pap", "nucleus")}  # suffix, instance class
 
 
+def shoot_teacher_settings(out_dir: Path) -> None:
+    """``widget_teacher_advanced.png``: the Teacher dock before any data, *Advanced* open."""
+    viewer = napari.Viewer(show=True, title="napari")
+    viewer.window._qt_window.resize(*WINDOW_SIZE)
+    _, teacher = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGETS[0])
+    teacher.settings.advanced.expand(animate=False)
+    settle()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    teacher.grab().save(str(out_dir / "widget_teacher_advanced.png"))
+    viewer.close()
+
+
 def main(out_dir: Path, samples: list[str]) -> None:
     shoot_plugins_menu(out_dir)
+    shoot_teacher_settings(out_dir)
     for sample in samples:
         suffix, instance_class = TOURS[sample]
         tour = Tour(sample, out_dir, suffix)
