@@ -289,6 +289,12 @@ def teacher_components(
     return objective, validator
 
 
+def _size_text(bundle: ModelBundle) -> str:
+    members = bundle.model_config.members
+    each = count_parameters(bundle.model) // members
+    return f"{each} parameters" if members == 1 else f"{members} networks of {each} parameters"
+
+
 def train_teacher(
     image: np.ndarray,
     labels: np.ndarray,
@@ -352,13 +358,11 @@ def train_teacher(
         train_config.patch_size,
     )
     logger.info(
-        "teacher: classes %s, %d training and %d validation slices, %d network(s) of %d "
-        "parameters, %d steps on %s",
+        "teacher: classes %s, %d training and %d validation slices, %s, %d steps on %s",
         bundle.class_ids,
         len(split[0]),
         len(split[1]),
-        bundle.model_config.members,
-        count_parameters(bundle.model) // bundle.model_config.members,
+        _size_text(bundle),
         total,
         torch_device,
     )
