@@ -21,7 +21,7 @@ from napari_distill.core.models import build_model
 from napari_distill.core.objectives import SupervisedObjective
 from napari_distill.core.preprocess import Normalization, as_stack, slice_input
 from napari_distill.core.progress import run_to_completion
-from napari_distill.core.teacher import split_slices
+from napari_distill.core.splits import split_slices
 from napari_distill.core.train import (
     TrainingRun,
     TrainStep,

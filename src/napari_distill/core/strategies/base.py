@@ -28,7 +28,8 @@ from ..objectives import SliceValidator
 from ..preprocess import class_ids_from_labels
 from ..progress import run_to_completion
 from ..schedule import auto_steps
-from ..teacher import prepare_pair, split_painted_slices
+from ..splits import split_painted_slices
+from ..teacher import prepare_pair
 
 logger = logging.getLogger(__name__)
 

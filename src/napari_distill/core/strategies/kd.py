@@ -47,7 +47,7 @@ from ..config import KDConfig, PredictConfig, TrainConfig
 from ..data import Augmentation, SliceSampler
 from ..device import select_device
 from ..losses import ce_dice_loss, class_weights_from_labels
-from ..teacher import early_stopping_allowed
+from ..splits import early_stopping_allowed
 from .base import (
     StudentData,
     describe_student,
