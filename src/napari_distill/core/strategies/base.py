@@ -30,6 +30,7 @@ from ..progress import run_to_completion
 from ..schedule import auto_steps
 from ..splits import split_painted_slices
 from ..teacher import prepare_pair
+from ..train_records import Validator
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ def student_model(
     init_from_teacher: bool,
     smaller_student: bool,
     seed: int,
-    validator: SliceValidator | None = None,
+    validator: Validator | None = None,
 ) -> tuple[torch.nn.Module, ModelConfig, bool]:
     """The student network, its configuration and whether it starts from the teacher's weights.
 
@@ -182,7 +183,7 @@ def student_model(
     return build_model(config), config, False
 
 
-def best_member(model: torch.nn.Module, validator: SliceValidator | None) -> torch.nn.Module:
+def best_member(model: torch.nn.Module, validator: Validator | None) -> torch.nn.Module:
     """The network of ``model`` (one of an ensemble's members) that ``validator`` scores best.
 
     A single network is returned as it is; an ensemble without a validator gives its first.
