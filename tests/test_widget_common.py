@@ -151,6 +151,7 @@ def test_training_panel_follows_the_records(qtbot):
     clicks = []
     panel.train_clicked.connect(lambda: clicks.append("train"))
     panel.stop_clicked.connect(lambda: clicks.append("stop"))
+    assert panel.progress_bar.text() == "not started"
     panel.train_button.click()
     panel.start()
     assert not panel.train_button.isEnabled() and panel.stop_button.isEnabled()
@@ -158,13 +159,21 @@ def test_training_panel_follows_the_records(qtbot):
         panel.show_step(step(i, val=0.5 if i == 5 else None))
     # bars and labels follow at most 5 times a second
     qtbot.waitUntil(lambda: panel.progress_bar.value() == 5, timeout=2_000)
-    assert panel.progress_bar.maximum() == 10
+    assert panel.progress_bar.maximum() == 10 and panel.progress_bar.text() == "step 5 / 10"
     assert panel.plot.x == [1, 2, 3, 4, 5] and panel.plot.y2 == [0.5]
     assert "remaining 0:02" in panel.time_label.text()
     panel.stop_button.click()
     assert clicks == ["train", "stop"] and not panel.stop_button.isEnabled()
     panel.finish("Stopped.")
     assert panel.train_button.isEnabled() and panel.status_label.text() == "Stopped."
+
+
+def test_a_run_stopped_before_its_first_step_says_so(qtbot):
+    panel = TrainingPanel(train_text="Train teacher")
+    qtbot.addWidget(panel)
+    panel.start()
+    panel.finish("Stopped.")
+    assert panel.progress_bar.text() == "no step run" and panel.train_button.isEnabled()
 
 
 def test_curve_plot_throttles_redraws(qtbot):

@@ -56,6 +56,11 @@ def _preload_in_background() -> None:
 
 # Most updates of the bars and labels per second during a run.
 UPDATES_PER_S = 5.0
+# The progress bar's text: before any run, while running (Qt fills in %v and %m), and after a
+# run that ended before its first step (e.g. stopped while preparing the data).
+IDLE_TEXT = "not started"
+STEP_TEXT = "step %v / %m"
+NO_STEP_TEXT = "no step run"
 
 
 def format_duration(seconds: float | None) -> str:
@@ -120,7 +125,7 @@ class TrainingPanel(QWidget):
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
-        self.progress_bar.setFormat("step %v / %m")
+        self.progress_bar.setFormat(IDLE_TEXT)
         self.progress_bar.setTextVisible(True)
         self.time_label = QLabel(self._time_text(None, None))
         self.status_label = QLabel("")
@@ -191,6 +196,7 @@ class TrainingPanel(QWidget):
         total = max(1, int(record.total_steps))
         if self.progress_bar.maximum() != total:
             self.progress_bar.setRange(0, total)
+            self.progress_bar.setFormat(STEP_TEXT)
             self.plot.set_x_range(total)
         self.progress_bar.setValue(min(int(record.step), total))
         self.time_label.setText(self._time_text(record.elapsed_s, record.eta_s))
@@ -209,6 +215,7 @@ class TrainingPanel(QWidget):
         self._update_timer.stop()
         if self.progress_bar.maximum() == 0:  # ended before the first step
             self.progress_bar.setRange(0, 1)
+            self.progress_bar.setFormat(NO_STEP_TEXT)
         self.set_running(False)
         self.stop_button.setText("Stop")
         self.status_label.setText(message)
