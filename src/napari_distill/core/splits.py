@@ -9,6 +9,7 @@ training, so the split never holds out the only slice a class is painted on.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -89,15 +90,18 @@ def _spare_slices(
     painted on a remaining slice (any ``wanted`` first slices without ``slice_classes``)."""
     if slice_classes is None or wanted == 0:
         return order[:wanted]
-    every_class = set().union(*(slice_classes.get(i, set()) for i in order))
+    # How many slices not held out paint each class: a slice can go while each of its
+    # classes is painted on another one too.
+    painted_on = Counter(c for i in order for c in slice_classes.get(i, set()))
     held: list[int] = []
     kept_back: list[int] = []
     for candidate in order:
         if len(held) == wanted:
             break
-        remaining = [i for i in order if i not in held and i != candidate]
-        if set().union(*(slice_classes.get(i, set()) for i in remaining)) >= every_class:
+        classes = slice_classes.get(candidate, set())
+        if all(painted_on[c] >= 2 for c in classes):
             held.append(candidate)
+            painted_on.subtract(classes)
         else:
             kept_back.append(candidate)
     if kept_back:
