@@ -1,6 +1,7 @@
 """Teacher ensembles: several U-Nets trained side by side, predicting their mean probability.
 
-The module's arithmetic on hand-made members, the objective's one-batch-per-member loss,
+The module's arithmetic on hand-made members, the members' slice splits (each holds out its
+own slices), the objective's one-batch-per-member loss and the members' mean validation,
 training, checkpoints and resume, prediction, and a student distilled from an ensemble.
 """
 
@@ -18,11 +19,17 @@ from napari_distill.core.config import ModelConfig, TrainConfig
 from napari_distill.core.data import SliceSampler
 from napari_distill.core.inference import predict_bundle
 from napari_distill.core.models import ModelEnsemble, UNet, build_model, ensemble_members
-from napari_distill.core.objectives import SupervisedObjective
+from napari_distill.core.objectives import (
+    EnsembleObjective,
+    EnsembleValidator,
+    SliceValidator,
+    SupervisedObjective,
+)
 from napari_distill.core.preprocess import Normalization, as_stack
 from napari_distill.core.progress import run_to_completion
+from napari_distill.core.splits import early_stopping_allowed, member_splits, split_painted_slices
 from napari_distill.core.strategies import STRATEGIES
-from napari_distill.core.strategies.base import best_member
+from napari_distill.core.strategies.base import best_member, members_held_out_apart
 from napari_distill.core.train import train_teacher
 from synthetic import fixed_disk_square_volume as tiny_volume
 
@@ -92,24 +99,61 @@ def test_a_class_every_member_rules_out_gets_a_finite_logit():
     assert float(torch.softmax(logits, 1)[:, 0].min()) > 0.999
 
 
+# ------------------------------------------------------------------------------ the splits
+def test_members_hold_out_different_slices_and_keep_each_class(painted_volume):
+    _, truth, _ = painted_volume
+    labels = np.zeros_like(truth)
+    painted = [0, 1, 2, 3, 4, 5]
+    labels[painted] = truth[painted]
+    labels[2][labels[2] == 2] = 0  # the square (class 2) painted on every slice but 2 ...
+    labels[0][truth[0] == 2] = 3  # ... and a class 3 painted on slice 0 only
+    config = TrainConfig(seed=0)
+    splits = member_splits(labels, np.array(painted), config, 4)
+    # The first member's split is the teacher's own; each member trains on what it holds out
+    # from, and no member holds out slice 0 (the only painting of class 3).
+    assert splits[0] == split_painted_slices(labels, np.array(painted), config)
+    for training, validation in splits:
+        assert len(validation) == 1 and sorted(training + validation) == painted
+        assert 0 not in validation
+    held_out = [validation[0] for _, validation in splits]
+    assert len(set(held_out)) == 4  # four members, four of the five slices that can go
+    # More members than slices to spare: the slices held out least often go next.
+    six = member_splits(labels, np.array(painted), config, 6)
+    assert sorted(v[0] for _, v in six[:5]) == [1, 2, 3, 4, 5] and six[5][1] == six[0][1]
+    assert not early_stopping_allowed(*splits)  # one validation slice per member
+
+
+def test_members_share_the_split_when_none_can_be_held_out(painted_volume):
+    _, truth, _ = painted_volume
+    labels = np.zeros_like(truth)
+    labels[[1, 3]] = truth[[1, 3]]  # two painted slices: validate on the training slices
+    splits = member_splits(labels, np.array([1, 3]), TrainConfig(), 3)
+    assert splits == [([1, 3], [1, 3])] * 3
+    wide = [(list(range(6)), list(range(6, 9))), (list(range(3, 9)), list(range(3)))]
+    assert early_stopping_allowed(*wide)
+    assert not early_stopping_allowed(wide[0], ([1, 2], [7, 8]))
+
+
 # ------------------------------------------------------------------------------ the objective
-def _objective(members: int) -> SupervisedObjective:
+def _objective(slices: tuple[int, ...] = (1, 3)) -> SupervisedObjective:
     image, truth = tiny_volume()
     stack = as_stack(image)
     sampler = SliceSampler(
-        stack, {i: truth[i] for i in (1, 3)}, (0, 1, 2), Normalization.from_image(stack),
+        stack, {i: truth[i] for i in slices}, (0, 1, 2), Normalization.from_image(stack),
         patch_size=16, batch_size=2,
     )  # fmt: skip
-    return SupervisedObjective(sampler, members=members)
+    return SupervisedObjective(sampler)
 
 
 def test_each_member_learns_from_its_own_batch():
     torch.manual_seed(0)
     model = build_model(dataclasses.replace(TINY_ENSEMBLE, members=2, num_classes=3))
-    objective = _objective(members=2)
+    first_slices, second_slices = _objective((1, 3)), _objective((5,))
+    objective = EnsembleObjective([first_slices, second_slices])
     batch = objective.batch(np.random.default_rng(0))
     assert batch["x"].shape[0] == 4  # two batches of two
-    single = _objective(members=1)
+    assert objective.members == 2
+    single = _objective()
     first, second = ensemble_members(model)
     by_hand = (
         single.loss(first, {k: v[:2] for k, v in batch.items()})[0]
@@ -128,6 +172,27 @@ def test_each_member_learns_from_its_own_batch():
     torch.testing.assert_close(second.head.weight.grad, gradient)
     with pytest.raises(ValueError, match="for 2 member"):
         objective.loss(build_model(TINY_ENSEMBLE), batch)
+    # Member m's batch comes from member m's own slices.
+    rng = np.random.default_rng(0)
+    own = [first_slices.batch(rng), second_slices.batch(rng)]
+    torch.testing.assert_close(batch["x"], torch.cat([own[0]["x"], own[1]["x"]]))
+
+
+def test_an_ensemble_validates_as_the_mean_of_its_members_on_their_own_slices():
+    image, truth = tiny_volume()
+    stack = as_stack(image)
+    normalization = Normalization.from_image(stack)
+    validators = [
+        SliceValidator(stack, truth, slices, (0, 1, 2), normalization, torch.device("cpu"))
+        for slices in ([1], [4, 6])
+    ]
+    torch.manual_seed(0)
+    model = build_model(dataclasses.replace(TINY_ENSEMBLE, members=2, num_classes=3)).eval()
+    first, second = ensemble_members(model)
+    expected = (validators[0](first) + validators[1](second)) / 2
+    assert EnsembleValidator(validators)(model) == pytest.approx(expected)
+    with pytest.raises(ValueError, match="scores 2 member"):
+        EnsembleValidator(validators)(build_model(TINY_ENSEMBLE))
 
 
 # ------------------------------------------------------------------------------ training
@@ -135,6 +200,12 @@ def test_an_ensemble_teacher_trains_saves_and_predicts(ensemble_teacher, painted
     image, _, _ = painted_volume
     teacher = ensemble_teacher
     assert isinstance(teacher.model, ModelEnsemble) and teacher.model_config.members == 3
+    # Each member held out one of the three painted slices and trained on the other two.
+    splits = teacher.extra["member_splits"]
+    assert sorted(v for _, (v,) in splits) == [1, 3, 5]
+    assert all(sorted(t) == sorted({1, 3, 5} - set(v)) for t, v in splits)
+    assert (teacher.extra["train_slices"], teacher.extra["validation_slices"]) == tuple(splits[0])
+    assert members_held_out_apart(teacher)
     path = save_checkpoint(tmp_path / "teacher.pt", teacher)
     loaded, checkpoint = load_checkpoint(path, kind="teacher")
     assert checkpoint["model_config"]["members"] == 3
@@ -174,7 +245,31 @@ def test_an_ensemble_run_stops_saves_and_resumes(painted_volume, tmp_path):
     resumed = train_teacher(image, labels, device="cpu", resume_from=path)
     assert resumed.step == 3 and isinstance(resumed.model, ModelEnsemble)
     assert resumed.objective.members == 3
+    assert resumed.meta.extra["member_splits"] == run.meta.extra["member_splits"]
+    trained_on = [set(o.sampler.slice_indices) for o in resumed.objective.objectives]
+    assert trained_on == [set(t) for t, _ in run.meta.extra["member_splits"]]
+    assert [v.slices for v in resumed.validator.validators] == [
+        v for _, v in run.meta.extra["member_splits"]
+    ]
     assert [r.step for r in resumed.steps()] == [4, 5, 6]
+
+
+def test_an_ensemble_saved_before_member_splits_resumes_on_the_shared_split(
+    painted_volume, tmp_path
+):
+    image, _, labels = painted_volume
+    run = train_teacher(
+        image, labels, model_config=TINY_ENSEMBLE, train_config=TINY_TRAIN, device="cpu"
+    )
+    records = run.steps()
+    next(records)
+    path = run.save(tmp_path / "older.pt")
+    checkpoint = read_checkpoint(path, "cpu")
+    del checkpoint["extra"]["member_splits"]
+    torch.save(checkpoint, path)
+    resumed = train_teacher(image, labels, device="cpu", resume_from=path)
+    shared = [o.sampler.slice_indices for o in resumed.objective.objectives]
+    assert shared == [tuple(run.meta.extra["train_slices"])] * 3
 
 
 # ------------------------------------------------------------------------------ students
@@ -184,9 +279,12 @@ def test_a_student_of_an_ensemble_is_one_network(ensemble_teacher, painted_volum
     build = STRATEGIES["kd"].build
     run = build(teacher, image, labels, [0, 2], train_config=TINY_TRAIN, device="cpu")
     assert isinstance(run.model, UNet) and run.meta.model_config.members == 1
-    member_weights = [m.state_dict() for m in ensemble_members(teacher.model)]
+    # The members held out different slices: the student starts from the first member, the
+    # only one that never trained on its validation slices (the teacher's first split).
+    first = ensemble_members(teacher.model)[0].state_dict()
     start = run.model.state_dict()
-    assert any(all(torch.equal(start[k], w[k]) for k in start) for w in member_weights)
+    assert all(torch.equal(start[k], first[k]) for k in start)
+    assert list(run.meta.extra["validation_slices"]) == teacher.extra["validation_slices"]
     records = list(run.steps())
     assert records[-1].step == TINY_TRAIN.steps
     assert all(np.isfinite(r.loss) for r in records)

@@ -87,7 +87,16 @@ def test_pipeline_writes_every_output(pipeline_run):
     assert "Spearman" in report and "tau = 0.7" in report and "scores.png" in report
     listed = ", ".join(str(i) for i in summary.least_confident)
     assert f"| slices the teacher is least sure of | {listed} |" in report
-    assert "| teacher | an ensemble of 2 networks (the mean of their probabilities) |" in report
+    # The two members held out different slices; the report names them and the validation
+    # slices (the student's) are the first member's.
+    (_, (first,)), (_, (second,)) = teacher.extra["member_splits"]
+    assert first != second and summary.validation == (first,)
+    assert summary.member_validation == ((first,), (second,))
+    assert (
+        "| teacher | an ensemble of 2 networks (the mean of their probabilities), each "
+        f"validated on the slices it held out ({first}; {second}): its validation Dice is "
+        "their mean |"
+    ) in report
     assert (out_dir / "scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 

@@ -250,7 +250,8 @@ MAIN_SETTINGS = (
     ("model", "base_channels", "Base channels", 2, 512, None,
      "Width of the U-Net's first level (doubled at every level down): capacity vs speed."),
     ("model", "members", "Teachers (ensemble)", 1, MAX_MEMBERS, None,
-     "Networks trained side by side, each from its own start and on its own patches; the "
+     "Networks trained side by side, each from its own start, holding out its own "
+     "validation slices where it can (so each trains on slices another never saw); the "
      "prediction is the mean of their probabilities. Each costs a whole network's training "
      "and prediction time; several are steadier when one misses an organ by the luck of its "
      "training. The student is always one network."),

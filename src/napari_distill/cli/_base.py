@@ -89,8 +89,9 @@ def add_teachers_argument(p: argparse.ArgumentParser) -> None:
         type=int,
         default=1,
         metavar="N",
-        help="train N teachers side by side (each from its own start, on its own patches) and "
-        "predict with the mean of their probabilities: N times the training and prediction "
+        help="train N teachers side by side (each from its own start, holding out its own "
+        "validation slices where it can) and predict with the mean of their probabilities: "
+        "N times the training and prediction "
         "time, steadier when one teacher misses an organ by the luck of its training "
         "(default: 1)",
     )

@@ -176,7 +176,8 @@ class ModelEnsemble(nn.Module):
     model's logits (prediction, validation, the quality classifier's sources, the students'
     distillation targets) gets the ensemble's probabilities with no change. Training goes
     through :attr:`members`, one network at a time
-    (:class:`~napari_distill.core.objectives.SupervisedObjective` gives each its own patches).
+    (:class:`~napari_distill.core.objectives.EnsembleObjective` gives each its own slices and
+    patches).
 
     Parameters
     ----------

@@ -2,7 +2,9 @@
 
 :class:`SupervisedObjective` (class-weighted CE + soft Dice on patches) is the teacher's loss
 and, with pseudo-labels as targets, the students' supervised term; :class:`SliceValidator`
-(mean Dice of whole-slice predictions) validates teachers and students alike.
+(mean Dice of whole-slice predictions) validates teachers and students alike. A teacher
+ensemble trains its members side by side, each on its own slices: :class:`EnsembleObjective`
+and :class:`EnsembleValidator` hold one of each per member.
 """
 
 from __future__ import annotations
@@ -30,10 +32,6 @@ class SupervisedObjective:
     model with deep-supervision heads (``ModelConfig.deep_supervision``) adds the same loss
     on each head's logits, upsampled to the patch, weighted 1/2 for the finest auxiliary level,
     1/4 for the next and so on (nnU-Net's weights); the record reports the main head's terms.
-
-    For an ensemble (``members > 1``) each step draws one batch per member; the loss is the
-    sum of each member's loss on its own batch (the members share no weights, so each learns
-    as if trained alone, from its own patches); the record reports the members' mean terms.
     """
 
     def __init__(
@@ -41,48 +39,16 @@ class SupervisedObjective:
         sampler: SliceSampler,
         class_weight: torch.Tensor | None = None,
         dice_weight: float = 1.0,
-        members: int = 1,
     ):
-        if members < 1:
-            raise ValueError(f"members must be >= 1, got {members}")
         self.sampler = sampler
         self.num_classes = sampler.num_classes
         self.class_weight = class_weight
         self.dice_weight = dice_weight
-        self.members = members
 
     def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        """One batch, or the members' batches one after the other along the first axis."""
-        if self.members == 1:
-            return self.sampler.batch(rng)
-        batches = [self.sampler.batch(rng) for _ in range(self.members)]
-        return {key: torch.cat([batch[key] for batch in batches]) for key in batches[0]}
+        return self.sampler.batch(rng)
 
     def loss(
-        self, model: nn.Module, batch: dict[str, torch.Tensor]
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        networks = ensemble_members(model)
-        if len(networks) == 1:
-            return self._network_loss(model, batch)
-        if len(networks) != self.members:
-            raise ValueError(
-                f"the objective draws batches for {self.members} member(s), the model has "
-                f"{len(networks)}"
-            )
-        chunks = {key: value.chunk(len(networks)) for key, value in batch.items()}
-        total = None
-        parts: dict[str, float] = {}
-        for index, network in enumerate(networks):
-            member_loss, member_parts = self._network_loss(
-                network, {key: values[index] for key, values in chunks.items()}
-            )
-            total = member_loss if total is None else total + member_loss
-            for name, value in member_parts.items():
-                parts[name] = parts.get(name, 0.0) + value / len(networks)
-        assert total is not None
-        return total, parts
-
-    def _network_loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, float]]:
         deep = bool(getattr(model, "auxiliary_heads", None))
@@ -112,6 +78,55 @@ class SupervisedObjective:
                 upsampled = F.interpolate(auxiliary, size=logits.shape[-2:], mode="bilinear")
                 total = total + 0.5**level * loss_of(upsampled)[0]
         return total, parts
+
+
+class EnsembleObjective:
+    """The members of a :class:`~napari_distill.core.models.ModelEnsemble` trained side by
+    side, member ``m`` on ``objectives[m]`` (its own slices and class weights).
+
+    Each step draws one batch per member, one after the other along the first axis; the loss
+    is the sum of each member's loss on its own batch (the members share no weights, so each
+    learns as if trained alone, and one optimiser and schedule serve them all); the record
+    reports the members' mean terms.
+    """
+
+    def __init__(self, objectives: Sequence[SupervisedObjective]):
+        if not objectives:
+            raise ValueError("an ensemble objective needs one objective per member")
+        self.objectives = list(objectives)
+        self.num_classes = self.objectives[0].num_classes
+
+    @property
+    def members(self) -> int:
+        return len(self.objectives)
+
+    def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        batches = [objective.batch(rng) for objective in self.objectives]
+        return {key: torch.cat([batch[key] for batch in batches]) for key in batches[0]}
+
+    def loss(
+        self, model: nn.Module, batch: dict[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        networks = _members_of(model, self.members, "objective draws batches for")
+        chunks = {key: value.chunk(self.members) for key, value in batch.items()}
+        total = None
+        parts: dict[str, float] = {}
+        for index, (network, objective) in enumerate(zip(networks, self.objectives, strict=True)):
+            member_loss, member_parts = objective.loss(
+                network, {key: values[index] for key, values in chunks.items()}
+            )
+            total = member_loss if total is None else total + member_loss
+            for name, value in member_parts.items():
+                parts[name] = parts.get(name, 0.0) + value / self.members
+        assert total is not None
+        return total, parts
+
+
+def _members_of(model: nn.Module, expected: int, what: str) -> list[nn.Module]:
+    networks = ensemble_members(model)
+    if len(networks) != expected:
+        raise ValueError(f"the {what} {expected} member(s), the model has {len(networks)}")
+    return networks
 
 
 class SliceValidator:
@@ -161,3 +176,22 @@ class SliceValidator:
             ignore_background=True,
         )
         return 0.0 if np.isnan(score) else score
+
+
+class EnsembleValidator:
+    """The mean of the scores of an ensemble's members, member ``m`` by ``validators[m]``.
+
+    Each member is scored on the slices it held out (:func:`~napari_distill.core.splits.
+    member_splits`): the ensemble itself has no slice that none of its members trained on, so
+    this mean is the honest score it has.
+    """
+
+    def __init__(self, validators: Sequence[SliceValidator]):
+        if not validators:
+            raise ValueError("an ensemble validator needs one validator per member")
+        self.validators = list(validators)
+
+    def __call__(self, model: nn.Module) -> float:
+        networks = _members_of(model, len(self.validators), "validator scores")
+        scores = [v(network) for network, v in zip(networks, self.validators, strict=True)]
+        return float(np.mean(scores))

@@ -47,6 +47,7 @@ from .quality import SnapshotRecorder, fit_quality, save_quality, score_slices
 from .report import LEAST_CONFIDENT_LISTED, RunSummary, plot_scores, write_report
 from .selection import Selection
 from .strategies import get_strategy
+from .strategies.base import members_held_out_apart
 from .train import train_teacher
 
 logger = logging.getLogger(__name__)
@@ -338,6 +339,7 @@ def run_pipeline(
         score_agreement=selection.agreement(),
         least_confident=tuple(selection.worst_first("confidence")[:LEAST_CONFIDENT_LISTED]),
         teachers=teacher.model_config.members,
+        member_validation=_members_held_out(teacher),
         stage_seconds=seconds,
         device=_device_text(torch_device),
         files={_DESCRIPTIONS[k]: p.name for k, p in paths.items() if k in _DESCRIPTIONS},
@@ -364,6 +366,13 @@ def _validated(bundle: ModelBundle) -> float | None:
     """The validation score of the bundle's kept weights (None when never validated)."""
     score = bundle.extra.get("best_score")
     return None if score is None else float(score)
+
+
+def _members_held_out(teacher: ModelBundle) -> tuple[tuple[int, ...], ...]:
+    """The slices each ensemble member held out, when they differ (else none)."""
+    if not members_held_out_apart(teacher):
+        return ()
+    return tuple(tuple(int(i) for i in v) for _, v in teacher.extra["member_splits"])
 
 
 def _held_out(teacher: ModelBundle) -> tuple[int, ...]:

@@ -50,6 +50,10 @@ class RunSummary:
         The unannotated slices the teacher is least sure of, least sure first.
     teachers:
         Networks in the teacher (an ensemble when > 1; the student is one network).
+    member_validation:
+        The slices each member of an ensemble held out, when they differ (the teacher's
+        validation Dice is then the members' mean, each on its own; the first member's are
+        ``validation``, the student's).
     stage_seconds:
         Wall-clock seconds per stage.
     device:
@@ -70,6 +74,7 @@ class RunSummary:
     score_agreement: float = math.nan
     least_confident: tuple[int, ...] = ()
     teachers: int = 1
+    member_validation: tuple[tuple[int, ...], ...] = ()
     stage_seconds: Mapping[str, float] = field(default_factory=dict)
     device: str = "cpu"
     files: Mapping[str, str] = field(default_factory=dict)
@@ -91,10 +96,17 @@ def _slice_list(slices: Sequence[int], limit: int = 30) -> str:
     return shown + (f", ... ({len(slices)} in all)" if len(slices) > limit else "")
 
 
-def _teacher_text(teachers: int) -> str:
+def _teacher_text(teachers: int, member_validation: Sequence[Sequence[int]]) -> str:
     if teachers == 1:
         return "one network"
-    return f"an ensemble of {teachers} networks (the mean of their probabilities)"
+    text = f"an ensemble of {teachers} networks (the mean of their probabilities)"
+    if member_validation:
+        held_out = "; ".join(_slice_list(slices) for slices in member_validation)
+        text += (
+            f", each validated on the slices it held out ({held_out}): its validation Dice is "
+            "their mean"
+        )
+    return text
 
 
 def _few_validation_slices_caveat(n_validation: int) -> list[str]:
@@ -125,7 +137,7 @@ def render_report(summary: RunSummary, plot_name: str | None = "scores.png") -> 
         f"| slices | {summary.n_slices} |",
         f"| annotated slices | {len(summary.annotated)} ({_slice_list(summary.annotated)}) |",
         f"| validation slices | {_slice_list(summary.validation) or 'none'} |",
-        f"| teacher | {_teacher_text(summary.teachers)} |",
+        f"| teacher | {_teacher_text(summary.teachers, summary.member_validation)} |",
         f"| teacher validation Dice | {_number(summary.teacher_score)} |",
         f"| quality classifier Spearman (held-out) | {_number(summary.quality_spearman)} |",
         f"| quality score vs teacher confidence (Spearman) | {_number(summary.score_agreement)} |",

@@ -3,7 +3,9 @@ trusted to stop a run early.
 
 Used by the teacher and by the students (which keep their teacher's split, so their scores
 compare). With a few painted slices every held-out slice takes what is painted on it away from
-training, so the split never holds out the only slice a class is painted on.
+training, so the split never holds out the only slice a class is painted on. The members of a
+teacher ensemble each get a split of their own (:func:`member_splits`), holding out different
+slices where they can, as the folds of a cross-validation do.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ def split_slices(
     validation_fraction: float,
     seed: int,
     slice_classes: Mapping[int, set[int]] | None = None,
+    times_held_out: Mapping[int, int] | None = None,
 ) -> tuple[list[int], list[int]]:
     """Split annotated slices into training and validation (seeded).
 
@@ -41,12 +44,17 @@ def split_slices(
     be learnt from it (held out, the network never sees that class and misses it everywhere).
     Such slices are skipped in the seeded order; when too few slices can be spared the split
     holds out fewer, and with none to spare the model validates on its training slices.
+
+    ``times_held_out`` (how often other splits held each slice out) puts the slices held out
+    least often first, keeping the seeded order among equals: :func:`member_splits`.
     """
     annotated = [int(i) for i in annotated]
     n_validation = 0
     if len(annotated) >= 3 and validation_fraction > 0:
         n_validation = min(len(annotated) - 1, max(1, round(validation_fraction * len(annotated))))
     order = [annotated[i] for i in np.random.default_rng(seed).permutation(len(annotated))]
+    if times_held_out:
+        order.sort(key=lambda i: times_held_out.get(i, 0))  # stable: seeded among equals
     validation = _spare_slices(order, n_validation, slice_classes)
     if not validation:
         if validation_fraction <= 0:
@@ -81,6 +89,40 @@ def split_painted_slices(
         train_config.seed,
         painted_classes(labels_stack, annotated),
     )
+
+
+def member_splits(
+    labels_stack: np.ndarray, annotated: Sequence[int], train_config: TrainConfig, members: int
+) -> list[tuple[list[int], list[int]]]:
+    """One split per member of a teacher ensemble, the first :func:`split_painted_slices`'s.
+
+    Each next member holds out the slices held out least often so far (the same number of
+    slices, under the same only-painting rule), so with enough annotated slices the members
+    validate on different slices and each trains on slices another one never saw: members
+    that differ in their data disagree more, and their mean gains more, than members that
+    differ only in their random start (docs/benchmarks.md, "Teacher ensembles"). Every
+    annotated slice then trains most of the ensemble. When the first split cannot hold out
+    any slice, all members train and validate on every annotated slice.
+    """
+    slice_classes = painted_classes(labels_stack, annotated)
+    first = split_slices(
+        annotated, train_config.validation_fraction, train_config.seed, slice_classes
+    )
+    if set(first[1]) <= set(first[0]):
+        return [first] * members
+    splits = [first]
+    times_held_out = Counter(first[1])
+    for _ in range(members - 1):
+        split = split_slices(
+            annotated,
+            train_config.validation_fraction,
+            train_config.seed,
+            slice_classes,
+            times_held_out,
+        )
+        splits.append(split)
+        times_held_out.update(split[1])
+    return splits
 
 
 def _spare_slices(
@@ -120,9 +162,13 @@ def _spare_slices(
 MIN_SLICES_FOR_EARLY_STOPPING = 3
 
 
-def early_stopping_allowed(split: tuple[list[int], list[int]]) -> bool:
-    """Whether the validation slices of ``split`` are enough to stop a run early on."""
-    training, validation = split
+def early_stopping_allowed(*splits: tuple[list[int], list[int]]) -> bool:
+    """Whether the validation slices of each split are enough to stop a run early on (an
+    ensemble's score is its members' mean, each on its own split)."""
+    return all(_enough_validation(training, validation) for training, validation in splits)
+
+
+def _enough_validation(training: Sequence[int], validation: Sequence[int]) -> bool:
     honest = not set(training) & set(validation)
     allowed = honest and len(validation) >= MIN_SLICES_FOR_EARLY_STOPPING
     if not allowed:

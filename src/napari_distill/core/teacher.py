@@ -21,7 +21,7 @@ from .data import Augmentation, SliceSampler
 from .device import select_device
 from .losses import class_weights_from_labels
 from .models import build_model, count_parameters
-from .objectives import SliceValidator, SupervisedObjective
+from .objectives import EnsembleObjective, EnsembleValidator, SliceValidator, SupervisedObjective
 from .preprocess import (
     Normalization,
     annotated_slices,
@@ -32,7 +32,10 @@ from .preprocess import (
     labels_as_stack,
 )
 from .schedule import auto_steps
-from .splits import early_stopping_allowed, split_painted_slices
+from .splits import early_stopping_allowed, member_splits
+
+Split = tuple[list[int], list[int]]
+"""Training and validation slices."""
 
 if TYPE_CHECKING:
     from .train import TrainingRun
@@ -101,12 +104,13 @@ def new_teacher_bundle(
     stack: np.ndarray,
     labels_stack: np.ndarray,
     annotated: np.ndarray,
-    split: tuple[list[int], list[int]],
+    splits: Sequence[Split],
     model_config: ModelConfig | None,
     train_config: TrainConfig,
     class_names: dict[int, str] | None = None,
 ) -> ModelBundle:
-    """A freshly initialised teacher with its classes, normalisation and slice split."""
+    """A freshly initialised teacher with its classes, normalisation and slice splits (one per
+    member: the first is the teacher's, which its students keep)."""
     class_ids = class_ids_from_labels(labels_stack, annotated)
     config = teacher_model_config(model_config, stack.shape[-1], class_ids)
     names = {0: "background", **(class_names or {})}
@@ -118,33 +122,68 @@ def new_teacher_bundle(
         normalization=Normalization.from_image(stack, seed=train_config.seed),
         kind="teacher",
         train_config=train_config,
-        extra={"train_slices": split[0], "validation_slices": split[1]},
+        extra=_split_extra(splits),
     )
 
 
-def saved_split(
+def _split_extra(splits: Sequence[Split]) -> dict[str, list]:
+    extra: dict[str, list] = {"train_slices": splits[0][0], "validation_slices": splits[0][1]}
+    if len(splits) > 1:
+        extra["member_splits"] = [[training, validation] for training, validation in splits]
+    return extra
+
+
+def saved_splits(
     bundle: ModelBundle, labels_stack: np.ndarray, annotated: np.ndarray, train_config: TrainConfig
-) -> tuple[list[int], list[int]]:
-    """The split stored with ``bundle`` if its slices are still annotated, else a new one."""
-    training = bundle.extra.get("train_slices")
-    validation = bundle.extra.get("validation_slices")
-    if training and validation and set(training) | set(validation) <= set(annotated.tolist()):
-        return [int(i) for i in training], [int(i) for i in validation]
+) -> list[Split]:
+    """The members' splits stored with ``bundle`` if their slices are still annotated, else
+    new ones."""
+    members = bundle.model_config.members
+    # An ensemble saved before members had splits of their own shared the teacher's.
+    stored = (
+        bundle.extra.get("member_splits")
+        or [[bundle.extra.get("train_slices"), bundle.extra.get("validation_slices")]] * members
+    )
+    painted = set(annotated.tolist())
+    if len(stored) == members and all(
+        training and validation and set(training) | set(validation) <= painted
+        for training, validation in stored
+    ):
+        return [([int(i) for i in t], [int(i) for i in v]) for t, v in stored]
     logger.warning("the annotated slices changed since the checkpoint was saved: new split")
-    split = split_painted_slices(labels_stack, annotated, train_config)
-    bundle.extra.update(train_slices=split[0], validation_slices=split[1])
-    return split
+    splits = member_splits(labels_stack, annotated, train_config, members)
+    bundle.extra.update(_split_extra(splits))
+    return splits
 
 
 def teacher_components(
     stack: np.ndarray,
     labels_stack: np.ndarray,
-    split: tuple[list[int], list[int]],
+    splits: Sequence[Split],
+    bundle: ModelBundle,
+    train_config: TrainConfig,
+    device: torch.device,
+) -> tuple[SupervisedObjective | EnsembleObjective, SliceValidator | EnsembleValidator]:
+    """The objective on the training slices and the validator on the validation slices: with
+    one split per member of an ensemble, one of each per member."""
+    parts = [
+        _member_components(stack, labels_stack, split, bundle, train_config, device)
+        for split in splits
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    objectives, validators = zip(*parts, strict=True)
+    return EnsembleObjective(objectives), EnsembleValidator(validators)
+
+
+def _member_components(
+    stack: np.ndarray,
+    labels_stack: np.ndarray,
+    split: Split,
     bundle: ModelBundle,
     train_config: TrainConfig,
     device: torch.device,
 ) -> tuple[SupervisedObjective, SliceValidator]:
-    """The objective on the training slices and the validator on the validation slices."""
     training, validation = split
     context = bundle.model_config.context_slices
     augmentation = None
@@ -168,9 +207,7 @@ def teacher_components(
     class_weight = None
     if train_config.class_weighting:
         class_weight = class_weights_from_labels(sampler.target_indices, sampler.num_classes)
-    objective = SupervisedObjective(
-        sampler, class_weight, train_config.dice_weight, members=bundle.model_config.members
-    )
+    objective = SupervisedObjective(sampler, class_weight, train_config.dice_weight)
     validator = SliceValidator(
         stack, labels_stack, validation, bundle.class_ids, bundle.normalization, device, context
     )
@@ -231,25 +268,27 @@ def train_teacher(
         )
     stack, labels_stack, annotated = prepare_pair(image, labels, rgb)
     torch_device = select_device(device)
-    split = split_painted_slices(labels_stack, annotated, train_config)
+    members = (model_config or ModelConfig()).members
+    splits = member_splits(labels_stack, annotated, train_config, members)
     torch.manual_seed(train_config.seed)  # reproducible initial weights and dropout
     bundle = new_teacher_bundle(
-        stack, labels_stack, annotated, split, model_config, train_config, class_names
+        stack, labels_stack, annotated, splits, model_config, train_config, class_names
     )
     objective, validator = teacher_components(
-        stack, labels_stack, split, bundle, train_config, torch_device
+        stack, labels_stack, splits, bundle, train_config, torch_device
     )
     total = train_config.steps or auto_steps(
-        len(split[0]) * stack.shape[1] * stack.shape[2],
+        len(splits[0][0]) * stack.shape[1] * stack.shape[2],
         torch_device,
         train_config.batch_size,
         train_config.patch_size,
     )
     logger.info(
-        "teacher: classes %s, %d training and %d validation slices, %s, %d steps on %s",
+        "teacher: classes %s, %d training and %d validation slices%s, %s, %d steps on %s",
         bundle.class_ids,
-        len(split[0]),
-        len(split[1]),
+        len(splits[0][0]),
+        len(splits[0][1]),
+        _members_validation_text(splits),
         _size_text(bundle),
         total,
         torch_device,
@@ -261,8 +300,15 @@ def train_teacher(
         device=torch_device,
         total_steps=total,
         validator=validator,
-        early_stopping=early_stopping_allowed(split),
+        early_stopping=early_stopping_allowed(*splits),
     )
+
+
+def _members_validation_text(splits: Sequence[Split]) -> str:
+    if len(splits) == 1:
+        return ""
+    held_out = "; ".join(",".join(str(i) for i in validation) for _, validation in splits)
+    return f" each (members validate on slices {held_out})"
 
 
 def resume_training(
@@ -299,16 +345,16 @@ def resume_training(
             f"on (it knows {list(bundle.class_ids)}): train a new teacher instead"
         )
     train_config = bundle.train_config or TrainConfig()
-    split = saved_split(bundle, labels_stack, annotated, train_config)
+    splits = saved_splits(bundle, labels_stack, annotated, train_config)
     bundle.class_names.update(class_names or {})
     objective, validator = teacher_components(
-        stack, labels_stack, split, bundle, train_config, torch_device
+        stack, labels_stack, splits, bundle, train_config, torch_device
     )
     resume = checkpoint.get("resume") or {}
     total = resume.get("total_steps") or train_config.steps
     if total is None:
         total = auto_steps(
-            len(split[0]) * stack.shape[1] * stack.shape[2],
+            len(splits[0][0]) * stack.shape[1] * stack.shape[2],
             torch_device,
             train_config.batch_size,
             train_config.patch_size,
@@ -320,7 +366,7 @@ def resume_training(
         device=torch_device,
         total_steps=int(total),
         validator=validator,
-        early_stopping=early_stopping_allowed(split),
+        early_stopping=early_stopping_allowed(*splits),
     )
     run.restore(checkpoint)
     logger.info("resuming %s at step %d of %d", path, run.step, run.total_steps)

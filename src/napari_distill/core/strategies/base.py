@@ -163,9 +163,11 @@ def student_model(
     A student is one network, even when its teacher is an ensemble: distillation is what
     carries the ensemble's knowledge into a model that costs one network to run. Started from
     an ensemble's weights, it takes the member that scores best with ``validator`` (the
-    student's validation slices), or the first member without one. A smaller student cannot
-    take the teacher's weights (their shapes differ): it starts from scratch, and a warning
-    says so when both were asked for.
+    student's validation slices), or the first member without one: when the members held out
+    different slices (:func:`members_held_out_apart`) the first is the only one that never
+    trained on the student's validation slices, so the student's score stays honest. A smaller
+    student cannot take the teacher's weights (their shapes differ): it starts from scratch,
+    and a warning says so when both were asked for.
     """
     torch.manual_seed(seed)  # reproducible initial weights and dropout masks
     if smaller_student:
@@ -178,9 +180,25 @@ def student_model(
         return build_model(config), config, False
     config = teacher.model_config.single()
     if init_from_teacher:
+        if members_held_out_apart(teacher):
+            members = ensemble_members(teacher.model)
+            logger.info(
+                "student: starts from teacher member 1 of %d, the one that never trained on the "
+                "validation slices",
+                len(members),
+            )
+            return copy.deepcopy(members[0]).cpu(), config, True
         model = copy.deepcopy(best_member(teacher.model, validator)).cpu()
         return model, config, True
     return build_model(config), config, False
+
+
+def members_held_out_apart(teacher: ModelBundle) -> bool:
+    """Whether the teacher's ensemble members validated on different slices (then every
+    member but the first trained on some of the first's validation slices, which the
+    students keep)."""
+    splits = teacher.extra.get("member_splits") or []
+    return len({tuple(validation) for _, validation in splits}) > 1
 
 
 def best_member(model: torch.nn.Module, validator: Validator | None) -> torch.nn.Module:
