@@ -23,7 +23,9 @@ prediction seconds. ``--quick`` runs k = 6 and seed 0 only (a smoke test). ``--j
 N trainings at once in separate processes with ``2 // N`` threads or at least one each
 (``--threads`` sets it; the scores do not change; the seconds then measure a shared machine).
 ``--model '{"deep_supervision": false}'`` changes ``ModelConfig`` fields for an ablation (recorded
-in the JSON's settings). Prints the JSON when no ``--json`` is given.
+in the JSON's settings). ``--mirror`` also scores each Medaka teacher's prediction averaged
+with its three mirror images (``PredictConfig(mirror=True)``: ``miou_mirror``, ``iou_mirror``).
+Prints the JSON when no ``--json`` is given.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ import numpy as np
 import torch
 
 from napari_distill.core.allocator import retained_freed_memory
-from napari_distill.core.config import InstanceConfig, ModelConfig, TrainConfig
+from napari_distill.core.config import InstanceConfig, ModelConfig, PredictConfig, TrainConfig
 from napari_distill.core.inference import predict_bundle
 from napari_distill.core.instances import apply_instance_config
 from napari_distill.core.metrics import aji, evaluate_semantic
@@ -92,17 +94,27 @@ def train(
     return bundle, facts
 
 
-def predict(bundle, image: np.ndarray, slices: list[int], rgb: bool) -> tuple[np.ndarray, float]:
+def predict(
+    bundle, image: np.ndarray, slices: list[int], rgb: bool, mirror: bool = False
+) -> tuple[np.ndarray, float]:
     started = time.perf_counter()
     prediction = run_to_completion(
         predict_bundle(
-            bundle, image, device="cpu", slices=slices, keep_probabilities=False, rgb=rgb
-        )
+            bundle,
+            image,
+            config=PredictConfig(mirror=mirror),
+            device="cpu",
+            slices=slices,
+            keep_probabilities=False,
+            rgb=rgb,
+        )  # fmt: skip
     )
     return np.asarray(prediction.labels), round(time.perf_counter() - started, 1)
 
 
-def medaka_run(k: int, seed: int, steps: int | None, model_config: ModelConfig) -> dict[str, Any]:
+def medaka_run(
+    k: int, seed: int, steps: int | None, model_config: ModelConfig, mirror: bool = False
+) -> dict[str, Any]:
     sample = make_medaka(n_annotated=k, seed=seed)
     annotated = set(sample.annotated.tolist())
     unannotated = [i for i in range(sample.image.shape[0]) if i not in annotated]
@@ -127,6 +139,10 @@ def medaka_run(k: int, seed: int, steps: int | None, model_config: ModelConfig) 
         "predict_s": predict_s,
         **facts,
     }
+    if mirror:
+        mirrored = organ_scores(predict(bundle, sample.image, unannotated, False, mirror=True)[0])
+        record["miou_mirror"] = mirrored["mean_iou"]
+        record["iou_mirror"] = {sample.class_names[c]: mirrored["iou"][c] for c in organs}
     members = ensemble_members(bundle.model)
     if len(members) > 1:  # each member alone, to compare the ensemble with its parts
         single = bundle.model_config.single()
@@ -173,7 +189,10 @@ def pap_run(seed: int, steps: int | None, model_config: ModelConfig) -> dict[str
 
 
 def run_task(
-    task: tuple[str, int, int, int | None], threads: int, model_overrides: dict[str, Any]
+    task: tuple[str, int, int, int | None],
+    threads: int,
+    model_overrides: dict[str, Any],
+    mirror: bool = False,
 ) -> dict[str, Any]:
     """One training and its scores (in a worker process when ``--jobs`` > 1)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -183,10 +202,12 @@ def run_task(
     model_config = ModelConfig(**model_overrides)
     if kind == "medaka":
         with retained_freed_memory():  # as the CLI and the widgets train
-            result = medaka_run(k, seed, steps, model_config)
+            result = medaka_run(k, seed, steps, model_config, mirror)
         log.info(
-            "medaka k=%d seed=%d: mIoU %.3f, %d steps (%s), %.0f s",
-            k, seed, result["miou"], result["steps"], result["stop_reason"], result["train_s"],
+            "medaka k=%d seed=%d: mIoU %.3f%s, %d steps (%s), %.0f s",
+            k, seed, result["miou"],
+            f" (mirrored {result['miou_mirror']:.3f})" if mirror else "",
+            result["steps"], result["stop_reason"], result["train_s"],
         )  # fmt: skip
     else:
         with retained_freed_memory():
@@ -227,6 +248,7 @@ def make_payload(
             "steps": args.steps,
             "train_config": dataclasses.asdict(TrainConfig()),
             "model_config": dataclasses.asdict(ModelConfig(**args.model)),
+            "mirror": args.mirror,
         },
         "machine": {
             "platform": platform.platform(),
@@ -287,6 +309,11 @@ def main(argv: list[str] | None = None) -> int:
         help='ModelConfig fields to change, as JSON (an ablation), e.g. \'{"deep_supervision": '
         "false}'; channels are always set from the data",
     )
+    parser.add_argument(
+        "--mirror",
+        action="store_true",
+        help="also score each Medaka teacher's mirror-averaged prediction (miou_mirror)",
+    )
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
     args.ks = [6] if args.quick else [int(v) for v in args.ks.split(",") if v.strip()]
@@ -314,13 +341,14 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.jobs == 1:
         for index, task in enumerate(tasks):
-            results[index] = run_task(task, threads, args.model)
+            results[index] = run_task(task, threads, args.model, args.mirror)
             report()
     else:
         context = multiprocessing.get_context("spawn")  # no fork of torch's thread pools
         with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
             futures = {
-                pool.submit(run_task, task, threads, args.model): i for i, task in enumerate(tasks)
+                pool.submit(run_task, task, threads, args.model, args.mirror): i
+                for i, task in enumerate(tasks)
             }
             for future in concurrent.futures.as_completed(futures):
                 results[futures[future]] = future.result()
