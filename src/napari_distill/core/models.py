@@ -173,11 +173,12 @@ class ModelEnsemble(nn.Module):
     """Several U-Nets of one shape; the prediction is the mean of their probabilities.
 
     ``forward`` returns the log of that mean, so every caller that takes the softmax of a
-    model's logits (prediction, validation, the quality classifier's sources, the students'
-    distillation targets) gets the ensemble's probabilities with no change. Training goes
+    model's logits (prediction, the quality classifier's sources, the students' distillation
+    targets) gets the ensemble's probabilities with no change. Training and validation go
     through :attr:`members`, one network at a time
     (:class:`~napari_distill.core.objectives.EnsembleObjective` gives each its own slices and
-    patches).
+    patches, :class:`~napari_distill.core.objectives.EnsembleValidator` scores each on the
+    slices it held out).
 
     Parameters
     ----------
