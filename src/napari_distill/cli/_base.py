@@ -91,9 +91,8 @@ def add_teachers_argument(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="train N teachers side by side (each from its own start, holding out its own "
         "validation slices where it can) and predict with the mean of their probabilities: "
-        "N times the training and prediction "
-        "time, steadier when one teacher misses an organ by the luck of its training "
-        "(default: 1)",
+        "N times the training and prediction time, steadier when one teacher misses an organ "
+        "by the luck of its training (default: 1)",
     )
 
 

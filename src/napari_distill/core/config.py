@@ -64,11 +64,11 @@ class ModelConfig:
         Networks of this shape trained side by side, each from its own initial weights and on
         its own patches, holding out its own validation slices where it can
         (:func:`~napari_distill.core.splits.member_splits`); the model's prediction is the mean
-        of their probabilities (a deep ensemble, :class:`~napari_distill.core.models.
-        ModelEnsemble`). One network can miss an
-        organ by the luck of its training where the mean of several does not
-        (docs/benchmarks.md, "Teacher ensembles"); each member costs as much as a single
-        network to train and to run. Students are always single networks.
+        of their probabilities (a deep ensemble,
+        :class:`~napari_distill.core.models.ModelEnsemble`). One network can miss an organ by
+        the luck of its training where the mean of several does not (docs/benchmarks.md,
+        "Teacher ensembles"); each member costs as much as a single network to train and to
+        run. Students are always single networks.
     """
 
     in_channels: int = 1

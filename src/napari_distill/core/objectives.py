@@ -181,9 +181,9 @@ class SliceValidator:
 class EnsembleValidator:
     """The mean of the scores of an ensemble's members, member ``m`` by ``validators[m]``.
 
-    Each member is scored on the slices it held out (:func:`~napari_distill.core.splits.
-    member_splits`): the ensemble itself has no slice that none of its members trained on, so
-    this mean is the honest score it has.
+    Each member is scored on the slices it held out
+    (:func:`~napari_distill.core.splits.member_splits`): the ensemble itself has no slice that
+    none of its members trained on, so this mean is the honest score it has.
     """
 
     def __init__(self, validators: Sequence[SliceValidator]):

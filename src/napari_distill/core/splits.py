@@ -20,6 +20,9 @@ from .config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
+Split = tuple[list[int], list[int]]
+"""Training and validation slices."""
+
 
 def painted_classes(labels_stack: np.ndarray, slices: Sequence[int]) -> dict[int, set[int]]:
     """The foreground class ids painted on each of ``slices``."""
@@ -32,7 +35,7 @@ def split_slices(
     seed: int,
     slice_classes: Mapping[int, set[int]] | None = None,
     times_held_out: Mapping[int, int] | None = None,
-) -> tuple[list[int], list[int]]:
+) -> Split:
     """Split annotated slices into training and validation (seeded).
 
     With at least 3 annotated slices, at least one is held out; with fewer the model is
@@ -80,7 +83,7 @@ def split_slices(
 
 def split_painted_slices(
     labels_stack: np.ndarray, annotated: Sequence[int], train_config: TrainConfig
-) -> tuple[list[int], list[int]]:
+) -> Split:
     """:func:`split_slices` of the annotated slices of ``labels_stack`` with ``train_config``'s
     fraction and seed, never holding out the only slice a class is painted on."""
     return split_slices(
@@ -93,7 +96,7 @@ def split_painted_slices(
 
 def member_splits(
     labels_stack: np.ndarray, annotated: Sequence[int], train_config: TrainConfig, members: int
-) -> list[tuple[list[int], list[int]]]:
+) -> list[Split]:
     """One split per member of a teacher ensemble, the first :func:`split_painted_slices`'s.
 
     Each next member holds out the slices held out least often so far (the same number of
@@ -162,7 +165,7 @@ def _spare_slices(
 MIN_SLICES_FOR_EARLY_STOPPING = 3
 
 
-def early_stopping_allowed(*splits: tuple[list[int], list[int]]) -> bool:
+def early_stopping_allowed(*splits: Split) -> bool:
     """Whether the validation slices of each split are enough to stop a run early on (an
     ensemble's score is its members' mean, each on its own split)."""
     return all(_enough_validation(training, validation) for training, validation in splits)

@@ -32,10 +32,7 @@ from .preprocess import (
     labels_as_stack,
 )
 from .schedule import auto_steps
-from .splits import early_stopping_allowed, member_splits
-
-Split = tuple[list[int], list[int]]
-"""Training and validation slices."""
+from .splits import Split, early_stopping_allowed, member_splits
 
 if TYPE_CHECKING:
     from .train import TrainingRun

@@ -28,7 +28,7 @@ from ..objectives import SliceValidator
 from ..preprocess import class_ids_from_labels
 from ..progress import run_to_completion
 from ..schedule import auto_steps
-from ..splits import split_painted_slices
+from ..splits import Split, split_painted_slices
 from ..teacher import prepare_pair
 from ..train_records import Validator
 
@@ -75,7 +75,7 @@ def teacher_split(
     labels_stack: np.ndarray,
     annotated: np.ndarray,
     train_config: TrainConfig,
-) -> tuple[list[int], list[int]]:
+) -> Split:
     """The teacher's training / validation split if still annotated, else a fresh one."""
     training = teacher.extra.get("train_slices")
     validation = teacher.extra.get("validation_slices")
