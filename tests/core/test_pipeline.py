@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import tifffile
+import torch
 
 from napari_distill.core.checkpoint import load_checkpoint
 from napari_distill.core.config import (
@@ -21,6 +22,7 @@ from napari_distill.core.pipeline import (
     OUTPUT_FILES,
     PipelineConfig,
     PipelineProgress,
+    _device_text,
     check_out_dir,
     run_pipeline,
 )
@@ -163,3 +165,14 @@ def test_report_text_and_plot(tmp_path):
         confidence=np.array([0.95, 0.5, 0.3, np.nan, 0.8]),
     )  # fmt: skip
     assert dotted.read_bytes() != path.read_bytes()  # the dots are drawn
+
+
+def test_the_report_names_the_cpu_threads_in_good_english():
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert _device_text(torch.device("cpu")) == "cpu (1 thread)"
+        torch.set_num_threads(2)
+        assert _device_text(torch.device("cpu")) == "cpu (2 threads)"
+    finally:
+        torch.set_num_threads(before)

@@ -185,7 +185,8 @@ def check_out_dir(out_dir: str | os.PathLike[str], overwrite: bool) -> dict[str,
 
 def _device_text(device: torch.device) -> str:
     if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads)"
+        threads = torch.get_num_threads()
+        return f"cpu ({threads} thread{'' if threads == 1 else 's'})"
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return str(device)
