@@ -52,6 +52,7 @@ from .base import (
     StudentData,
     describe_student,
     load_student,
+    members_held_out_apart,
     new_student_bundle,
     prepare_student_data,
     student_model,
@@ -330,8 +331,8 @@ def build_kd(
             train_config.seed,
             validator=(
                 student_validator(data, teacher, torch_device)
-                if teacher.model_config.members > 1
-                else None
+                if teacher.model_config.members > 1 and not members_held_out_apart(teacher)
+                else None  # one network, or the first member is the honest start
             ),
         )
         student = new_student_bundle(
