@@ -29,7 +29,8 @@ from napari_distill.core.preprocess import Normalization, as_stack
 from napari_distill.core.progress import run_to_completion
 from napari_distill.core.splits import early_stopping_allowed, member_splits, split_painted_slices
 from napari_distill.core.strategies import STRATEGIES
-from napari_distill.core.strategies.base import best_member, members_held_out_apart
+from napari_distill.core.strategies.base import best_member
+from napari_distill.core.teacher import members_held_out_apart
 from napari_distill.core.train import train_teacher
 from synthetic import fixed_disk_square_volume as tiny_volume
 

@@ -47,7 +47,7 @@ from .quality import SnapshotRecorder, fit_quality, save_quality, score_slices
 from .report import LEAST_CONFIDENT_LISTED, RunSummary, plot_scores, write_report
 from .selection import Selection
 from .strategies import get_strategy
-from .strategies.base import members_held_out_apart
+from .teacher import members_held_out_apart, stored_splits
 from .train import train_teacher
 
 logger = logging.getLogger(__name__)
@@ -373,7 +373,7 @@ def _members_held_out(teacher: ModelBundle) -> tuple[tuple[int, ...], ...]:
     """The slices each ensemble member held out, when they differ (else none)."""
     if not members_held_out_apart(teacher):
         return ()
-    return tuple(tuple(int(i) for i in v) for _, v in teacher.extra["member_splits"])
+    return tuple(tuple(validation) for _, validation in stored_splits(teacher))
 
 
 def _held_out(teacher: ModelBundle) -> tuple[int, ...]:

@@ -29,7 +29,7 @@ from ..preprocess import class_ids_from_labels
 from ..progress import run_to_completion
 from ..schedule import auto_steps
 from ..splits import Split, split_painted_slices
-from ..teacher import prepare_pair
+from ..teacher import members_held_out_apart, prepare_pair
 from ..train_records import Validator
 
 logger = logging.getLogger(__name__)
@@ -191,14 +191,6 @@ def student_model(
         model = copy.deepcopy(best_member(teacher.model, validator)).cpu()
         return model, config, True
     return build_model(config), config, False
-
-
-def members_held_out_apart(teacher: ModelBundle) -> bool:
-    """Whether the teacher's ensemble members validated on different slices (then every
-    member but the first trained on some of the first's validation slices, which the
-    students keep)."""
-    splits = teacher.extra.get("member_splits") or []
-    return len({tuple(validation) for _, validation in splits}) > 1
 
 
 def best_member(model: torch.nn.Module, validator: Validator | None) -> torch.nn.Module:

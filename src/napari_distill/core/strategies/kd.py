@@ -48,11 +48,11 @@ from ..data import Augmentation, SliceSampler
 from ..device import select_device
 from ..losses import ce_dice_loss, class_weights_from_labels
 from ..splits import early_stopping_allowed
+from ..teacher import members_held_out_apart
 from .base import (
     StudentData,
     describe_student,
     load_student,
-    members_held_out_apart,
     new_student_bundle,
     prepare_student_data,
     student_model,
