@@ -53,7 +53,7 @@ from napari_distill.core.instances import apply_instance_config
 from napari_distill.core.metrics import aji, evaluate_semantic
 from napari_distill.core.models import ensemble_members
 from napari_distill.core.progress import run_to_completion
-from napari_distill.core.samples import make_medaka, make_pap_smear
+from napari_distill.core.samples import MedakaSample, make_medaka, make_pap_smear
 from napari_distill.core.train import train_teacher
 
 log = logging.getLogger("teacher_quality")
@@ -112,6 +112,15 @@ def predict(
     return np.asarray(prediction.labels), round(time.perf_counter() - started, 1)
 
 
+def organ_scores(sample: MedakaSample, labels: np.ndarray, slices: list[int]) -> dict[str, Any]:
+    """``miou`` over the sample's organs (background left out) on ``slices`` against the full
+    ground truth, and ``iou``: each organ's IoU by name."""
+    organs = sorted(sample.class_names)
+    scores = evaluate_semantic(labels, sample.labels_full, class_ids=[0, *organs], slices=slices)
+    iou = {sample.class_names[c]: scores["iou"][c] for c in organs}
+    return {"miou": scores["mean_iou"], "iou": iou}
+
+
 def medaka_run(
     k: int, seed: int, steps: int | None, model_config: ModelConfig, mirror: bool = False
 ) -> dict[str, Any]:
@@ -122,45 +131,36 @@ def medaka_run(
         sample.image, sample.labels_sparse, seed, steps, rgb=False, model_config=model_config
     )
     labels, predict_s = predict(bundle, sample.image, unannotated, rgb=False)
-    organs = sorted(sample.class_names)
-
-    def organ_scores(labels: np.ndarray) -> dict[str, Any]:
-        return evaluate_semantic(
-            labels, sample.labels_full, class_ids=[0, *organs], slices=unannotated
-        )
-
-    scores = organ_scores(labels)
     record = {
         "k": k,
         "seed": seed,
         "annotated": sorted(annotated),
-        "miou": scores["mean_iou"],
-        "iou": {sample.class_names[c]: scores["iou"][c] for c in organs},
+        **organ_scores(sample, labels, unannotated),
         "predict_s": predict_s,
         **facts,
     }
     if mirror:
-        mirrored = organ_scores(predict(bundle, sample.image, unannotated, False, mirror=True)[0])
-        record["miou_mirror"] = mirrored["mean_iou"]
-        record["iou_mirror"] = {sample.class_names[c]: mirrored["iou"][c] for c in organs}
+        mirrored = predict(bundle, sample.image, unannotated, False, mirror=True)[0]
+        scores = organ_scores(sample, mirrored, unannotated)
+        record["miou_mirror"], record["iou_mirror"] = scores["miou"], scores["iou"]
     members = ensemble_members(bundle.model)
     if len(members) > 1:  # each member alone, to compare the ensemble with its parts
         single = bundle.model_config.single()
         member_scores = [
             organ_scores(
+                sample,
                 predict(
                     dataclasses.replace(bundle, model=member, model_config=single),
                     sample.image,
                     unannotated,
                     rgb=False,
-                )[0]
+                )[0],
+                unannotated,
             )  # fmt: skip
             for member in members
         ]
-        record["member_miou"] = [s["mean_iou"] for s in member_scores]
-        record["member_iou"] = [
-            {sample.class_names[c]: s["iou"][c] for c in organs} for s in member_scores
-        ]
+        record["member_miou"] = [s["miou"] for s in member_scores]
+        record["member_iou"] = [s["iou"] for s in member_scores]
     return record
 
 

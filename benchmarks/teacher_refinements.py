@@ -43,11 +43,12 @@ from scipy import ndimage as ndi
 from napari_distill.core.allocator import retained_freed_memory
 from napari_distill.core.config import KDConfig, ModelConfig, TrainConfig
 from napari_distill.core.inference import predict_bundle
-from napari_distill.core.metrics import evaluate_semantic
 from napari_distill.core.progress import run_to_completion
 from napari_distill.core.samples import make_medaka
 from napari_distill.core.strategies import get_strategy
-from teacher_quality import summary, train  # benchmarks/ is on sys.path when run as a script
+
+# benchmarks/ is on sys.path when run as a script
+from teacher_quality import organ_scores, summary, train
 
 log = logging.getLogger("teacher_refinements")
 
@@ -62,14 +63,9 @@ def one_seed(
     sample = make_medaka(n_annotated=k, seed=seed)
     annotated = set(sample.annotated.tolist())
     unannotated = [i for i in range(sample.image.shape[0]) if i not in annotated]
-    organs = sorted(sample.class_names)
 
     def scores(labels: np.ndarray) -> dict[str, Any]:
-        result = evaluate_semantic(
-            labels, sample.labels_full, class_ids=[0, *organs], slices=unannotated
-        )
-        iou = {sample.class_names[c]: round(result["iou"][c], 4) for c in organs}
-        return {"miou": result["mean_iou"], "iou": iou}
+        return organ_scores(sample, labels, unannotated)
 
     with retained_freed_memory():  # as the CLI and the widgets train
         teacher, facts = train(
