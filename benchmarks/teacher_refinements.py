@@ -18,7 +18,10 @@ background left out, against the full ground truth, as ``teacher_quality.py`` sc
    budget. Does a teacher that also learns from its own predictions on the unannotated
    slices reach the issue's 0.80?
 
-Per organ IoU is recorded for each. ``--jobs 2`` runs two seeds at once, one torch thread
+``--model '{"members": 3}'`` changes ``ModelConfig`` fields of the teacher (as in
+``teacher_quality.py``): with an ensemble, the self-trained student is one network started from
+a member and distilled from the ensemble's averaged prediction, as the product's student stage
+does. Per organ IoU is recorded for each. ``--jobs 2`` runs two seeds at once, one torch thread
 each. ``--steps`` fixes both budgets (a smoke test). Prints the JSON when no ``--json`` is
 given.
 """
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import dataclasses
 import json
 import logging
 import multiprocessing
@@ -54,7 +58,12 @@ log = logging.getLogger("teacher_refinements")
 
 
 def one_seed(
-    k: int, seed: int, sigmas: list[float], threads: int, steps: int | None = None
+    k: int,
+    seed: int,
+    sigmas: list[float],
+    threads: int,
+    steps: int | None = None,
+    model_overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The teacher, its smoothed probabilities and its self-trained student for one fish."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -69,8 +78,9 @@ def one_seed(
 
     with retained_freed_memory():  # as the CLI and the widgets train
         teacher, facts = train(
-            sample.image, sample.labels_sparse, seed, steps, rgb=False, model_config=ModelConfig()
-        )
+            sample.image, sample.labels_sparse, seed, steps, rgb=False,
+            model_config=ModelConfig(**(model_overrides or {})),
+        )  # fmt: skip
         prediction = run_to_completion(
             predict_bundle(teacher, sample.image, device="cpu", keep_probabilities=True)
         )
@@ -115,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sigmas", default="0.5,1,1.5", help="smoothing across slices")
     parser.add_argument("--jobs", type=int, default=1, help="seeds run at once")
     parser.add_argument("--steps", type=int, help="fixed steps (default: the automatic budgets)")
+    parser.add_argument(
+        "--model", type=json.loads, default={}, help="ModelConfig fields of the teacher, as JSON"
+    )
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     seeds = [int(v) for v in args.seeds.split(",")]
@@ -125,12 +138,14 @@ def main(argv: list[str] | None = None) -> int:
     context = multiprocessing.get_context("spawn")  # no fork of torch's thread pools
     with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
         futures = [
-            pool.submit(one_seed, args.k, seed, sigmas, threads, args.steps) for seed in seeds
+            pool.submit(one_seed, args.k, seed, sigmas, threads, args.steps, args.model)
+            for seed in seeds
         ]
         runs = [future.result() for future in futures]
     payload = {
         "command": " ".join(["benchmarks/teacher_refinements.py", *(argv or sys.argv[1:])]),
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "jobs": args.jobs},
+        "model_config": dataclasses.asdict(ModelConfig(**args.model)),
         "miou": {
             "teacher": summary([r["teacher"]["miou"] for r in runs]),
             **{
