@@ -102,7 +102,8 @@ def one_seed(
     contrasts: tuple[float, ...] = (),
     self_training: bool = True,
 ) -> dict[str, Any]:
-    """The teacher, its smoothed probabilities and its self-trained student for one fish."""
+    """The teacher, its smoothed (plain and guided) probabilities and its self-trained student
+    for one fish (without the student when ``self_training`` is False)."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("napari_distill").setLevel(logging.WARNING)
     torch.set_num_threads(threads)
@@ -215,14 +216,12 @@ def main(argv: list[str] | None = None) -> int:
             for seed in seeds
         ]
         runs = [future.result() for future in futures]
-    variants = ["smoothed", "guided", *([] if args.no_self_training else ["self_trained"])]
     miou = {"teacher": summary([r["teacher"]["miou"] for r in runs])}
-    for variant in variants:
-        if variant == "self_trained":
-            miou[variant] = summary([r[variant]["miou"] for r in runs])
-            continue
+    for variant in ("smoothed", "guided"):
         for key in runs[0][variant]:
             miou[f"{variant}_{key}"] = summary([r[variant][key]["miou"] for r in runs])
+    if not args.no_self_training:
+        miou["self_trained"] = summary([r["self_trained"]["miou"] for r in runs])
     payload = {
         "command": " ".join(["benchmarks/teacher_refinements.py", *(argv or sys.argv[1:])]),
         "machine": {"platform": platform.platform(), "torch": torch.__version__, "jobs": args.jobs},
