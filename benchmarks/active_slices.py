@@ -14,9 +14,11 @@ painting the same number of slices spread over the fish:
 3. A new teacher (same settings and seed) is trained on the k0 + add painted slices and scored
    like ``teacher_quality.py``: mIoU over the organs on every slice not painted.
 
-Compare with ``teacher_quality.py --ks K`` for K = k0 + add (slices spread over the organs).
-``--jobs N`` runs N seeds at once with ``--threads`` (default 1) torch threads each. Prints the
-JSON when no ``--json`` is given.
+``--min-foreground-share S`` ranks only the slices where the first teacher labels at least
+``S`` times the largest foreground it labels on any slice (slices with organs, not the
+specimen's thin ends). Compare with ``teacher_quality.py --ks K`` for K = k0 + add (slices
+spread over the organs). ``--jobs N`` runs N seeds at once with ``--threads`` (default 1) torch
+threads each. Prints the JSON when no ``--json`` is given.
 """
 
 from __future__ import annotations
@@ -36,12 +38,12 @@ import numpy as np
 import torch
 
 from napari_distill.core.allocator import retained_freed_memory
-from napari_distill.core.config import ModelConfig, PredictConfig
+from napari_distill.core.config import ModelConfig
 from napari_distill.core.inference import predict_bundle
 from napari_distill.core.progress import run_to_completion
 from napari_distill.core.quality_scoring import pseudo_label_confidence
 from napari_distill.core.samples import make_medaka
-from teacher_quality import organ_scores, summary, train
+from teacher_quality import organ_scores, predict, summary, train
 
 log = logging.getLogger("active_slices")
 
@@ -49,9 +51,7 @@ log = logging.getLogger("active_slices")
 def confidence_ranking(bundle, image: np.ndarray, slices: list[int]) -> tuple[np.ndarray, dict]:
     """The teacher's labels on ``slices`` and its confidence in each, ``{slice: confidence}``."""
     prediction = run_to_completion(
-        predict_bundle(
-            bundle, image, config=PredictConfig(), device="cpu", slices=slices, rgb=False
-        )
+        predict_bundle(bundle, image, device="cpu", slices=slices, rgb=False)
     )
     background = bundle.class_ids.index(0)
     confidence = {
@@ -64,6 +64,7 @@ def confidence_ranking(bundle, image: np.ndarray, slices: list[int]) -> tuple[np
 def one_seed(
     seed: int, k0: int, add: int, steps: int | None, threads: int, min_share: float = 0.0
 ) -> dict[str, Any]:
+    """Both teachers of one fish, the slices painted in between and their scores."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("napari_distill").setLevel(logging.WARNING)
     torch.set_num_threads(threads)
@@ -92,12 +93,9 @@ def one_seed(
         labels[painted] = sample.labels_full[painted]
         second, second_facts = train(sample.image, labels, seed, steps, False, model_config)
         rest = [i for i in range(n_slices) if i not in set(painted)]
-        second_labels = run_to_completion(
-            predict_bundle(second, sample.image, device="cpu", slices=rest, rgb=False,
-                           keep_probabilities=False)
-        ).labels  # fmt: skip
+        second_labels, _ = predict(second, sample.image, rest, rgb=False)
     first_scores = organ_scores(sample, first_labels, unannotated)
-    second_scores = organ_scores(sample, np.asarray(second_labels), rest)
+    second_scores = organ_scores(sample, second_labels, rest)
     painted_pixels = {
         name: int(np.count_nonzero(sample.labels_full[painted] == class_id))
         for class_id, name in sample.class_names.items()
