@@ -76,7 +76,7 @@ def one_seed(
         first, first_facts = train(
             sample.image, sample.labels_sparse, seed, steps, False, model_config
         )
-        unannotated = [i for i in range(n_slices) if i not in set(spread)]
+        unannotated = np.setdiff1d(np.arange(n_slices), spread).tolist()
         first_labels, confidence = confidence_ranking(first, sample.image, unannotated)
         area = {i: int(np.count_nonzero(first_labels[i])) for i in unannotated}
         largest = max(area.values())
@@ -92,7 +92,7 @@ def one_seed(
         labels = np.zeros_like(sample.labels_full)
         labels[painted] = sample.labels_full[painted]
         second, second_facts = train(sample.image, labels, seed, steps, False, model_config)
-        rest = [i for i in range(n_slices) if i not in set(painted)]
+        rest = np.setdiff1d(np.arange(n_slices), painted).tolist()
         second_labels, _ = predict(second, sample.image, rest, rgb=False)
     first_scores = organ_scores(sample, first_labels, unannotated)
     second_scores = organ_scores(sample, second_labels, rest)
