@@ -133,6 +133,23 @@ def test_teachers_trains_an_ensemble_that_predicts(files, tmp_path, capsys):
     assert "teachers in an ensemble) must be between 1 and 8, got 9" in message
 
 
+def test_downsample_trains_a_teacher_that_works_at_half_scale(files, tmp_path, capsys):
+    out = tmp_path / "half.pt"
+    train = ["train-teacher", "--image", str(files["image"]), "--labels", str(files["sparse"])]
+    assert main([*train, "--out", str(out), "--downsample", "2", *TRAIN_FLAGS]) == 0
+    bundle, _ = load_checkpoint(out, kind="teacher")
+    assert bundle.model_config.downsample == 2
+    labels = tmp_path / "labels.tif"
+    predict = ["predict", "--model", str(out), "--image", str(files["image"])]
+    assert main([*predict, "--out", str(labels), "--quiet"]) == 0
+    assert tifffile.imread(labels).shape == (8, 48, 48)  # the image's pixels, not the network's
+    message = run_failing(
+        [*train, "--out", str(tmp_path / "nine.pt"), "--downsample", "9", *TRAIN_FLAGS], capsys
+    )
+    assert "downsample (the network's working scale) must be a whole factor" in message
+    assert not (tmp_path / "nine.pt").exists()
+
+
 def test_evaluate_prints_and_writes_scores(files, tmp_path, capsys):
     truth = tifffile.imread(files["truth"])
     prediction = truth.copy()

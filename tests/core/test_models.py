@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from napari_distill.core.config import ModelConfig
@@ -132,3 +133,43 @@ def test_student_config_is_never_larger_than_its_teacher():
     shallow = ModelConfig(num_classes=3, base_channels=4, depth=2)
     assert shallow.student().depth == 2  # never deeper than a depth-2 teacher
     assert shallow.student().base_channels == 4
+
+
+@pytest.mark.parametrize("factor", [2, 3])
+@pytest.mark.parametrize("shape", [(37, 53), (48, 48), (5, 9)])
+def test_a_downsampling_network_answers_at_the_input_size(shape, factor):
+    torch.manual_seed(0)
+    config = ModelConfig(num_classes=4, base_channels=8, depth=3, downsample=factor)
+    network = build_model(config).eval()
+    assert network.size_multiple == 4 * factor  # tiles align with its block grid
+    with torch.no_grad():
+        logits, features = network(torch.randn(2, 1, *shape), return_features=True)
+    assert logits.shape == (2, 4, *shape)
+    working = (-(-shape[0] // factor), -(-shape[1] // factor))
+    assert features[-1].shape[-2:] == working  # the decoder works at the reduced scale
+    assert len(network.auxiliary_logits(features)) == 1
+
+
+def test_a_downsampling_network_sees_block_means_only():
+    """Detail inside each 2 x 2 block (zero mean per block) changes nothing at half scale,
+    and changes the output of the same network at full scale."""
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, 32, 32)
+    noise = torch.randn(1, 1, 32, 32)
+    block_means = F.avg_pool2d(noise, 2).repeat_interleave(2, -1).repeat_interleave(2, -2)
+    detail = noise - block_means
+    outputs = {}
+    for factor in (1, 2):
+        torch.manual_seed(0)
+        config = ModelConfig(num_classes=3, base_channels=8, depth=3, downsample=factor)
+        network = build_model(config).eval()
+        with torch.no_grad():
+            outputs[factor] = (network(x), network(x + detail))
+    assert torch.allclose(*outputs[2], atol=1e-5)
+    assert not torch.allclose(*outputs[1], atol=1e-3)
+
+
+@pytest.mark.parametrize("factor", [0, 9])
+def test_downsample_outside_one_to_eight_is_refused(factor):
+    with pytest.raises(ValueError, match="whole factor between 1 and 8"):
+        ModelConfig(downsample=factor)

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_distill.core.checkpoint import CheckpointError, load_checkpoint
+from napari_distill.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from napari_distill.core.config import ModelConfig, PredictConfig, TrainConfig
 from napari_distill.core.data import Augmentation, SliceSampler, augment
-from napari_distill.core.inference import predict_slice_probabilities
+from napari_distill.core.inference import predict_bundle, predict_slice_probabilities
 from napari_distill.core.losses import ce_dice_loss, class_weights_from_labels, dice_loss
 from napari_distill.core.metrics import mean_iou
 from napari_distill.core.models import build_model
@@ -81,6 +81,32 @@ def test_teacher_beats_trivial_baseline_on_held_aside_slices(volume):
             for i in held
         ]
     )
+    score = mean_iou(pred, truth[held], class_ids=[0, 1, 2])
+    baseline = mean_iou(np.zeros_like(pred), truth[held], class_ids=[0, 1, 2])
+    assert score > baseline + 0.4, (score, baseline)
+
+
+def test_a_teacher_at_half_scale_learns_and_keeps_its_scale(volume, tmp_path):
+    """downsample=2: patches of 32 network pixels cover 64 image pixels (the whole 48 x 48
+    slice here), the checkpoint keeps the scale and the labels come back at full size."""
+    image, truth, painted = volume
+    run = train_teacher(
+        image,
+        painted,
+        model_config=ModelConfig(base_channels=8, depth=3, downsample=2),
+        train_config=config(steps=150, validate_every=50, patience=100),
+        device="cpu",
+    )
+    assert run.objective.sampler.patch_shape == (48, 48)  # 64 image pixels, clipped
+    bundle = run_to_completion(run.steps())
+    path = tmp_path / "half.pt"
+    save_checkpoint(path, bundle)
+    loaded, _ = load_checkpoint(path, kind="teacher")
+    assert loaded.model_config.downsample == 2
+    held = list(range(1, 8, 2))
+    prediction = run_to_completion(predict_bundle(loaded, image, device="cpu", slices=held))
+    pred = np.asarray(prediction.labels)[held]
+    assert pred.shape == truth[held].shape
     score = mean_iou(pred, truth[held], class_ids=[0, 1, 2])
     baseline = mean_iou(np.zeros_like(pred), truth[held], class_ids=[0, 1, 2])
     assert score > baseline + 0.4, (score, baseline)

@@ -42,7 +42,7 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from napari_distill._widgets._plot import CurvePlot
-from napari_distill.core.config import MAX_MEMBERS, ModelConfig, TrainConfig
+from napari_distill.core.config import MAX_DOWNSAMPLE, MAX_MEMBERS, ModelConfig, TrainConfig
 from napari_distill.core.train import TrainingRun, preload_optimizer_modules
 
 
@@ -257,6 +257,11 @@ MAIN_SETTINGS = (
      "training. The student is always one network."),
     ("model", "context_slices", "2.5D context slices", 0, 16, None,
      "Neighbouring slices on each side fed to the network (0 = plain 2D)."),
+    ("model", "downsample", "Downsample (x)", 1, MAX_DOWNSAMPLE, None,
+     "The network sees each slice reduced this many times per side and its labels are "
+     "scaled back up. For slices much larger than the structures need (organs wider than "
+     "about a third of a patch): more context and far less compute per slice; structures "
+     "thinner than a few pixels at that scale are lost. 1 = full resolution."),
     ("train", "learning_rate", "Learning rate", 1e-6, 1.0, 5,
      "Peak AdamW learning rate (linear warm-up, then cosine decay)."),
 )  # fmt: skip

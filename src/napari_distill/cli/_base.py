@@ -96,6 +96,21 @@ def add_teachers_argument(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_downsample_argument(p: argparse.ArgumentParser) -> None:
+    """``--downsample N``: the teacher's working scale (``ModelConfig.downsample``)."""
+    p.add_argument(
+        "--downsample",
+        type=int,
+        default=1,
+        metavar="N",
+        help="the network sees each slice reduced N times per side and its labels are scaled "
+        "back up: for slices much larger than the structures need (the organs wider than about "
+        "a third of a training patch), more context and N*N times less compute per slice; "
+        "structures thinner than a few pixels at that scale are lost (default: 1, full "
+        "resolution; students keep their teacher's)",
+    )
+
+
 def check_output(path: str | Path, overwrite: bool) -> Path:
     """Refuse to replace an existing file unless ``--overwrite`` was given."""
     out = Path(path)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from napari_distill.cli._base import (
     UserError,
+    add_downsample_argument,
     add_teachers_argument,
     check_output,
     command,
@@ -174,6 +175,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
         "--tau", type=float, default=QualityConfig.tau, help="accept slices scoring >= tau"
     )
     add_teachers_argument(p)
+    add_downsample_argument(p)
     p.add_argument(
         "--smaller-student",
         action="store_true",
@@ -213,7 +215,9 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
     try:
         return dataclasses.replace(
             base,
-            model=dataclasses.replace(base.model, members=args.teachers),
+            model=dataclasses.replace(
+                base.model, members=args.teachers, downsample=args.downsample
+            ),
             teacher=dataclasses.replace(base.teacher, seed=args.seed),
             student=dataclasses.replace(base.student, seed=args.seed),
             quality=dataclasses.replace(base.quality, tau=args.tau, seed=args.seed),

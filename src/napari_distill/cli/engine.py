@@ -10,6 +10,7 @@ import numpy as np
 
 from napari_distill.cli._base import (
     UserError,
+    add_downsample_argument,
     add_teachers_argument,
     check_output,
     command,
@@ -61,6 +62,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
     p.add_argument("--base-channels", type=int, default=ModelConfig.base_channels)
     add_teachers_argument(p)
+    add_downsample_argument(p)
     p.add_argument("--depth", type=int, default=ModelConfig.depth, help="U-Net levels")
     p.add_argument("--dropout", type=float, default=ModelConfig.dropout)
     p.add_argument(
@@ -103,7 +105,9 @@ def train_teacher_command(args: argparse.Namespace) -> None:
     labels = load_labels(args.labels)
     steps = args.steps
     if args.epochs is not None:
-        steps = steps_for_epochs(args.epochs, labels, args.batch_size, args.patch_size)
+        steps = steps_for_epochs(
+            args.epochs, labels, args.batch_size, args.patch_size * args.downsample
+        )
     train_config = TrainConfig(
         steps=steps,
         batch_size=args.batch_size,
@@ -124,6 +128,7 @@ def train_teacher_command(args: argparse.Namespace) -> None:
         context_slices=args.context_slices,
         deep_supervision=args.deep_supervision,
         members=args.teachers,
+        downsample=args.downsample,
     )
     run = train_teacher(
         image,

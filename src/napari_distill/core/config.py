@@ -15,6 +15,7 @@ T = TypeVar("T")
 
 # Networks in one ensemble at most: each costs a whole network's training and prediction.
 MAX_MEMBERS = 8
+MAX_DOWNSAMPLE = 8  # a larger factor leaves too few pixels of most structures to segment
 
 
 def from_dict(cls: type[T], values: dict[str, Any]) -> T:
@@ -60,6 +61,13 @@ class ModelConfig:
         SupervisedObjective`) and unused at prediction: coarse levels learn to segment too,
         which steadies training from a few slices (docs/benchmarks.md, "Levers measured").
         Checkpoints written before this option have no such heads and load with it off.
+    downsample:
+        The network's working scale: it sees each slice (or patch, or tile) reduced by this
+        integer factor (block means) and its logits are upsampled back (bilinear), so labels
+        and probabilities keep the image's pixels. For slices much larger than the structures
+        need: at half the pixels per side a network of the same depth and patch sees twice as
+        much of the slice for the same cost (docs/benchmarks.md, "Resolution"); structures
+        thinner than a few pixels at the working scale are lost. 1 is the full resolution.
     members:
         Networks of this shape trained side by side, each from its own initial weights and on
         its own patches, holding out its own validation slices where it can
@@ -79,6 +87,7 @@ class ModelConfig:
     norm: str = "batch"
     context_slices: int = 0
     deep_supervision: bool = True
+    downsample: int = 1
     members: int = 1
 
     def __post_init__(self) -> None:
@@ -93,11 +102,20 @@ class ModelConfig:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.norm not in ("group", "batch"):
             raise ValueError(f"norm must be 'group' or 'batch', got {self.norm!r}")
+        if not 1 <= self.downsample <= MAX_DOWNSAMPLE:
+            raise ValueError(
+                f"downsample (the network's working scale) must be a whole factor between 1 "
+                f"and {MAX_DOWNSAMPLE}, got {self.downsample}"
+            )
         if not 1 <= self.members <= MAX_MEMBERS:
             raise ValueError(
                 f"members (teachers in an ensemble) must be between 1 and {MAX_MEMBERS}, "
                 f"got {self.members}"
             )
+
+    def image_pixels(self, working_pixels: int) -> int:
+        """A length at the network's working scale (a patch side), in the image's pixels."""
+        return working_pixels * self.downsample
 
     def single(self) -> ModelConfig:
         """The configuration of one member (this configuration with ``members=1``)."""
@@ -132,7 +150,9 @@ class TrainConfig:
     # Many small patches learn faster per step than a few large ones (more places and organs
     # per batch, steadier BatchNorm statistics) at about the same cost.
     batch_size: int = 8
-    patch_size: int = 96  # pixels; patches never exceed the slice, so small images still work
+    # Pixels at the network's working scale (the image's pixels / ModelConfig.downsample);
+    # patches never exceed the slice, so small images still work.
+    patch_size: int = 96
     learning_rate: float = 5e-3  # peak AdamW rate (warm-up, then cosine decay)
     weight_decay: float = 1e-4
     validation_fraction: float = 0.2  # of annotated slices, at least one when there are >= 3

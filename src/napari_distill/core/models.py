@@ -98,12 +98,12 @@ class UNet(nn.Module):
 
     @property
     def size_multiple(self) -> int:
-        """Inputs are padded internally to a multiple of this many pixels."""
-        return 2 ** (self.config.depth - 1)
+        """Inputs are padded internally to a multiple of this many pixels (of the input)."""
+        return 2 ** (self.config.depth - 1) * self.config.downsample
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        multiple = self.size_multiple
+        multiple = 2 ** (self.config.depth - 1)  # x is at the working scale here
         pad_h = -height % multiple
         pad_w = -width % multiple
         if not pad_h and not pad_w:
@@ -118,12 +118,22 @@ class UNet(nn.Module):
     ) -> torch.Tensor | tuple[torch.Tensor, list[torch.Tensor]]:
         """Logits ``(B, K, H, W)`` for input ``(B, C_in, H, W)`` of any height and width.
 
+        With ``config.downsample`` = d > 1 the input is first reduced to the working scale,
+        ``ceil(H / d)`` x ``ceil(W / d)`` (block means), and the logits are upsampled back to
+        ``H x W`` (bilinear).
+
         With ``return_features=True``, also the list of decoder feature maps, coarsest first:
-        the bottleneck, then each decoder level up to full resolution (``len == depth``;
-        channels in :attr:`feature_channels`). Map ``j`` covers the input at scale
-        ``1 / 2**(depth - 1 - j)``, cropped to ``ceil(H / 2**(depth - 1 - j))`` rows (and
-        likewise columns) so it stays aligned with the unpadded input.
+        the bottleneck, then each decoder level up to the working scale (``len == depth``;
+        channels in :attr:`feature_channels`). Map ``j`` covers the working-scale input
+        (``h x w``) at scale ``1 / 2**(depth - 1 - j)``, cropped to ``ceil(h / 2**(depth - 1 -
+        j))`` rows (and likewise columns) so it stays aligned with the unpadded input.
         """
+        full_size = x.shape[-2:]
+        if self.config.downsample > 1:
+            factor = self.config.downsample
+            working = (-(-full_size[0] // factor), -(-full_size[1] // factor))
+            # Adaptive average pooling: exact block means where the size divides.
+            x = F.adaptive_avg_pool2d(x, working)
         height, width = x.shape[-2:]
         out = self._pad(x)
         skips: list[torch.Tensor] = []
@@ -141,6 +151,8 @@ class UNet(nn.Module):
             if return_features:
                 features.append(out)
         logits = self.head(out)[..., :height, :width]
+        if logits.shape[-2:] != full_size:
+            logits = F.interpolate(logits, size=full_size, mode="bilinear", align_corners=False)
         if not return_features:
             return logits
         cropped = []

@@ -210,7 +210,7 @@ def _member_components(
         {i: labels_stack[i] for i in training},
         bundle.class_ids,
         bundle.normalization,
-        patch_size=train_config.patch_size,
+        patch_size=bundle.model_config.image_pixels(train_config.patch_size),
         batch_size=train_config.batch_size,
         context_slices=context,
         foreground_fraction=train_config.foreground_fraction,
@@ -226,10 +226,28 @@ def _member_components(
     return objective, validator
 
 
+def _automatic_steps(
+    stack: np.ndarray,
+    splits: Sequence[Split],
+    bundle: ModelBundle,
+    train_config: TrainConfig,
+    device: torch.device,
+) -> int:
+    """The budget for ``steps=None``, from the first member's training slices."""
+    return auto_steps(
+        len(splits[0][0]) * stack.shape[1] * stack.shape[2],
+        device,
+        train_config.batch_size,
+        bundle.model_config.image_pixels(train_config.patch_size),
+    )
+
+
 def _size_text(bundle: ModelBundle) -> str:
     members = bundle.model_config.members
     each = count_parameters(bundle.model) // members
-    return f"{each} parameters" if members == 1 else f"{members} networks of {each} parameters"
+    text = f"{each} parameters" if members == 1 else f"{members} networks of {each} parameters"
+    factor = bundle.model_config.downsample
+    return text if factor == 1 else f"{text}, slices reduced {factor}x per side"
 
 
 def train_teacher(
@@ -289,11 +307,8 @@ def train_teacher(
     objective, validator = teacher_components(
         stack, labels_stack, splits, bundle, train_config, torch_device
     )
-    total = train_config.steps or auto_steps(
-        len(splits[0][0]) * stack.shape[1] * stack.shape[2],
-        torch_device,
-        train_config.batch_size,
-        train_config.patch_size,
+    total = train_config.steps or _automatic_steps(
+        stack, splits, bundle, train_config, torch_device
     )
     logger.info(
         "teacher: classes %s, %d training and %d validation slices%s, %s, %d steps on %s",
@@ -365,12 +380,7 @@ def resume_training(
     resume = checkpoint.get("resume") or {}
     total = resume.get("total_steps") or train_config.steps
     if total is None:
-        total = auto_steps(
-            len(splits[0][0]) * stack.shape[1] * stack.shape[2],
-            torch_device,
-            train_config.batch_size,
-            train_config.patch_size,
-        )
+        total = _automatic_steps(stack, splits, bundle, train_config, torch_device)
     run = TrainingRun(
         bundle,
         objective,

@@ -265,17 +265,23 @@ def student_validator(
 
 
 def student_steps(
-    train_config: TrainConfig, data: StudentData, device: torch.device, from_teacher: bool
+    train_config: TrainConfig,
+    data: StudentData,
+    device: torch.device,
+    from_teacher: bool,
+    downsample: int = 1,
 ) -> int:
     """``train_config.steps``, or a budget from the student's training pixels (a shorter one
-    for a student fine-tuned from its teacher's weights than for one trained from scratch)."""
+    for a student fine-tuned from its teacher's weights than for one trained from scratch);
+    ``downsample`` is the student's working scale (its patches cover that many times the
+    image's pixels per side)."""
     if train_config.steps is not None:
         return int(train_config.steps)
     return auto_steps(
         data.n_training_pixels,
         device,
         train_config.batch_size,
-        train_config.patch_size,
+        train_config.patch_size * downsample,
         from_scratch=not from_teacher,
     )
 

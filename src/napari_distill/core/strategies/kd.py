@@ -225,7 +225,7 @@ def kd_components(
     """The objective for ``data``: one sampler per kind of slice (annotated, accepted)."""
     augmentation = Augmentation(elastic=train_config.elastic) if train_config.augment else None
     common = {
-        "patch_size": train_config.patch_size,
+        "patch_size": student.model_config.image_pixels(train_config.patch_size),
         "batch_size": train_config.batch_size,
         "context_slices": student.model_config.context_slices,
         "foreground_fraction": train_config.foreground_fraction,
@@ -347,7 +347,11 @@ def build_kd(
         )
     objective = kd_components(teacher, data, student, train_config, strategy_config, torch_device)
     total = student_steps(
-        train_config, data, torch_device, from_teacher=bool(student.extra.get("from_teacher"))
+        train_config,
+        data,
+        torch_device,
+        from_teacher=bool(student.extra.get("from_teacher")),
+        downsample=student.model_config.downsample,
     )
     if checkpoint is not None:
         total = int((checkpoint.get("resume") or {}).get("total_steps") or total)
