@@ -46,12 +46,14 @@ def test_run_arguments_reach_the_pipeline_config(tmp_path):
     default = pipeline_config(build_parser().parse_args(argv))
     assert not default.predict.mirror and default.teacher.seed == 3
     assert default.teacher.steps is None  # the automatic budget
-    assert default.model.members == 1
+    assert default.model.members == 1 and default.model.downsample == 1
     tuned = pipeline_config(
-        build_parser().parse_args([*argv, "--mirror", "--tau", "0.5", "--teachers", "3"])
+        build_parser().parse_args(
+            [*argv, "--mirror", "--tau", "0.5", "--teachers", "3", "--downsample", "2"]
+        )
     )
     assert tuned.predict.mirror and tuned.quality.tau == 0.5
-    assert tuned.model.members == 3
+    assert tuned.model.members == 3 and tuned.model.downsample == 2
 
 
 def test_run_writes_labels_scores_and_report(run_dir):

@@ -244,7 +244,9 @@ MAIN_SETTINGS = (
      "stopping ends it sooner when the validation score stops improving (with 3 or more "
      "validation slices)."),
     ("train", "patch_size", "Patch size (px)", 16, 2048, None,
-     "Side of the square training patches in pixels (clipped to the slice size)."),
+     "Side of the square training patches in pixels at the network's scale (with "
+     "Downsample N a patch covers N times as many of the image's pixels per side; clipped "
+     "to the slice size)."),
     ("train", "batch_size", "Batch size", 1, 512, None,
      "Patches per step. Larger is steadier but needs more memory."),
     ("model", "base_channels", "Base channels", 2, 512, None,

@@ -58,7 +58,12 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     budget.add_argument("--epochs", type=float, help="passes over the annotated pixels")
     p.add_argument("--max-minutes", type=float, help="wall-clock budget")
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    p.add_argument("--patch-size", type=int, default=TrainConfig.patch_size, help="pixels")
+    p.add_argument(
+        "--patch-size",
+        type=int,
+        default=TrainConfig.patch_size,
+        help="pixels at the network's scale (times --downsample in the image's pixels)",
+    )
     p.add_argument("--learning-rate", type=float, default=TrainConfig.learning_rate)
     p.add_argument("--base-channels", type=int, default=ModelConfig.base_channels)
     add_teachers_argument(p)
