@@ -66,7 +66,8 @@ class ModelConfig:
         integer factor (block means) and its logits are upsampled back (bilinear), so labels
         and probabilities keep the image's pixels. For slices much larger than the structures
         need: at half the pixels per side a network of the same depth and patch sees twice as
-        much of the slice for the same cost (docs/benchmarks.md, "Resolution"); structures
+        much of the slice for the same network cost (the losses are still taken at the image's
+        pixels; docs/benchmarks.md, "Resolution"); structures
         thinner than a few pixels at the working scale are lost. 1 is the full resolution.
     members:
         Networks of this shape trained side by side, each from its own initial weights and on

@@ -98,7 +98,8 @@ class UNet(nn.Module):
 
     @property
     def size_multiple(self) -> int:
-        """Inputs are padded internally to a multiple of this many pixels (of the input)."""
+        """Inputs whose sides are multiples of this many pixels need no internal padding
+        (after the reduction to the working scale, when ``config.downsample`` > 1)."""
         return 2 ** (self.config.depth - 1) * self.config.downsample
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
