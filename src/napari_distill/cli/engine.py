@@ -108,10 +108,19 @@ def train_teacher_command(args: argparse.Namespace) -> None:
     out = check_output(args.out, args.overwrite or bool(args.resume))
     _, image = load_image(args.image)
     labels = load_labels(args.labels)
+    model_config = ModelConfig(
+        base_channels=args.base_channels,
+        depth=args.depth,
+        dropout=args.dropout,
+        context_slices=args.context_slices,
+        deep_supervision=args.deep_supervision,
+        members=args.teachers,
+        downsample=args.downsample,
+    )
     steps = args.steps
     if args.epochs is not None:
         steps = steps_for_epochs(
-            args.epochs, labels, args.batch_size, args.patch_size * args.downsample
+            args.epochs, labels, args.batch_size, model_config.image_pixels(args.patch_size)
         )
     train_config = TrainConfig(
         steps=steps,
@@ -125,15 +134,6 @@ def train_teacher_command(args: argparse.Namespace) -> None:
         elastic=args.elastic,
         seed=args.seed,
         max_minutes=args.max_minutes,
-    )
-    model_config = ModelConfig(
-        base_channels=args.base_channels,
-        depth=args.depth,
-        dropout=args.dropout,
-        context_slices=args.context_slices,
-        deep_supervision=args.deep_supervision,
-        members=args.teachers,
-        downsample=args.downsample,
     )
     run = train_teacher(
         image,

@@ -269,19 +269,19 @@ def student_steps(
     data: StudentData,
     device: torch.device,
     from_teacher: bool,
-    downsample: int = 1,
+    model_config: ModelConfig,
 ) -> int:
     """``train_config.steps``, or a budget from the student's training pixels (a shorter one
     for a student fine-tuned from its teacher's weights than for one trained from scratch);
-    ``downsample`` is the student's working scale (its patches cover that many times the
-    image's pixels per side)."""
+    ``model_config`` is the student's (its working scale sets the image pixels a patch
+    covers)."""
     if train_config.steps is not None:
         return int(train_config.steps)
     return auto_steps(
         data.n_training_pixels,
         device,
         train_config.batch_size,
-        train_config.patch_size * downsample,
+        model_config.image_pixels(train_config.patch_size),
         from_scratch=not from_teacher,
     )
 

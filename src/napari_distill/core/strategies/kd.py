@@ -351,7 +351,7 @@ def build_kd(
         data,
         torch_device,
         from_teacher=bool(student.extra.get("from_teacher")),
-        downsample=student.model_config.downsample,
+        model_config=student.model_config,
     )
     if checkpoint is not None:
         total = int((checkpoint.get("resume") or {}).get("total_steps") or total)
