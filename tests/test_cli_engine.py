@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from scipy import ndimage
 
 from napari_distill.cli import main
 from napari_distill.core.checkpoint import load_checkpoint
 from napari_distill.core.config import TrainConfig
+from napari_distill.core.instances import clean_semantic
 from napari_distill.core.models import ModelEnsemble
 from napari_distill.core.train import TrainingRun
 from synthetic import disk_square_volume
@@ -114,6 +116,29 @@ def test_predict_writes_labels_probabilities_and_instances(files, teacher, tmp_p
     mirrored_probs = tifffile.imread(mirrored)
     np.testing.assert_allclose(mirrored_probs.sum(axis=0), 1.0, atol=1e-3)
     assert not np.allclose(mirrored_probs, probs, atol=1e-3)  # the mirror images count
+
+
+def test_predict_cleans_the_labels_it_writes(files, teacher, tmp_path, capsys):
+    """--largest-component IDS and --min-size clean --out (and --instances) as
+    ``clean_semantic`` does; a class the model does not have is refused before predicting."""
+    predict = ["predict", "--model", str(teacher), "--image", str(files["image"]), "--quiet"]
+    plain, cleaned = tmp_path / "plain.tif", tmp_path / "clean.tif"
+    assert main([*predict, "--out", str(plain)]) == 0
+    argv = [*predict, "--out", str(cleaned), "--instances", str(tmp_path / "inst.tif")]
+    assert main([*argv, "--largest-component", "2", "--min-size", "5"]) == 0
+    before = tifffile.imread(plain)
+    assert ndimage.label(before == 2)[1] > 1  # this short-trained teacher's squares are in pieces
+    expected = clean_semantic(before, True, 5, (2,))
+    assert np.array_equal(tifffile.imread(cleaned), expected)
+    assert np.array_equal(tifffile.imread(tmp_path / "inst.tif"), expected)
+    assert ndimage.label(expected == 2)[1] == 1
+
+    refused = tmp_path / "refused.tif"
+    message = run_failing([*predict, "--out", str(refused), "--largest-component", "1,7"], capsys)
+    assert "--largest-component: class 7 is not one of the model's classes" in message
+    assert "1 disk, 2 square" in message and not refused.exists()
+    message = run_failing([*predict, "--out", str(refused), "--min-size", "-1"], capsys)
+    assert "--min-size must be >= 0" in message
 
 
 def test_teachers_trains_an_ensemble_that_predicts(files, tmp_path, capsys):

@@ -15,7 +15,7 @@ import pytest
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog
 
-from napari_distill._widgets import _shared, _student_inputs, _workers, student
+from napari_distill._widgets import _shared, _student_inputs, _student_tasks, _workers, student
 from napari_distill._widgets._shared import (
     METADATA_KEY,
     STUDENT_ROLE,
@@ -29,7 +29,8 @@ from napari_distill._widgets.teacher import TeacherWidget
 from napari_distill.core import io_write
 from napari_distill.core.checkpoint import save_checkpoint
 from napari_distill.core.config import KDConfig, ModelConfig, TrainConfig
-from napari_distill.core.inference import predict_bundle
+from napari_distill.core.inference import Prediction, predict_bundle
+from napari_distill.core.instances import clean_semantic
 from napari_distill.core.io import read_labels
 from napari_distill.core.progress import run_to_completion
 from napari_distill.core.samples import make_medaka
@@ -258,6 +259,53 @@ def test_instances_and_a_full_disk(qtbot, widget, monkeypatch, tmp_path, errors)
     assert "No space left on device" in errors[0]
     assert list(tmp_path.iterdir()) == []  # nothing half written
     assert widget.export_button.isEnabled()
+
+
+def test_cleanup_keeps_one_piece_of_the_organs_ticked(qtbot, widget, monkeypatch, errors):
+    click(qtbot, widget.panel.train_button)
+    wait_idle(qtbot, widget)
+    organ, eye = widget.bundle.class_ids[1:3]
+    # A student of ten steps segments little, so the prediction is made up (what the row
+    # does with it is the test; clean_semantic itself is tested in the core's tests): an
+    # organ with a stray island, a pair of eyes, and a speck of the organ below the size.
+    made_up = np.zeros(widget.viewer.layers["fish"].data.shape, np.uint8)
+    made_up[:, 2:10, 2:10] = organ
+    made_up[5, 20:23, 20:23] = organ  # 9 voxels
+    made_up[:, 30:34, 2:6] = eye
+    made_up[:, 30:34, 20:24] = eye
+
+    def predicted(bundle, image, source, device, mirror):
+        ids = np.asarray(bundle.class_ids)[:, None, None, None]
+        one_hot = (made_up[None] == ids).astype(np.float32)
+        return Prediction(one_hot, made_up.copy(), bundle.class_ids, tuple(range(len(made_up))))
+        yield  # unreachable: makes this a generator, as the real one is
+
+    monkeypatch.setattr(_student_tasks, "predict_layer_image", predicted)
+    row = widget.cleanup
+    names = widget.bundle.class_names
+    menu = [action.text() for action in row.class_menu.actions()]
+    assert menu == [f"{c} {names[c]}" for c in widget.bundle.class_ids[1:]]
+    assert not row.class_button.isEnabled() and row.class_button.text() == "choose organs"
+
+    click(qtbot, widget.predict_button)  # clean-up off: the prediction as it is
+    wait_idle(qtbot, widget)
+    np.testing.assert_array_equal(widget.prediction_layer.data, made_up)
+
+    row.largest_box.setChecked(True)
+    row.set_chosen((organ,))  # as ticking it in the menu does
+    assert row.class_button.isEnabled() and row.class_button.text() == names[organ]
+    click(qtbot, widget.predict_button)
+    wait_idle(qtbot, widget)
+    cleaned = np.asarray(widget.prediction_layer.data)
+    assert errors == [] and cleaned[5, 21, 21] == 0  # the island is gone
+    assert (cleaned == eye).sum() == (made_up == eye).sum()  # both eyes stay
+
+    row.min_size.setValue(10)
+    click(qtbot, widget.predict_button)
+    wait_idle(qtbot, widget)
+    np.testing.assert_array_equal(
+        widget.prediction_layer.data, clean_semantic(made_up, True, 10, (organ,))
+    )
 
 
 def test_controls_fit_a_dock_as_narrow_as_the_teachers(make_napari_viewer):

@@ -45,6 +45,24 @@ def test_clean_semantic_keeps_the_largest_3d_component_per_class() -> None:
     assert (sized == 2).sum() == 0 and (sized == 1).sum() == 48
 
 
+def test_largest_component_only_for_the_classes_named() -> None:
+    """A pair of eyes (class 2) survives when only the one-body organ (class 1) is cleaned."""
+    labels = np.zeros((4, 12, 12), np.uint8)
+    labels[:, 1:5, 1:5] = 1  # the organ
+    labels[2, 10, 10] = 1  # a stray piece of it
+    labels[:, 8:11, 1:4] = 2  # left eye
+    labels[:, 1:4, 8:11] = 2  # right eye, as large
+    everything = clean_semantic(labels)
+    assert (everything == 2).sum() == 36  # one eye deleted: why classes can be named
+    named = clean_semantic(labels, largest_component_classes=(1,))
+    assert (named == 2).sum() == 72 and named[2, 10, 10] == 0 and (named == 1).sum() == 64
+    config = InstanceConfig(keep_largest_component=True, largest_component_classes=(1,))
+    assert np.array_equal(apply_instance_config(labels, config), named)
+    # the classes named do nothing unless the largest piece is asked for
+    untouched = InstanceConfig(largest_component_classes=(1,))
+    assert apply_instance_config(labels, untouched) is labels
+
+
 def test_two_touching_discs_become_two_instances() -> None:
     instances = split_instances(two_touching_discs(), min_distance=5)
     ids = np.unique(instances)

@@ -54,17 +54,23 @@ def student_prediction(
     device: str,
     instance_classes: Sequence[int] | None = None,
     mirror: bool = False,
+    cleanup: InstanceConfig | None = None,
 ) -> Generator[Any, None, list]:
     """Predict ``image`` with the student; return the labels layer data.
 
-    With ``instance_classes`` (empty: every foreground class) the labels are split into
-    instances (cells) by :func:`~napari_distill.core.instances.apply_instance_config`; with
-    ``mirror`` the slices' mirror images are averaged in (:attr:`PredictConfig.mirror`).
+    ``cleanup`` (a ``"semantic"`` :class:`InstanceConfig`: one piece per organ named, small
+    pieces dropped) is applied to the labels first. With ``instance_classes`` (empty: every
+    foreground class) the labels are then split into instances (cells) by
+    :func:`~napari_distill.core.instances.apply_instance_config`; with ``mirror`` the slices'
+    mirror images are averaged in (:attr:`PredictConfig.mirror`).
     """
     prediction = yield from predict_layer_image(bundle, image, source, device, mirror)
     layers = layer_data_for(prediction, source, bundle=bundle, role=STUDENT_ROLE, label="student")
+    data, kwargs, kind = layers[0]
+    if cleanup is not None:
+        data = apply_instance_config(np.asarray(data), cleanup)
+        layers[0] = (data, kwargs, kind)
     if instance_classes is not None:
-        data, kwargs, kind = layers[0]
         config = InstanceConfig(mode="instances", instance_classes=tuple(instance_classes))
         instances = apply_instance_config(np.asarray(data), config)
         layers[0] = (instances, {**kwargs, "name": f"{source.name} student instances"}, kind)

@@ -34,6 +34,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_distill._widgets._cleanup import CleanupRow
 from napari_distill._widgets._device import DevicePicker
 from napari_distill._widgets._shared import (
     SourceLayer,
@@ -101,6 +102,7 @@ class StudentWidget(QWidget):
         self.instance_class_box = QComboBox()
         self.mirror_box = mirror_checkbox()
         self.instance_class_box.setToolTip("Which class is split into instances.")
+        self.cleanup = CleanupRow()
         self.export_button = QPushButton("Export...")
         self.export_button.setToolTip(
             "Export the student's latest labels layer to a TIFF file (File > Save Selected "
@@ -141,6 +143,7 @@ class StudentWidget(QWidget):
         model_layout = QVBoxLayout(model_box)
         model_layout.addWidget(self.model_label)
         model_layout.addLayout(predict)
+        model_layout.addWidget(self.cleanup)
         model_layout.addLayout(instances)
         model_layout.addLayout(files)
         self.content = QWidget()  # all controls; scrolls when the dock is shorter than they are
@@ -249,6 +252,7 @@ class StudentWidget(QWidget):
             f"{accepted} accepted slice(s)."
         )
         fill_instance_classes(self.instance_class_box, bundle)
+        self.cleanup.set_classes(bundle)
 
     # ------------------------------------------------------------------ prediction
     def _predict_clicked(self) -> None:
@@ -273,6 +277,7 @@ class StudentWidget(QWidget):
             self.device_picker.device(),
             classes,
             self.mirror_box.isChecked(),
+            self.cleanup.config(),
             on_return=self._on_predicted,
             on_finish=self._on_prediction_finished,
             progress=lambda p: (p.done, p.total),

@@ -121,8 +121,9 @@ def check_output(path: str | Path, overwrite: bool) -> Path:
     return out
 
 
-def parse_slices(text: str | None) -> list[int] | None:
-    """``"3,7,9"`` or ``"0-4,9"`` -> a sorted list of slice indices."""
+def parse_slices(text: str | None, option: str = "--slices") -> list[int] | None:
+    """``"3,7,9"`` or ``"0-4,9"`` -> a sorted list of slice indices (or class ids; ``option``
+    names the flag in the error)."""
     if not text:
         return None
     indices: set[int] = set()
@@ -135,8 +136,22 @@ def parse_slices(text: str | None) -> list[int] | None:
             elif part:
                 indices.add(int(part))
         except ValueError as exc:
-            raise UserError(f"--slices: {part!r} is not a slice index or range like 3-7") from exc
+            raise UserError(f"{option}: {part!r} is not a number or a range like 3-7") from exc
     return sorted(indices)
+
+
+def parse_class_ids(text: str | None, option: str, class_names: dict[int, str]) -> tuple[int, ...]:
+    """Class ids from ``"4,6"`` (empty: none), each checked against the model's classes
+    (``{class id: name}``, background left out)."""
+    ids = tuple(parse_slices(text, option) or ())
+    unknown = [i for i in ids if i not in class_names]
+    if unknown:
+        known = ", ".join(f"{i} {name}" for i, name in class_names.items())
+        raise UserError(
+            f"{option}: class {', '.join(map(str, unknown))} is not one of the model's "
+            f"classes ({known})"
+        )
+    return ids
 
 
 def load_image(path: str) -> tuple[Any, Any]:

@@ -17,6 +17,7 @@ from napari_distill.cli._base import (
     drive,
     load_image,
     load_labels,
+    parse_class_ids,
     parse_slices,
     write_json,
 )
@@ -174,8 +175,20 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
         help="class ids split into touching instances (cells, nuclei), e.g. 2; "
         "other classes stay one label per class",
     )
-    p.add_argument("--largest-component", action="store_true", help="keep one piece per class")
-    p.add_argument("--min-size", type=int, default=0, help="remove smaller objects (pixels)")
+    p.add_argument(
+        "--largest-component",
+        nargs="?",
+        const="",
+        metavar="IDS",
+        help="keep only the largest 3D piece of each class, or of the class ids given (e.g. "
+        "4,5,6: name only organs that are one body, not paired eyes or vertebrae)",
+    )
+    p.add_argument(
+        "--min-size",
+        type=int,
+        default=0,
+        help="remove pieces smaller than this many voxels (pixels for a 2D image), every class",
+    )
     p.add_argument("--tile-size", type=int, help="pixels (default: from device memory)")
     p.add_argument("--overlap", type=float, default=PredictConfig.overlap)
     p.add_argument("--no-crop", action="store_true", help="do not crop slices to the tissue")
@@ -197,6 +210,22 @@ def load_model(path: str, device: str = "cpu"):
     return bundle
 
 
+def _label_options(args: argparse.Namespace, bundle) -> tuple[InstanceConfig, tuple[int, ...]]:
+    """The semantic clean-up and the classes split into instances that ``predict``'s
+    arguments ask for, checked against the model's classes before anything is predicted."""
+    if args.min_size < 0:
+        raise UserError(f"--min-size must be >= 0, got {args.min_size}")
+    names = {c: bundle.class_names.get(c, f"class {c}") for c in bundle.class_ids[1:]}
+    cleanup = InstanceConfig(
+        keep_largest_component=args.largest_component is not None,
+        largest_component_classes=parse_class_ids(
+            args.largest_component, "--largest-component", names
+        ),
+        min_size=args.min_size,
+    )
+    return cleanup, parse_class_ids(args.instance_classes, "--instance-classes", names)
+
+
 @command(
     "predict",
     "Segment every slice of an image with a teacher or student checkpoint.",
@@ -212,6 +241,7 @@ def predict_command(args: argparse.Namespace) -> None:
     for path in extra_outputs:
         check_output(path, args.overwrite)
     bundle = load_model(args.model)
+    cleanup, instance_classes = _label_options(args, bundle)
     image_data, image = load_image(args.image)
     config = PredictConfig(
         tile_size=args.tile_size,
@@ -235,6 +265,7 @@ def predict_command(args: argparse.Namespace) -> None:
     )
     squeeze = image.ndim - (1 if image_data.rgb else 0) == 2  # a 2D image gives 2D labels
     labels = prediction.labels[0] if squeeze else prediction.labels
+    labels = apply_instance_config(labels, cleanup)  # unchanged unless a clean-up is asked for
     write_labels(out, labels, image_data.scale, unit=image_data.unit, overwrite=args.overwrite)
     log.info("wrote %s", out)
     if args.probabilities:
@@ -251,14 +282,12 @@ def predict_command(args: argparse.Namespace) -> None:
         )
         log.info("wrote %s", args.probabilities)
     if args.instances:
-        instance_classes = tuple(parse_slices(args.instance_classes) or ())
-        config = InstanceConfig(
-            mode="instances" if instance_classes else "semantic",
-            keep_largest_component=args.largest_component,
-            min_size=args.min_size,
-            instance_classes=instance_classes,
-        )
-        instances = apply_instance_config(np.asarray(labels), config)
+        instances = np.asarray(labels)  # without --instance-classes: the cleaned labels
+        if instance_classes:
+            config = InstanceConfig(
+                mode="instances", min_size=args.min_size, instance_classes=instance_classes
+            )
+            instances = apply_instance_config(instances, config)
         write_labels(
             args.instances,
             instances,

@@ -317,6 +317,9 @@ class InstanceConfig:
 
     mode: str = "semantic"  # "semantic" (one label per class, CT organs) or "instances" (cells)
     keep_largest_component: bool = False  # per class, per volume (CT organs are one piece)
+    # With keep_largest_component: only these class ids (empty: every class); leave out
+    # classes of several bodies (a pair of eyes, a column of vertebrae).
+    largest_component_classes: tuple[int, ...] = field(default=())
     min_size: int = 0  # pixels (2D) / voxels (3D); smaller objects are removed
     instance_classes: tuple[int, ...] = field(default=())  # class ids split into instances
     min_distance: int = 3  # pixels between watershed seeds

@@ -1,8 +1,9 @@
 """From probabilities to labels: semantic clean-up (CT organs) and instances (cells).
 
 - :func:`labels_from_probabilities`: argmax, mapped to class ids.
-- :func:`clean_semantic`: one piece per organ (largest 3D connected component per class) and
-  removal of small objects, for CT stacks where each organ is a single body.
+- :func:`clean_semantic`: one piece per organ (largest 3D connected component of each class,
+  or of the classes named: paired eyes and a column of vertebrae are several pieces) and
+  removal of small objects, for CT stacks.
 - :func:`split_instances`: touching objects of one mask split by a watershed on the distance
   transform, per 2D slice, with ids unique across the stack.
 - :func:`instances_from_semantic` and :func:`apply_instance_config`: the above as
@@ -44,7 +45,10 @@ def labels_from_probabilities(probabilities: np.ndarray, class_ids: Sequence[int
 
 
 def clean_semantic(
-    labels: np.ndarray, keep_largest_component: bool = True, min_size: int = 0
+    labels: np.ndarray,
+    keep_largest_component: bool = True,
+    min_size: int = 0,
+    largest_component_classes: Sequence[int] = (),
 ) -> np.ndarray:
     """Clean semantic labels class by class; removed voxels become background (0).
 
@@ -54,9 +58,13 @@ def clean_semantic(
         ``(H, W)`` or ``(N, H, W)`` label values; components are connected in 2D or 3D
         accordingly (faces only, so that diagonal noise does not bridge organs).
     keep_largest_component:
-        Keep only the largest connected component of every class (an organ is one piece).
+        Keep only the largest connected component of a class (an organ is one piece).
     min_size:
-        Remove components smaller than this many pixels / voxels.
+        Remove components smaller than this many pixels / voxels (every class).
+    largest_component_classes:
+        The class ids ``keep_largest_component`` applies to; empty: every class. Name only
+        the organs that are one body: it deletes all but one eye of a pair and all but one
+        vertebra of a column.
 
     Returns
     -------
@@ -64,8 +72,12 @@ def clean_semantic(
         A cleaned copy with the dtype of ``labels``.
     """
     out = np.array(labels, copy=True)
+    one_piece = {int(c) for c in largest_component_classes}
     for class_id in np.unique(out):
         if class_id == 0:
+            continue
+        largest_only = keep_largest_component and (not one_piece or int(class_id) in one_piece)
+        if not largest_only and min_size <= 1:
             continue
         mask = out == class_id
         components, count = ndimage.label(mask)
@@ -74,7 +86,7 @@ def clean_semantic(
         sizes = np.bincount(components.ravel(), minlength=count + 1)
         sizes[0] = 0
         keep = sizes >= max(min_size, 1)
-        if keep_largest_component:
+        if largest_only:
             keep[:] = False
             largest = int(np.argmax(sizes))
             keep[largest] = sizes[largest] >= min_size
@@ -207,6 +219,11 @@ def apply_instance_config(labels: np.ndarray, config: InstanceConfig) -> np.ndar
     if config.mode == "semantic":
         if not config.keep_largest_component and config.min_size <= 0:
             return labels
-        return clean_semantic(labels, config.keep_largest_component, config.min_size)
+        return clean_semantic(
+            labels,
+            config.keep_largest_component,
+            config.min_size,
+            config.largest_component_classes,
+        )
     classes = config.instance_classes or tuple(int(c) for c in np.unique(labels) if c != 0)
     return instances_from_semantic(labels, classes, config)
