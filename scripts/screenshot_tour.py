@@ -7,8 +7,9 @@ Needs a display with OpenGL; headless, run it under Xvfb from the repository roo
 For each sample (the plugin's Medaka CT and Pap smear sample data) it docks the three widgets
 (tabbed), and with their *default* settings: trains a teacher and predicts; fits the quality
 classifier and scores every slice, then overrules two slices by hand; trains the student and
-predicts (Pap smear: nuclei split into instances); exports the student's labels through the
-widget's Export button and reads them back. After each step it writes the window and the dock:
+predicts (Pap smear: nuclei split into instances; Medaka: the compact organs kept to one
+piece); exports the student's labels through the widget's Export button and reads them back.
+After each step it writes the window and the dock:
 
 - ``widget_teacher.png`` / ``widget_teacher_dock.png`` (Medaka), ``widget_teacher_pap.png``;
 - ``widget_quality_fit.png`` (the Fit tab), ``widget_quality.png`` / ``widget_quality_dock.png``
@@ -158,12 +159,16 @@ class Tour:
         review.plot.canvas.draw()
         self.shoot("widget_quality", self.quality)
 
-    def distil(self, instance_class: str | None) -> None:
+    def distil(self, instance_class: str | None, one_piece: tuple[str, ...] = ()) -> None:
         self.show(WIDGETS[2])
         student = self.student
         student.inputs.update_summary()
         logger.info("student inputs: %s", student.inputs.summary.text())
         press(student, student.panel.train_button)
+        if one_piece:  # the clean-up row, as a user ticks organs in its menu
+            names = student.bundle.class_names
+            student.cleanup.largest_box.setChecked(True)
+            student.cleanup.set_chosen(tuple(c for c, name in names.items() if name in one_piece))
         if instance_class is not None:
             student.instances_box.setChecked(True)
             box = student.instance_class_box
@@ -217,7 +222,11 @@ def shoot_plugins_menu(out_dir: Path) -> None:
     viewer.close()
 
 
-TOURS = {"medaka_ct": ("", None), "pap_smear": ("_pap", "nucleus")}  # suffix, instance class
+# suffix, the class split into instances, the organs kept to one piece (compact, one body)
+TOURS = {
+    "medaka_ct": ("", None, ("brain", "heart", "liver", "swim bladder")),
+    "pap_smear": ("_pap", "nucleus", ()),
+}
 
 
 def shoot_teacher_settings(out_dir: Path) -> None:
@@ -236,11 +245,11 @@ def main(out_dir: Path, samples: list[str]) -> None:
     shoot_plugins_menu(out_dir)
     shoot_teacher_settings(out_dir)
     for sample in samples:
-        suffix, instance_class = TOURS[sample]
+        suffix, instance_class, one_piece = TOURS[sample]
         tour = Tour(sample, out_dir, suffix)
         tour.train_teacher()
         tour.review_quality()
-        tour.distil(instance_class)
+        tour.distil(instance_class, one_piece)
         tour.export()
         tour.close()
 
