@@ -54,6 +54,12 @@ def test_run_arguments_reach_the_pipeline_config(tmp_path):
     )
     assert tuned.predict.mirror and tuned.quality.tau == 0.5
     assert tuned.model.members == 3 and tuned.model.downsample == 2
+    assert not default.cleanup.keep_largest_component and default.cleanup.min_size == 0
+    cleaned = pipeline_config(
+        build_parser().parse_args([*argv, "--largest-component", "4,5", "--min-size", "20"])
+    )
+    assert cleaned.cleanup.keep_largest_component and cleaned.cleanup.min_size == 20
+    assert cleaned.cleanup.largest_component_classes == (4, 5)
 
 
 def test_run_writes_labels_scores_and_report(run_dir):
@@ -68,6 +74,19 @@ def test_run_refuses_to_overwrite(files, run_dir, capsys):
         "--out-dir", str(run_dir), "--steps", "2", "--device", "cpu", "--quiet",
     ])  # fmt: skip
     assert code == 2 and "--overwrite" in capsys.readouterr().err
+
+
+def test_run_refuses_a_cleanup_of_a_class_never_painted(files, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main([
+        "run", "--image", str(files / "image.tif"), "--labels", str(files / "labels.tif"),
+        "--out-dir", str(out), "--steps", "2", "--device", "cpu", "--quiet",
+        "--largest-component", "1,3",
+    ])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    assert "the clean-up names class 3, which no painted slice has (classes painted: 1)" in err
+    assert not (out / "teacher.pt").exists()  # refused before the slow part
 
 
 def test_distill_from_the_run_teacher_and_scores(files, run_dir, tmp_path):

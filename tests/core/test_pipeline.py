@@ -12,12 +12,15 @@ import torch
 
 from napari_distill.core.checkpoint import load_checkpoint
 from napari_distill.core.config import (
+    InstanceConfig,
     KDConfig,
     ModelConfig,
     PredictConfig,
     QualityConfig,
     TrainConfig,
 )
+from napari_distill.core.inference import predict_bundle
+from napari_distill.core.instances import clean_semantic
 from napari_distill.core.pipeline import (
     OUTPUT_FILES,
     PipelineConfig,
@@ -26,9 +29,17 @@ from napari_distill.core.pipeline import (
     check_out_dir,
     run_pipeline,
 )
+from napari_distill.core.progress import run_to_completion
 from napari_distill.core.report import RunSummary, plot_scores, render_report
 from napari_distill.core.selection import Selection
 from synthetic import fixed_disk_square_volume as tiny_volume
+
+# The clean-up of the student's labels: one piece of class 1, and no piece smaller than the
+# tiny volume itself (8 x 32 x 32), so that the test sees it ran whatever a student of three
+# steps draws (it may draw one class everywhere: nothing else would change).
+CLEANUP = InstanceConfig(
+    keep_largest_component=True, largest_component_classes=(1,), min_size=8 * 32 * 32 + 1
+)
 
 
 def tiny_config(steps: int = 3) -> PipelineConfig:
@@ -43,6 +54,7 @@ def tiny_config(steps: int = 3) -> PipelineConfig:
         strategy_config=KDConfig(),
         student=train,
         predict=PredictConfig(tile_size=None),
+        cleanup=CLEANUP,
     )
 
 
@@ -73,6 +85,12 @@ def test_pipeline_writes_every_output(pipeline_run):
     np.testing.assert_array_equal(tifffile.imread(out_dir / "student_labels.tif"),
                                   result.student_labels)  # fmt: skip
     student = load_checkpoint(out_dir / "student.pt", kind="student")[0]
+    as_predicted = run_to_completion(
+        predict_bundle(student, image, config=tiny_config().predict, keep_probabilities=False)
+    ).labels
+    expected = clean_semantic(as_predicted, True, CLEANUP.min_size, (1,))
+    assert as_predicted.any() and not expected.any()
+    np.testing.assert_array_equal(result.student_labels, expected)  # cleaned as asked
     assert student.extra["strategy"] == "kd" and student.model_config.members == 1
     teacher = load_checkpoint(out_dir / "teacher.pt", kind="teacher")[0]
     assert teacher.kind == "teacher" and teacher.model_config.members == 2
@@ -130,6 +148,8 @@ def test_out_dir_is_never_overwritten_unless_asked(pipeline_run, tmp_path):
 
 
 def test_pipeline_config_checks_the_strategy():
+    with pytest.raises(ValueError, match="clean-up is semantic"):
+        PipelineConfig(cleanup=InstanceConfig(mode="instances"))
     with pytest.raises(ValueError, match="unknown strategy"):
         PipelineConfig(strategy="nope")
     with pytest.raises(ValueError, match="KDConfig"):

@@ -140,10 +140,14 @@ def parse_slices(text: str | None, option: str = "--slices") -> list[int] | None
     return sorted(indices)
 
 
-def parse_class_ids(text: str | None, option: str, class_names: dict[int, str]) -> tuple[int, ...]:
+def parse_class_ids(
+    text: str | None, option: str, class_names: dict[int, str] | None = None
+) -> tuple[int, ...]:
     """Class ids from ``"4,6"`` (empty: none), each checked against the model's classes
-    (``{class id: name}``, background left out)."""
+    (``{class id: name}``, background left out) when they are known."""
     ids = tuple(parse_slices(text, option) or ())
+    if class_names is None:
+        return ids
     unknown = [i for i in ids if i not in class_names]
     if unknown:
         known = ", ".join(f"{i} {name}" for i, name in class_names.items())
@@ -152,6 +156,42 @@ def parse_class_ids(text: str | None, option: str, class_names: dict[int, str]) 
             f"classes ({known})"
         )
     return ids
+
+
+def add_cleanup_arguments(p: argparse.ArgumentParser) -> None:
+    """``--largest-component [IDS]`` and ``--min-size N``: the labels' clean-up
+    (:func:`cleanup_config`)."""
+    p.add_argument(
+        "--largest-component",
+        nargs="?",
+        const="",
+        metavar="IDS",
+        help="keep only the largest 3D piece of each class, or of the class ids given (e.g. "
+        "4,5,6: name only organs that are one body, not paired eyes or vertebrae)",
+    )
+    p.add_argument(
+        "--min-size",
+        type=int,
+        default=0,
+        help="remove pieces smaller than this many voxels (pixels for a 2D image), every class",
+    )
+
+
+def cleanup_config(args: argparse.Namespace, class_names: dict[int, str] | None = None) -> Any:
+    """The :class:`~napari_distill.core.config.InstanceConfig` (``"semantic"``) that
+    :func:`add_cleanup_arguments`' flags ask for; class ids are checked against
+    ``class_names`` (``{class id: name}``, background left out) when given."""
+    from napari_distill.core.config import InstanceConfig
+
+    if args.min_size < 0:
+        raise UserError(f"--min-size must be >= 0, got {args.min_size}")
+    return InstanceConfig(
+        keep_largest_component=args.largest_component is not None,
+        largest_component_classes=parse_class_ids(
+            args.largest_component, "--largest-component", class_names
+        ),
+        min_size=args.min_size,
+    )
 
 
 def load_image(path: str) -> tuple[Any, Any]:

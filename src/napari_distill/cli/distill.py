@@ -10,9 +10,11 @@ from typing import TYPE_CHECKING
 
 from napari_distill.cli._base import (
     UserError,
+    add_cleanup_arguments,
     add_downsample_argument,
     add_teachers_argument,
     check_output,
+    cleanup_config,
     command,
     drive,
     load_image,
@@ -176,6 +178,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_teachers_argument(p)
     add_downsample_argument(p)
+    add_cleanup_arguments(p)  # of the student's labels
     p.add_argument(
         "--smaller-student",
         action="store_true",
@@ -225,6 +228,7 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
                 init_from_teacher=not args.smaller_student, smaller_student=args.smaller_student
             ),
             predict=dataclasses.replace(base.predict, mirror=args.mirror),
+            cleanup=cleanup_config(args),  # classes checked against the painted ones
         ).with_steps(_steps(args.steps))
     except ValueError as error:
         raise UserError(str(error)) from error

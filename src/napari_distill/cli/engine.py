@@ -10,9 +10,11 @@ import numpy as np
 
 from napari_distill.cli._base import (
     UserError,
+    add_cleanup_arguments,
     add_downsample_argument,
     add_teachers_argument,
     check_output,
+    cleanup_config,
     command,
     drive,
     load_image,
@@ -175,20 +177,7 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
         help="class ids split into touching instances (cells, nuclei), e.g. 2; "
         "other classes stay one label per class",
     )
-    p.add_argument(
-        "--largest-component",
-        nargs="?",
-        const="",
-        metavar="IDS",
-        help="keep only the largest 3D piece of each class, or of the class ids given (e.g. "
-        "4,5,6: name only organs that are one body, not paired eyes or vertebrae)",
-    )
-    p.add_argument(
-        "--min-size",
-        type=int,
-        default=0,
-        help="remove pieces smaller than this many voxels (pixels for a 2D image), every class",
-    )
+    add_cleanup_arguments(p)
     p.add_argument("--tile-size", type=int, help="pixels (default: from device memory)")
     p.add_argument("--overlap", type=float, default=PredictConfig.overlap)
     p.add_argument("--no-crop", action="store_true", help="do not crop slices to the tissue")
@@ -213,16 +202,8 @@ def load_model(path: str, device: str = "cpu"):
 def _label_options(args: argparse.Namespace, bundle) -> tuple[InstanceConfig, tuple[int, ...]]:
     """The semantic clean-up and the classes split into instances that ``predict``'s
     arguments ask for, checked against the model's classes before anything is predicted."""
-    if args.min_size < 0:
-        raise UserError(f"--min-size must be >= 0, got {args.min_size}")
     names = {c: bundle.class_names.get(c, f"class {c}") for c in bundle.class_ids[1:]}
-    cleanup = InstanceConfig(
-        keep_largest_component=args.largest_component is not None,
-        largest_component_classes=parse_class_ids(
-            args.largest_component, "--largest-component", names
-        ),
-        min_size=args.min_size,
-    )
+    cleanup = cleanup_config(args, names)
     return cleanup, parse_class_ids(args.instance_classes, "--instance-classes", names)
 
 
