@@ -4,10 +4,10 @@
         --json benchmarks/results/cleanup.json
 
 For each seed, the default teacher of ``teacher_quality.py`` (``make_medaka(n_annotated=6,
-seed=seed)``, ``TrainConfig()`` / ``ModelConfig()`` defaults, one torch thread per job)
-predicts every slice, and its labels are scored (mean IoU over the nine organs on the
-unannotated slices, and each organ's IoU) as they are and after
-:func:`~napari_distill.core.instances.clean_semantic`:
+seed=seed)``, ``TrainConfig()`` / ``ModelConfig()`` defaults, one torch thread per job;
+``--model '{"members": 3}'``: the ensemble of three) predicts every slice, and its labels are
+scored (mean IoU over the nine organs on the unannotated slices, and each organ's IoU) as
+they are and after :func:`~napari_distill.core.instances.clean_semantic`:
 
 - ``every_class``: the largest 3D piece of every class (``predict --largest-component``);
 - ``one_body``: the largest piece of the organs named by ``--one-body`` only (``predict
@@ -43,14 +43,23 @@ ONE_BODY = "brain,heart,liver,gut,kidney,swim bladder"
 
 
 def one_seed(
-    seed: int, one_body: list[str], min_sizes: list[int], steps: int | None = None
+    seed: int,
+    one_body: list[str],
+    min_sizes: list[int],
+    steps: int | None = None,
+    model: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     torch.set_num_threads(1)
     sample = make_medaka(n_annotated=6, seed=seed)
     annotated = set(sample.annotated.tolist())
     unannotated = [i for i in range(sample.image.shape[0]) if i not in annotated]
     bundle, facts = train(
-        sample.image, sample.labels_sparse, seed, steps, rgb=False, model_config=ModelConfig()
+        sample.image,
+        sample.labels_sparse,
+        seed,
+        steps,
+        rgb=False,
+        model_config=ModelConfig(**(model or {})),
     )
     labels, predict_s = predict(bundle, sample.image, list(range(sample.image.shape[0])), False)
     ids = {name: class_id for class_id, name in sample.class_names.items()}
@@ -85,6 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-sizes", default="50", help="voxel counts, comma separated")
     parser.add_argument("--jobs", type=int, default=1, help="seeds run at once")
     parser.add_argument("--steps", type=int, help="fixed steps (default: the automatic budget)")
+    parser.add_argument(
+        "--model",
+        type=json.loads,
+        default={},
+        help="ModelConfig fields to change, as JSON, e.g. '{\"members\": 3}' (an ensemble)",
+    )
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -93,10 +108,15 @@ def main(argv: list[str] | None = None) -> int:
     context = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
         n = len(seeds)
-        runs = list(pool.map(one_seed, seeds, [one_body] * n, [min_sizes] * n, [args.steps] * n))
+        runs = list(
+            pool.map(
+                one_seed, seeds, [one_body] * n, [min_sizes] * n, [args.steps] * n, [args.model] * n
+            )
+        )
     variants = list(runs[0]["scores"])
     payload = {
         "command": " ".join(["benchmarks/cleanup.py", *(argv or sys.argv[1:])]),
+        "model": args.model,
         "machine": {"platform": platform.platform(), "torch": torch.__version__},
         "mean_miou": {
             name: round(sum(run["scores"][name]["miou"] for run in runs) / len(runs), 4)
