@@ -8,7 +8,9 @@ import pytest
 from napari_distill.core.config import InstanceConfig
 from napari_distill.core.instances import (
     apply_instance_config,
+    check_cleanup_classes,
     clean_semantic,
+    describe_cleanup,
     instance_class_map,
     instances_from_semantic,
     labels_from_probabilities,
@@ -61,6 +63,22 @@ def test_largest_component_only_for_the_classes_named() -> None:
     # the classes named do nothing unless the largest piece is asked for
     untouched = InstanceConfig(largest_component_classes=(1,))
     assert apply_instance_config(labels, untouched) is labels
+
+
+def test_a_cleanup_is_described_and_checked_against_the_painted_classes() -> None:
+    assert describe_cleanup(InstanceConfig()) == ""
+    both = InstanceConfig(keep_largest_component=True, largest_component_classes=(4, 6), min_size=9)
+    assert describe_cleanup(both) == "largest piece of 4, 6; pieces under 9 voxels removed"
+    every = InstanceConfig(keep_largest_component=True)
+    assert describe_cleanup(every) == "largest piece of every class"
+    painted = np.zeros((2, 4, 4), np.uint8)
+    painted[0, :2] = 4
+    painted[1, 2:] = 6
+    check_cleanup_classes(both, painted)  # both painted: nothing to say
+    with pytest.raises(
+        ValueError, match=r"class 6, which no painted slice has \(classes painted: 4\)"
+    ):
+        check_cleanup_classes(both, np.where(painted == 6, 0, painted))
 
 
 def test_two_touching_discs_become_two_instances() -> None:

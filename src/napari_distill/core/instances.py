@@ -1,7 +1,8 @@
 """From probabilities to labels: semantic clean-up (CT organs) and instances (cells).
 
 - :func:`labels_from_probabilities`: argmax, mapped to class ids.
-- :func:`clean_semantic`: one piece per organ (largest 3D connected component of each class,
+- :func:`clean_semantic` (with :func:`check_cleanup_classes` and :func:`describe_cleanup`):
+  one piece per organ (largest 3D connected component of each class,
   or of the classes named: paired eyes and a column of vertebrae are several pieces) and
   removal of small objects, for CT stacks.
 - :func:`split_instances`: touching objects of one mask split by a watershed on the distance
@@ -92,6 +93,31 @@ def clean_semantic(
             keep[largest] = sizes[largest] >= min_size
         out[mask & ~keep[components]] = 0
     return out
+
+
+def check_cleanup_classes(cleanup: InstanceConfig, labels: np.ndarray) -> None:
+    """Raise ``ValueError`` when ``cleanup`` keeps one piece of a class that no voxel of
+    ``labels`` (the painted slices) has: a typo, found before anything is trained."""
+    if not cleanup.keep_largest_component or not cleanup.largest_component_classes:
+        return
+    painted = {int(c) for c in np.unique(labels) if c != 0}
+    unknown = sorted(set(cleanup.largest_component_classes) - painted)
+    if unknown:
+        raise ValueError(
+            f"the clean-up names class {', '.join(map(str, unknown))}, which no painted slice "
+            f"has (classes painted: {', '.join(map(str, sorted(painted)))})"
+        )
+
+
+def describe_cleanup(cleanup: InstanceConfig) -> str:
+    """What a ``"semantic"`` clean-up does, in words (empty when it does nothing)."""
+    parts = []
+    if cleanup.keep_largest_component:
+        named = ", ".join(map(str, cleanup.largest_component_classes)) or "every class"
+        parts.append(f"largest piece of {named}")
+    if cleanup.min_size > 1:
+        parts.append(f"pieces under {cleanup.min_size} voxels removed")
+    return "; ".join(parts)
 
 
 def _split_plane(mask: np.ndarray, min_distance: int) -> tuple[np.ndarray, int]:

@@ -42,7 +42,7 @@ from .config import (
 )
 from .device import select_device
 from .inference import Prediction, predict_bundle
-from .instances import apply_instance_config
+from .instances import apply_instance_config, check_cleanup_classes, describe_cleanup
 from .io import write_labels
 from .preprocess import annotated_slices
 from .quality import SnapshotRecorder, fit_quality, save_quality, score_slices
@@ -264,7 +264,7 @@ def run_pipeline(
         Bad inputs (shapes, no annotated slice, one class, ...), from the stage that found it.
     """
     paths = check_out_dir(out_dir, overwrite)
-    _check_cleanup_classes(config.cleanup, labels)  # before the slow part
+    check_cleanup_classes(config.cleanup, labels)  # before the slow part
     torch_device = select_device(device)
     seconds: dict[str, float] = {}
     label_scale = None if scale is None else tuple(scale)[-np.ndim(labels) :]
@@ -337,8 +337,8 @@ def run_pipeline(
         4,
     )  # fmt: skip
     student_labels = apply_instance_config(student_prediction.labels, config.cleanup)
-    if _cleanup_text(config.cleanup):
-        logger.info("student labels cleaned up: %s", _cleanup_text(config.cleanup))
+    if describe_cleanup(config.cleanup):
+        logger.info("student labels cleaned up: %s", describe_cleanup(config.cleanup))
     write_labels(paths["student_labels"], student_labels, label_scale, overwrite=True)
     seconds["student labels"] = time.perf_counter() - started
 
@@ -376,29 +376,6 @@ def run_pipeline(
         teacher_labels=teacher_labels,
         student_labels=np.asarray(student_labels),
     )
-
-
-def _check_cleanup_classes(cleanup: InstanceConfig, labels: np.ndarray) -> None:
-    """A clean-up that names a class the painted labels do not have is a typo: say so."""
-    if not cleanup.keep_largest_component or not cleanup.largest_component_classes:
-        return
-    painted = {int(c) for c in np.unique(labels) if c != 0}
-    unknown = sorted(set(cleanup.largest_component_classes) - painted)
-    if unknown:
-        raise ValueError(
-            f"the clean-up names class {', '.join(map(str, unknown))}, which no painted slice "
-            f"has (classes painted: {', '.join(map(str, sorted(painted)))})"
-        )
-
-
-def _cleanup_text(cleanup: InstanceConfig) -> str:
-    parts = []
-    if cleanup.keep_largest_component:
-        named = ", ".join(map(str, cleanup.largest_component_classes)) or "every class"
-        parts.append(f"largest piece of {named}")
-    if cleanup.min_size > 1:
-        parts.append(f"pieces under {cleanup.min_size} voxels removed")
-    return "; ".join(parts)
 
 
 def _validated(bundle: ModelBundle) -> float | None:
