@@ -298,6 +298,8 @@ def test_cleanup_keeps_one_piece_of_the_organs_ticked(qtbot, widget, monkeypatch
     wait_idle(qtbot, widget)
     cleaned = np.asarray(widget.prediction_layer.data)
     assert errors == [] and cleaned[5, 21, 21] == 0  # the island is gone
+    assert widget.prediction_layer.name == "fish student labels (cleaned up)"
+    assert "fish student labels" in widget.viewer.layers  # the first one is still there
     assert (cleaned == eye).sum() == (made_up == eye).sum()  # both eyes stay
 
     row.min_size.setValue(10)

@@ -21,7 +21,7 @@ from napari_distill._widgets._shared import (
 )
 from napari_distill._writer import write_labels_layer
 from napari_distill.core.config import InstanceConfig
-from napari_distill.core.instances import apply_instance_config
+from napari_distill.core.instances import apply_instance_config, describe_cleanup
 from napari_distill.core.strategies import get_strategy
 
 if TYPE_CHECKING:
@@ -67,8 +67,10 @@ def student_prediction(
     prediction = yield from predict_layer_image(bundle, image, source, device, mirror)
     layers = layer_data_for(prediction, source, bundle=bundle, role=STUDENT_ROLE, label="student")
     data, kwargs, kind = layers[0]
-    if cleanup is not None:
+    if cleanup is not None and describe_cleanup(cleanup):
+        # Named apart, so the cleaned layer can be compared with one predicted without.
         data = apply_instance_config(np.asarray(data), cleanup)
+        kwargs = {**kwargs, "name": f"{kwargs['name']} (cleaned up)"}
         layers[0] = (data, kwargs, kind)
     if instance_classes is not None:
         config = InstanceConfig(mode="instances", instance_classes=tuple(instance_classes))
