@@ -158,22 +158,23 @@ def parse_class_ids(
     return ids
 
 
-def add_cleanup_arguments(p: argparse.ArgumentParser) -> None:
-    """``--largest-component [IDS]`` and ``--min-size N``: the labels' clean-up
-    (:func:`cleanup_config`)."""
+def add_cleanup_arguments(p: argparse.ArgumentParser, labels: str = "the labels") -> None:
+    """``--largest-component [IDS]`` and ``--min-size N``: the clean-up of ``labels`` (the
+    help's words for what is cleaned; :func:`cleanup_config` reads the flags)."""
     p.add_argument(
         "--largest-component",
         nargs="?",
         const="",
         metavar="IDS",
-        help="keep only the largest 3D piece of each class, or of the class ids given (e.g. "
-        "4,5,6: name only organs that are one body, not paired eyes or vertebrae)",
+        help=f"in {labels}, keep only the largest 3D piece of each class, or of the class ids "
+        "given (e.g. 4,5,6: name only organs that are one body, not paired eyes or vertebrae)",
     )
     p.add_argument(
         "--min-size",
         type=int,
         default=0,
-        help="remove pieces smaller than this many voxels (pixels for a 2D image), every class",
+        help=f"in {labels}, remove pieces of any class smaller than this many voxels (pixels "
+        "for a 2D image)",
     )
 
 

@@ -178,7 +178,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_teachers_argument(p)
     add_downsample_argument(p)
-    add_cleanup_arguments(p)  # of the student's labels
+    add_cleanup_arguments(p, "student_labels.tif")
     p.add_argument(
         "--smaller-student",
         action="store_true",

@@ -177,7 +177,7 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
         help="class ids split into touching instances (cells, nuclei), e.g. 2; "
         "other classes stay one label per class",
     )
-    add_cleanup_arguments(p)
+    add_cleanup_arguments(p, "the labels written (--out, --instances)")
     p.add_argument("--tile-size", type=int, help="pixels (default: from device memory)")
     p.add_argument("--overlap", type=float, default=PredictConfig.overlap)
     p.add_argument("--no-crop", action="store_true", help="do not crop slices to the tissue")
