@@ -44,6 +44,7 @@ class CleanupRow(QWidget):
         self.class_button.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.class_button.setMinimumWidth(80)
         self.class_menu = QMenu(self.class_button)
+        self._names: dict[int, str] = {}  # of the classes the menu offers
         self.class_button.setMenu(self.class_menu)
         self.min_size = QSpinBox()
         self.min_size.setRange(0, 10**9)
@@ -73,8 +74,10 @@ class CleanupRow(QWidget):
         """Offer the foreground classes of ``bundle``, keeping the ticks of those still there."""
         ticked = set(self.chosen_classes())
         self.class_menu.clear()
+        self._names = {}
         for class_id in bundle.class_ids[1:]:
             name = bundle.class_names.get(class_id, f"class {class_id}")
+            self._names[class_id] = name
             action = self.class_menu.addAction(f"{class_id} {name}")
             action.setCheckable(True)
             action.setChecked(class_id in ticked)
@@ -88,6 +91,7 @@ class CleanupRow(QWidget):
             action.setChecked(action.data() in class_ids)
 
     def chosen_classes(self) -> tuple[int, ...]:
+        """The class ids ticked in the menu."""
         return tuple(int(a.data()) for a in self.class_menu.actions() if a.isChecked())
 
     def config(self) -> InstanceConfig:
@@ -100,7 +104,7 @@ class CleanupRow(QWidget):
         )
 
     def _update_text(self) -> None:
-        names = [a.text().split(" ", 1)[-1] for a in self.class_menu.actions() if a.isChecked()]
+        names = [self._names[class_id] for class_id in self.chosen_classes()]
         self.class_button.setText(", ".join(names) if names else NO_CLASS)
         self.class_button.setToolTip(
             f"Kept to their largest piece: {', '.join(names)}."

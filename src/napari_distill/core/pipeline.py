@@ -337,8 +337,9 @@ def run_pipeline(
         4,
     )  # fmt: skip
     student_labels = apply_instance_config(student_prediction.labels, config.cleanup)
-    if describe_cleanup(config.cleanup):
-        logger.info("student labels cleaned up: %s", describe_cleanup(config.cleanup))
+    cleanup = describe_cleanup(config.cleanup)
+    if cleanup:
+        logger.info("student labels cleaned up: %s", cleanup)
     write_labels(paths["student_labels"], student_labels, label_scale, overwrite=True)
     seconds["student labels"] = time.perf_counter() - started
 
