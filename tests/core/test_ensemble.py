@@ -152,14 +152,15 @@ def test_each_member_learns_from_its_own_batch():
     first_slices, second_slices = _objective((1, 3)), _objective((5,))
     objective = EnsembleObjective([first_slices, second_slices])
     batch = objective.batch(np.random.default_rng(0))
-    assert batch["x"].shape[0] == 4  # two batches of two
+    assert sorted(batch) == ["0/x", "0/y", "1/x", "1/y"]  # two batches, kept apart
     assert objective.members == 2
     single = _objective()
     first, second = ensemble_members(model)
-    by_hand = (
-        single.loss(first, {k: v[:2] for k, v in batch.items()})[0]
-        + single.loss(second, {k: v[2:] for k, v in batch.items()})[0]
-    )
+
+    def own(b, member):
+        return {k.split("/")[1]: v for k, v in b.items() if k.startswith(f"{member}/")}
+
+    by_hand = single.loss(first, own(batch, 0))[0] + single.loss(second, own(batch, 1))[0]
     total, parts = objective.loss(model, batch)
     torch.testing.assert_close(total, by_hand)
     assert set(parts) >= {"ce", "dice"}
@@ -168,15 +169,16 @@ def test_each_member_learns_from_its_own_batch():
     gradient = second.head.weight.grad.clone()
     model.zero_grad()
     changed = {k: v.clone() for k, v in batch.items()}
-    changed["x"][:2] = torch.randn_like(changed["x"][:2])
+    changed["0/x"] = torch.randn_like(changed["0/x"])
     objective.loss(model, changed)[0].backward()
     torch.testing.assert_close(second.head.weight.grad, gradient)
     with pytest.raises(ValueError, match="for 2 member"):
         objective.loss(build_model(TINY_ENSEMBLE), batch)
     # Member m's batch comes from member m's own slices.
     rng = np.random.default_rng(0)
-    own = [first_slices.batch(rng), second_slices.batch(rng)]
-    torch.testing.assert_close(batch["x"], torch.cat([own[0]["x"], own[1]["x"]]))
+    drawn = [first_slices.batch(rng), second_slices.batch(rng)]
+    torch.testing.assert_close(batch["0/x"], drawn[0]["x"])
+    torch.testing.assert_close(batch["1/x"], drawn[1]["x"])
 
 
 def test_an_ensemble_validates_as_the_mean_of_its_members_on_their_own_slices():

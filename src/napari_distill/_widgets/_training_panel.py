@@ -42,7 +42,13 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from napari_distill._widgets._plot import CurvePlot
-from napari_distill.core.config import MAX_DOWNSAMPLE, MAX_MEMBERS, ModelConfig, TrainConfig
+from napari_distill.core.config import (
+    MAX_DOWNSAMPLE,
+    MAX_MEMBERS,
+    VIEW_AXES,
+    ModelConfig,
+    TrainConfig,
+)
 from napari_distill.core.train import TrainingRun, preload_optimizer_modules
 
 
@@ -285,6 +291,15 @@ ADVANCED_SETTINGS = (
      "Stop after this many minutes of training (0 = no limit)."),
     ("train", "seed", "Seed", 0, 2**31 - 1, None, "Random seed (same seed, same run)."),
 )  # fmt: skip
+# (config, field, label, tooltip): switches shown with the main settings
+MAIN_SWITCHES = (
+    ("model", "views", "Views: slice the volume along all three axes",
+     "For a volume (a CT stack, not a stack of separate fields): the teachers slice it "
+     "along its three axes in turn. Those across the slices see each painted slice edge-on, "
+     "as painted rows, and learn how the organs continue between the painted slices; the "
+     "prediction is the mean of all three views. Needs at least 3 teachers (Teachers is "
+     "raised to 3); costs 3 networks' training and prediction time."),
+)  # fmt: skip
 # (config, field, label, tooltip)
 SWITCHES = (
     ("train", "augment", "Augment", "Flips, 90-degree rotations, intensity changes and noise."),
@@ -323,16 +338,17 @@ class TrainSettings(QWidget):
         main = QFormLayout()
         for spec in MAIN_SETTINGS:
             main.addRow(spec[2], self._field(*spec))
+        for spec in MAIN_SWITCHES:
+            main.addRow(self._switch(*spec))
         advanced = QWidget()
         advanced_form = QFormLayout(advanced)
         advanced_form.setContentsMargins(0, 0, 0, 0)
         for spec in ADVANCED_SETTINGS:
             advanced_form.addRow(spec[2], self._field(*spec))
-        for config, name, text, tooltip in SWITCHES:
-            box = QCheckBox(text)
-            box.setToolTip(tooltip)
-            self.switches[(config, name)] = box
-            advanced_form.addRow(box)
+        for spec in SWITCHES:
+            advanced_form.addRow(self._switch(*spec))
+        # Views need a member per axis: the Teachers field cannot go below that while ticked.
+        self.switches[("model", "views")].toggled.connect(self._views_toggled)
         self.advanced = QCollapsible("Advanced")
         self.advanced.addWidget(advanced)
         layout = QVBoxLayout(self)
@@ -340,6 +356,15 @@ class TrainSettings(QWidget):
         layout.addLayout(main)
         layout.addWidget(self.advanced)
         self.show_configs(model_config or ModelConfig(), train_config or TrainConfig())
+
+    def _switch(self, config: str, name: str, text: str, tooltip: str) -> QCheckBox:
+        box = QCheckBox(text)
+        box.setToolTip(tooltip)
+        self.switches[(config, name)] = box
+        return box
+
+    def _views_toggled(self, on: bool) -> None:
+        self.fields[("model", "members")].setMinimum(VIEW_AXES if on else 1)
 
     def _field(self, config, name, label, low, high, decimals, tooltip) -> QWidget:
         if decimals is None:

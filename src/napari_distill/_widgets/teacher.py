@@ -288,6 +288,8 @@ class TeacherWidget(QWidget):
         score = "" if best is None else f", validation Dice {best:.3f}"
         members = bundle.model_config.members
         what = "teacher" if members == 1 else f"ensemble of {members} teachers"
+        if bundle.model_config.views:
+            what += " along the volume's three axes"
         if bundle.model_config.downsample > 1:
             what += f" (working at 1/{bundle.model_config.downsample} scale)"
         self.model_label.setText(f"{prefix}{what} at step {bundle.step}{score}; classes: {names}.")

@@ -16,6 +16,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from napari_distill.core.config import VIEW_AXES
+
 log = logging.getLogger("napari_distill")
 R = TypeVar("R")
 
@@ -83,17 +85,32 @@ def drive(records: Generator[Any, None, R], *, desc: str, quiet: bool, unit: str
 
 
 def add_teachers_argument(p: argparse.ArgumentParser) -> None:
-    """``--teachers N``: a teacher ensemble (``ModelConfig.members``)."""
+    """``--teachers N`` and ``--views``: a teacher ensemble (``ModelConfig.members`` and
+    ``ModelConfig.views``; read them back with :func:`ensemble_settings`)."""
     p.add_argument(
         "--teachers",
         type=int,
-        default=1,
+        default=None,
         metavar="N",
         help="train N teachers side by side (each from its own start, holding out its own "
         "validation slices where it can) and predict with the mean of their probabilities: "
         "N times the training and prediction time, steadier when one teacher misses an organ "
-        "by the luck of its training (default: 1)",
+        "by the luck of its training (default: 1, or 3 with --views)",
     )
+    p.add_argument(
+        "--views",
+        action="store_true",
+        help="for a volume (a CT stack, not a stack of separate fields): the teachers slice it "
+        "along its three axes in turn; those across the slices see each painted slice "
+        "edge-on, as painted rows, and learn how the organs continue between painted slices; "
+        "the prediction is the mean of all three views (needs at least 3 teachers)",
+    )
+
+
+def ensemble_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """``members`` and ``views`` of :class:`ModelConfig` from ``--teachers`` and ``--views``."""
+    default = VIEW_AXES if args.views else 1
+    return {"members": default if args.teachers is None else args.teachers, "views": args.views}
 
 
 def add_downsample_argument(p: argparse.ArgumentParser) -> None:

@@ -17,6 +17,7 @@ from napari_distill.cli._base import (
     cleanup_config,
     command,
     drive,
+    ensemble_settings,
     load_image,
     load_labels,
 )
@@ -219,7 +220,7 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
         return dataclasses.replace(
             base,
             model=dataclasses.replace(
-                base.model, members=args.teachers, downsample=args.downsample
+                base.model, downsample=args.downsample, **ensemble_settings(args)
             ),
             teacher=dataclasses.replace(base.teacher, seed=args.seed),
             student=dataclasses.replace(base.student, seed=args.seed),

@@ -17,6 +17,7 @@ from napari_distill.cli._base import (
     cleanup_config,
     command,
     drive,
+    ensemble_settings,
     load_image,
     load_labels,
     parse_class_ids,
@@ -117,7 +118,7 @@ def train_teacher_command(args: argparse.Namespace) -> None:
         dropout=args.dropout,
         context_slices=args.context_slices,
         deep_supervision=args.deep_supervision,
-        members=args.teachers,
+        **ensemble_settings(args),
         downsample=args.downsample,
     )
     steps = args.steps

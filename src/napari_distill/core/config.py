@@ -15,6 +15,7 @@ T = TypeVar("T")
 
 # Networks in one ensemble at most: each costs a whole network's training and prediction.
 MAX_MEMBERS = 8
+VIEW_AXES = 3  # a volume's axes: a views ensemble has members along each
 MAX_DOWNSAMPLE = 8  # a larger factor leaves too few pixels of most structures to segment
 
 
@@ -78,6 +79,15 @@ class ModelConfig:
         the luck of its training where the mean of several does not (docs/benchmarks.md,
         "Teacher ensembles"); each member costs as much as a single network to train and to
         run. Students are always single networks.
+    views:
+        For a volume: member ``m`` of the ensemble sees the stack sliced along axis ``m % 3``
+        (:func:`member_axis`). The members on the two other axes see each painted slice
+        edge-on, as painted rows of their slices, and learn from those rows only (the other
+        rows weigh nothing in their loss), so each painted slice teaches them how an organ
+        continues through the slices around it; the prediction is the mean of every member's
+        probabilities, each predicted along its own axis (:mod:`~napari_distill.core.views`).
+        Needs at least three members and a stack of slices, not a single image nor a stack of
+        unrelated fields (docs/benchmarks.md, "Three views").
     """
 
     in_channels: int = 1
@@ -90,6 +100,7 @@ class ModelConfig:
     deep_supervision: bool = True
     downsample: int = 1
     members: int = 1
+    views: bool = False
 
     def __post_init__(self) -> None:
         if self.in_channels < 1 or self.num_classes < 2:
@@ -113,6 +124,11 @@ class ModelConfig:
                 f"members (teachers in an ensemble) must be between 1 and {MAX_MEMBERS}, "
                 f"got {self.members}"
             )
+        if self.views and self.members < VIEW_AXES:
+            raise ValueError(
+                f"views (members slicing the volume along its three axes) need at least "
+                f"{VIEW_AXES} members, got {self.members}"
+            )
 
     def image_pixels(self, working_pixels: int) -> int:
         """A length at the network's working scale (a patch side), in the image's pixels."""
@@ -120,7 +136,11 @@ class ModelConfig:
 
     def single(self) -> ModelConfig:
         """The configuration of one member (this configuration with ``members=1``)."""
-        return dataclasses.replace(self, members=1)
+        return dataclasses.replace(self, members=1, views=False)
+
+    def member_axis(self, member: int) -> int:
+        """The axis of the stack that member ``member`` slices along (0 without views)."""
+        return member % VIEW_AXES if self.views else 0
 
     def student(self) -> ModelConfig:
         """The cheaper student configuration: half the channels, one level fewer (min 3).
@@ -132,6 +152,7 @@ class ModelConfig:
         return dataclasses.replace(
             self,
             members=1,
+            views=False,
             base_channels=min(self.base_channels, max(4, self.base_channels // 2)),
             depth=min(self.depth, max(3, self.depth - 1)),
             deep_supervision=False,

@@ -325,8 +325,14 @@ def predict_bundle(
     """:func:`predict_stack` with the model, normalisation, classes and context of a checkpoint.
 
     Any other keyword argument of :func:`predict_stack` (``config``, ``device``, ``slices``,
-    ``keep_probabilities``, ``out_dir``, ``rgb``) is passed on.
+    ``keep_probabilities``, ``out_dir``, ``rgb``) is passed on. A teacher whose members see
+    the volume along its three axes (``ModelConfig.views``) is predicted along each by
+    :func:`~napari_distill.core.views.predict_views`.
     """
+    if bundle.model_config.views:
+        from .views import predict_views  # lazily: core.views builds on this module
+
+        return predict_views(bundle, image, **kwargs)
     return predict_stack(
         bundle.model,
         image,

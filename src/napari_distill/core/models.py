@@ -11,6 +11,8 @@ the mean of their probabilities.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -182,6 +184,38 @@ class UNet(nn.Module):
 _MIN_PROBABILITY = 1e-8
 
 
+def mean_log_probabilities(members: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
+    """Log of the mean softmax of ``members`` on ``x`` (its softmax is that mean).
+
+    Computed in float32 whatever the autocast dtype; out of place, so gradients flow if a
+    caller ever trains through it.
+    """
+    total = None
+    for member in members:
+        probabilities = torch.softmax(member(x).float(), dim=1)
+        total = probabilities if total is None else total + probabilities
+    if total is None:
+        raise ValueError("the mean of no network")
+    return (total / len(members)).clamp_min(_MIN_PROBABILITY).log()
+
+
+class MemberMean(nn.Module):
+    """Some networks of one shape as one model: the mean of their probabilities."""
+
+    def __init__(self, members: Sequence[nn.Module]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    @property
+    def size_multiple(self) -> int:
+        """Inputs are padded internally to a multiple of this many pixels."""
+        return int(getattr(self.members[0], "size_multiple", 1) or 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Log of the members' mean softmax ``(B, K, H, W)``."""
+        return mean_log_probabilities(self.members, x)
+
+
 class ModelEnsemble(nn.Module):
     """Several U-Nets of one shape; the prediction is the mean of their probabilities.
 
@@ -192,6 +226,11 @@ class ModelEnsemble(nn.Module):
     (:class:`~napari_distill.core.objectives.EnsembleObjective` gives each its own slices and
     patches, :class:`~napari_distill.core.objectives.EnsembleValidator` scores each on the
     slices it held out).
+
+    With :attr:`ModelConfig.views` the members slice the volume along different axes: a
+    single slice (or patch) can only be seen along the first, so ``forward`` averages the
+    members of axis 0; the whole stack is predicted by every member along its own axis in
+    :func:`~napari_distill.core.views.predict_views`.
 
     Parameters
     ----------
@@ -210,18 +249,17 @@ class ModelEnsemble(nn.Module):
         """Inputs are padded internally to a multiple of this many pixels."""
         return self.members[0].size_multiple
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Log of the members' mean softmax ``(B, K, H, W)`` (its softmax is that mean).
+    def members_along(self, axis: int) -> list[nn.Module]:
+        """The members that slice the stack along ``axis`` (all of them without views)."""
+        return [
+            member
+            for index, member in enumerate(self.members)
+            if self.config.member_axis(index) == axis
+        ]
 
-        Computed in float32 whatever the autocast dtype; out of place, so gradients flow if a
-        caller ever trains through it.
-        """
-        total = None
-        for member in self.members:
-            probabilities = torch.softmax(member(x).float(), dim=1)
-            total = probabilities if total is None else total + probabilities
-        assert total is not None  # an ensemble has at least one member (ModelConfig checks)
-        return (total / len(self.members)).clamp_min(_MIN_PROBABILITY).log()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Log of the mean softmax ``(B, K, H, W)`` of the members along the first axis."""
+        return mean_log_probabilities(self.members_along(0), x)
 
 
 def build_model(config: ModelConfig) -> UNet | ModelEnsemble:
@@ -236,6 +274,15 @@ def ensemble_members(model: nn.Module) -> list[nn.Module]:
     """The networks of an ensemble, or ``[model]`` for a single network."""
     if isinstance(model, ModelEnsemble):
         return list(model.members)
+    return [model]
+
+
+def slice_members(model: nn.Module) -> list[nn.Module]:
+    """The networks of ``model`` that predict a slice on its own: every member of an
+    ensemble but those of a views ensemble that slice along another axis (see
+    :class:`ModelEnsemble`), or ``[model]`` for a single network."""
+    if isinstance(model, ModelEnsemble):
+        return model.members_along(0)
     return [model]
 
 

@@ -9,7 +9,7 @@ and :class:`EnsembleValidator` hold one of each per member.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -84,7 +84,7 @@ class EnsembleObjective:
     """The members of a :class:`~napari_distill.core.models.ModelEnsemble` trained side by
     side, member ``m`` on ``objectives[m]`` (its own slices and class weights).
 
-    Each step draws one batch per member, one after the other along the first axis; the loss
+    Each step draws one batch per member, kept apart (keys "0/x", "1/x", ...); the loss
     is the sum of each member's loss on its own batch (the members share no weights, so each
     learns as if trained alone, and one optimiser and schedule serve them all); the record
     reports the members' mean terms.
@@ -101,20 +101,28 @@ class EnsembleObjective:
         return len(self.objectives)
 
     def batch(self, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-        batches = [objective.batch(rng) for objective in self.objectives]
-        return {key: torch.cat([batch[key] for batch in batches]) for key in batches[0]}
+        # One entry per member and key ("0/x", "0/y", "1/x", ...): members' patches may differ
+        # in shape and keys (a member of a views ensemble has row weights and its own slices).
+        return {
+            f"{index}/{key}": value
+            for index, objective in enumerate(self.objectives)
+            for key, value in objective.batch(rng).items()
+        }
 
     def loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, float]]:
         networks = _members_of(model, self.members, "objective draws batches for")
-        chunks = {key: value.chunk(self.members) for key, value in batch.items()}
         total = None
         parts: dict[str, float] = {}
         for index, (network, objective) in enumerate(zip(networks, self.objectives, strict=True)):
-            member_loss, member_parts = objective.loss(
-                network, {key: values[index] for key, values in chunks.items()}
-            )
+            prefix = f"{index}/"
+            own = {
+                key.removeprefix(prefix): value
+                for key, value in batch.items()
+                if key.startswith(prefix)
+            }
+            member_loss, member_parts = objective.loss(network, own)
             total = member_loss if total is None else total + member_loss
             for name, value in member_parts.items():
                 parts[name] = parts.get(name, 0.0) + value / self.members
@@ -186,7 +194,7 @@ class EnsembleValidator:
     none of its members trained on, so this mean is the honest score it has.
     """
 
-    def __init__(self, validators: Sequence[SliceValidator]):
+    def __init__(self, validators: Sequence[Callable[[nn.Module], float]]):
         if not validators:
             raise ValueError("an ensemble validator needs one validator per member")
         self.validators = list(validators)

@@ -33,6 +33,7 @@ from .preprocess import (
 )
 from .schedule import auto_steps
 from .splits import Split, early_stopping_allowed, member_splits
+from .views import ViewValidator, check_volume, context_margin, view_objective
 
 if TYPE_CHECKING:
     from .train import TrainingRun
@@ -178,9 +179,11 @@ def teacher_components(
 ) -> tuple[SupervisedObjective | EnsembleObjective, SliceValidator | EnsembleValidator]:
     """The objective on the training slices and the validator on the validation slices: with
     one split per member of an ensemble, one of each per member."""
+    if bundle.model_config.views:
+        check_volume(stack)
     parts = [
-        _member_components(stack, labels_stack, split, bundle, train_config, device)
-        for split in splits
+        _member_components(stack, labels_stack, split, bundle, train_config, device, member)
+        for member, split in enumerate(splits)
     ]
     if len(parts) == 1:
         return parts[0]
@@ -195,7 +198,8 @@ def _member_components(
     bundle: ModelBundle,
     train_config: TrainConfig,
     device: torch.device,
-) -> tuple[SupervisedObjective, SliceValidator]:
+    member: int = 0,
+) -> tuple[SupervisedObjective, SliceValidator | ViewValidator]:
     training, validation = split
     context = bundle.model_config.context_slices
     augmentation = None
@@ -205,6 +209,23 @@ def _member_components(
             intensity_shift=train_config.intensity_jitter,
             elastic=train_config.elastic,
         )
+    axis = bundle.model_config.member_axis(member)
+    if axis != 0:  # a member of a views ensemble that sees the painted slices as rows
+        objective = view_objective(
+            stack, labels_stack, training, axis, bundle, train_config, augmentation
+        )
+        view_validator = ViewValidator(
+            stack,
+            labels_stack,
+            validation,
+            bundle.class_ids,
+            bundle.normalization,
+            device,
+            axis,
+            context_margin(bundle),
+            context,
+        )
+        return objective, view_validator
     sampler = SliceSampler(
         stack,
         {i: labels_stack[i] for i in training},

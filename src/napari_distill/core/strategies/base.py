@@ -23,7 +23,7 @@ import torch
 from ..checkpoint import CheckpointError, ModelBundle, load_checkpoint
 from ..config import ModelConfig, PredictConfig, TrainConfig, from_dict, to_dict
 from ..inference import predict_bundle
-from ..models import build_model, count_parameters, ensemble_members
+from ..models import build_model, count_parameters, ensemble_members, slice_members
 from ..objectives import SliceValidator
 from ..preprocess import class_ids_from_labels
 from ..progress import run_to_completion
@@ -197,8 +197,10 @@ def best_member(model: torch.nn.Module, validator: Validator | None) -> torch.nn
     """The network of ``model`` (one of an ensemble's members) that ``validator`` scores best.
 
     A single network is returned as it is; an ensemble without a validator gives its first.
+    Members of a views ensemble that slice along another axis are not candidates: a student
+    predicts slice by slice.
     """
-    members = ensemble_members(model)
+    members = slice_members(model)
     if len(members) == 1:
         return members[0]
     if validator is None:
