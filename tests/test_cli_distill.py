@@ -54,6 +54,9 @@ def test_run_arguments_reach_the_pipeline_config(tmp_path):
     )
     assert tuned.predict.mirror and tuned.quality.tau == 0.5
     assert tuned.model.members == 3 and tuned.model.downsample == 2
+    assert not default.model.views and not tuned.model.views
+    views = pipeline_config(build_parser().parse_args([*argv, "--views"]))
+    assert views.model.views and views.model.members == 3
     assert not default.cleanup.keep_largest_component and default.cleanup.min_size == 0
     cleaned = pipeline_config(
         build_parser().parse_args([*argv, "--largest-component", "4,5", "--min-size", "20"])

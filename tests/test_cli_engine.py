@@ -158,6 +158,23 @@ def test_teachers_trains_an_ensemble_that_predicts(files, tmp_path, capsys):
     assert "teachers in an ensemble) must be between 1 and 8, got 9" in message
 
 
+def test_views_train_three_teachers_along_the_volume_axes(files, tmp_path, capsys):
+    out = tmp_path / "views.pt"
+    train = ["train-teacher", "--image", str(files["image"]), "--labels", str(files["sparse"])]
+    assert main([*train, "--out", str(out), "--views", *TRAIN_FLAGS]) == 0
+    bundle, _ = load_checkpoint(out, kind="teacher")
+    assert bundle.model_config.views and bundle.model_config.members == 3  # the default
+    labels = tmp_path / "labels.tif"
+    predict = ["predict", "--model", str(out), "--image", str(files["image"]), "--quiet"]
+    assert main([*predict, "--out", str(labels)]) == 0
+    assert tifffile.imread(labels).shape == (8, 48, 48)
+    message = run_failing(
+        [*train, "--out", str(tmp_path / "two.pt"), "--views", "--teachers", "2", *TRAIN_FLAGS],
+        capsys,
+    )
+    assert "need at least 3 members, got 2" in message and not (tmp_path / "two.pt").exists()
+
+
 def test_downsample_trains_a_teacher_that_works_at_half_scale(files, tmp_path, capsys):
     out = tmp_path / "half.pt"
     train = ["train-teacher", "--image", str(files["image"]), "--labels", str(files["sparse"])]

@@ -255,6 +255,27 @@ def test_an_ensemble_of_teachers_trains_predicts_and_reloads(
     assert "ensemble of 3 teachers" in widget.model_label.text() and errors == []
 
 
+def test_views_need_three_teachers_and_train_along_every_axis(qtbot, widget, errors):
+    small(widget, steps=4)
+    teachers = widget.settings.fields[("model", "members")]
+    views = widget.settings.switches[("model", "views")]
+    assert not views.isChecked() and views.isVisibleTo(widget)  # beside Teachers, not hidden
+    views.setChecked(True)
+    assert teachers.value() == 3 and teachers.minimum() == 3  # raised, cannot go below
+    teachers.setValue(1)
+    assert teachers.value() == 3
+    train(qtbot, widget)
+    assert errors == []
+    assert widget.bundle.model_config.views
+    assert "along the volume's three axes" in widget.model_label.text()
+    click(qtbot, widget.predict_button)
+    wait_idle(qtbot, widget)
+    layer = widget.viewer.layers["fish teacher labels"]
+    assert layer.data.shape == widget.viewer.layers["fish"].data.shape and errors == []
+    views.setChecked(False)
+    assert teachers.minimum() == 1 and teachers.value() == 3
+
+
 def test_closing_the_widget_stops_training(qtbot, widget, errors):
     small(widget, steps=100_000)
     click(qtbot, widget.panel.train_button)
