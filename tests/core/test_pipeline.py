@@ -168,6 +168,8 @@ def test_report_text_and_plot(tmp_path):
     assert "| 1 of 3 unannotated |" in text and "+0.100 vs the teacher" in text
     assert "| slices the teacher is least sure of | n/a |" in text
     assert "| teacher | one network |" in text
+    views = render_report(dataclasses.replace(summary, teachers=3, views=True))
+    assert "| teacher | an ensemble of 3 networks slicing the volume along its three axes" in views
     sure = render_report(dataclasses.replace(summary, score_agreement=0.25, least_confident=(4, 0)))
     assert "| quality score vs teacher confidence (Spearman) | 0.250 |" in sure
     assert "| slices the teacher is least sure of | 4, 0 |" in sure

@@ -356,6 +356,7 @@ def run_pipeline(
         score_agreement=selection.agreement(),
         least_confident=tuple(selection.worst_first("confidence")[:LEAST_CONFIDENT_LISTED]),
         teachers=teacher.model_config.members,
+        views=teacher.model_config.views,
         member_validation=_members_held_out(teacher),
         stage_seconds=seconds,
         device=_device_text(torch_device),

@@ -50,6 +50,8 @@ class RunSummary:
         The unannotated slices the teacher is least sure of, least sure first.
     teachers:
         Networks in the teacher (an ensemble when > 1; the student is one network).
+    views:
+        Whether the teacher's networks slice the volume along its three axes.
     member_validation:
         The slices each member of an ensemble held out, when they differ (the teacher's
         validation Dice is then the members' mean, each on its own; the first member's are
@@ -74,6 +76,7 @@ class RunSummary:
     score_agreement: float = math.nan
     least_confident: tuple[int, ...] = ()
     teachers: int = 1
+    views: bool = False
     member_validation: tuple[tuple[int, ...], ...] = ()
     stage_seconds: Mapping[str, float] = field(default_factory=dict)
     device: str = "cpu"
@@ -96,10 +99,20 @@ def _slice_list(slices: Sequence[int], limit: int = 30) -> str:
     return shown + (f", ... ({len(slices)} in all)" if len(slices) > limit else "")
 
 
-def _teacher_text(teachers: int, member_validation: Sequence[Sequence[int]]) -> str:
+def _teacher_text(summary: RunSummary) -> str:
+    teachers, member_validation, views = (
+        summary.teachers,
+        summary.member_validation,
+        summary.views,
+    )
     if teachers == 1:
         return "one network"
     text = f"an ensemble of {teachers} networks (the mean of their probabilities)"
+    if views:
+        text = (
+            f"an ensemble of {teachers} networks slicing the volume along its three axes in "
+            "turn (the mean of their probabilities, each predicted along its own axis)"
+        )
     if member_validation:
         held_out = "; ".join(_slice_list(slices) for slices in member_validation)
         text += (
@@ -137,7 +150,7 @@ def render_report(summary: RunSummary, plot_name: str | None = "scores.png") -> 
         f"| slices | {summary.n_slices} |",
         f"| annotated slices | {len(summary.annotated)} ({_slice_list(summary.annotated)}) |",
         f"| validation slices | {_slice_list(summary.validation) or 'none'} |",
-        f"| teacher | {_teacher_text(summary.teachers, summary.member_validation)} |",
+        f"| teacher | {_teacher_text(summary)} |",
         f"| teacher validation Dice | {_number(summary.teacher_score)} |",
         f"| quality classifier Spearman (held-out) | {_number(summary.quality_spearman)} |",
         f"| quality score vs teacher confidence (Spearman) | {_number(summary.score_agreement)} |",
