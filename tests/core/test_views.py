@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from napari_distill.core.checkpoint import ModelBundle, load_checkpoint, save_checkpoint
-from napari_distill.core.config import ModelConfig, PredictConfig, TrainConfig
+from napari_distill.core.config import KDConfig, ModelConfig, PredictConfig, TrainConfig
 from napari_distill.core.data import Augmentation
 from napari_distill.core.inference import predict_bundle, predict_stack
 from napari_distill.core.models import ModelEnsemble, ensemble_members, slice_members
@@ -24,6 +24,7 @@ from napari_distill.core.objectives import SliceValidator
 from napari_distill.core.preprocess import Normalization, as_stack
 from napari_distill.core.progress import run_to_completion
 from napari_distill.core.strategies.base import student_model
+from napari_distill.core.strategies.kd import build_kd
 from napari_distill.core.train import train_teacher
 from napari_distill.core.views import (
     ViewValidator,
@@ -222,3 +223,30 @@ def test_views_refuse_a_single_image():
         train_teacher(
             image[0], truth[0], model_config=TINY_VIEWS, train_config=TINY_TRAIN, device="cpu"
         )
+
+
+def test_a_student_distils_from_the_views_probabilities(views_teacher, monkeypatch):
+    image, labels, bundle = views_teacher
+    accepted = [0, 2, 4, 6]
+    run = build_kd(
+        bundle, image, labels, accepted, train_config=TINY_TRAIN, strategy_config=KDConfig(),
+        device="cpu",
+    )  # fmt: skip
+    expected = run_to_completion(
+        predict_bundle(bundle, image, device="cpu", slices=accepted)
+    ).probabilities
+    objective = run.objective
+    sampler = next(s for s, weight in objective.samplers if weight > 0)  # the accepted slices
+    assert sampler.slice_indices == tuple(accepted)
+    for position, index in enumerate(accepted):
+        np.testing.assert_allclose(sampler._soft[position], expected[:, index], atol=1e-6)
+    # The teacher network is never run on a patch: its members along the other axes could
+    # not see one.
+    monkeypatch.setattr(
+        type(bundle.model), "forward", lambda *a: pytest.fail("the teacher ran on a patch")
+    )
+    batch = objective.batch(np.random.default_rng(0))
+    assert batch["soft"].shape[1] == 3
+    np.testing.assert_allclose(batch["soft"][batch["kd"] > 0].sum(1), 1.0, atol=1e-4)
+    loss, terms = objective.loss(run.model, batch)
+    assert torch.isfinite(loss) and "kd" in terms

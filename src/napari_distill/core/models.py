@@ -181,7 +181,7 @@ class UNet(nn.Module):
 
 # Probabilities are clamped to this before their log, so a class every member rules out
 # gets a large negative logit instead of -inf (which would make NaN in the students' KL).
-_MIN_PROBABILITY = 1e-8
+MIN_PROBABILITY = 1e-8
 
 
 def mean_log_probabilities(members: Sequence[nn.Module], x: torch.Tensor) -> torch.Tensor:
@@ -196,7 +196,7 @@ def mean_log_probabilities(members: Sequence[nn.Module], x: torch.Tensor) -> tor
         total = probabilities if total is None else total + probabilities
     if total is None:
         raise ValueError("the mean of no network")
-    return (total / len(members)).clamp_min(_MIN_PROBABILITY).log()
+    return (total / len(members)).clamp_min(MIN_PROBABILITY).log()
 
 
 class MemberMean(nn.Module):

@@ -21,7 +21,11 @@ Choices (the paper leaves them open):
 - **The teacher's logits are computed on the fly**, on the very augmented patch the student
   sees (teacher in eval mode, no gradient), so the temperature acts on exact logits and no
   probability stack is stored. The pseudo-labels are computed once, on the un-augmented
-  slices, by the stack predictor (or taken from the pipeline, which already has them).
+  slices, by the stack predictor (or taken from the pipeline, which already has them). A
+  teacher with views (``ModelConfig.views``) cannot see a patch on its own (its members
+  along the other axes need the stack), so its probabilities on the distilled slices are
+  predicted once, kept in memory and cut into the same patches as the images
+  (:func:`precomputed_targets`).
 - Unaccepted unannotated slices never contribute; the teacher's validation slices stay held
   out and validate the student against their ground truth.
 - Half the patches come from the annotated slices and half from the accepted ones
@@ -46,7 +50,10 @@ from ..checkpoint import ModelBundle
 from ..config import KDConfig, PredictConfig, TrainConfig
 from ..data import Augmentation, SliceSampler
 from ..device import select_device
+from ..inference import predict_bundle
 from ..losses import ce_dice_loss, class_weights_from_labels
+from ..models import MIN_PROBABILITY
+from ..progress import run_to_completion
 from ..splits import early_stopping_allowed
 from ..teacher import members_held_out_apart
 from .base import (
@@ -173,6 +180,7 @@ class KDObjective:
         self.class_weight = class_weight
         self.dice_weight = dice_weight
         self.batch_size = self.samplers[0][0].batch_size
+        self.num_classes = self.samplers[0][0].num_classes
         odds = np.asarray(shares, np.float64)
         if odds.shape != (len(self.samplers),) or (odds < 0).any() or odds.sum() <= 0:
             raise ValueError(f"shares {list(shares)} do not fit {len(self.samplers)} sampler(s)")
@@ -182,11 +190,18 @@ class KDObjective:
         sources = rng.choice(len(self.samplers), size=self.batch_size, p=self._odds)
         patches = [self.samplers[s][0].sample(rng) for s in sources]
         kd = [self.samplers[s][1] for s in sources]
-        return {
+        batch = {
             "x": torch.from_numpy(np.stack([p["x"] for p in patches]).astype(np.float32)),
             "y": torch.from_numpy(np.stack([p["y"] for p in patches]).astype(np.int64)),
             "kd": torch.as_tensor(kd, dtype=torch.float32),
         }
+        if any("soft" in p for p in patches):
+            # The teacher's probabilities computed beforehand (a views teacher, which cannot
+            # see a patch on its own); patches without them have no KD term (weight 0).
+            shape = (self.num_classes, *patches[0]["y"].shape)
+            soft = [p.get("soft", np.zeros(shape, np.float32)) for p in patches]
+            batch["soft"] = torch.from_numpy(np.stack(soft).astype(np.float32))
+        return batch
 
     def loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor]
@@ -196,9 +211,12 @@ class KDObjective:
         teacher_logits = None
         kd_mask = None
         if self.config.lambda_kd > 0 and bool(batch["kd"].gt(0).any()):
-            self.teacher.eval()  # dropout off: the teacher's best guess, not a sample
-            with torch.no_grad():
-                teacher_logits = self.teacher(x)
+            if "soft" in batch:  # log-probabilities are logits (as an ensemble's are)
+                teacher_logits = batch["soft"].clamp_min(MIN_PROBABILITY).log()
+            else:
+                self.teacher.eval()  # dropout off: the teacher's best guess, not a sample
+                with torch.no_grad():
+                    teacher_logits = self.teacher(x)
             kd_mask = batch["kd"][:, None, None].expand(-1, *logits.shape[-2:])
         class_weight = None
         if self.class_weight is not None:
@@ -232,15 +250,27 @@ def kd_components(
         "augmentation": augmentation,
     }
     samplers: list[tuple[SliceSampler, float]] = []
+    kd_slices = [*(data.annotated if config.kd_on_annotated else ()), *data.accepted]
+    soft = precomputed_targets(teacher, data, kd_slices, config, device)
     if data.annotated:
         truth = {i: data.labels_stack[i] for i in data.annotated}
         sampler = SliceSampler(
-            data.stack, truth, student.class_ids, student.normalization, **common
+            data.stack,
+            truth,
+            student.class_ids,
+            student.normalization,
+            soft_targets=soft if soft and config.kd_on_annotated else None,
+            **common,
         )
         samplers.append((sampler, 1.0 if config.kd_on_annotated else 0.0))
     if data.accepted:
         sampler = SliceSampler(
-            data.stack, data.pseudo_labels, student.class_ids, student.normalization, **common
+            data.stack,
+            data.pseudo_labels,
+            student.class_ids,
+            student.normalization,
+            soft_targets=soft or None,
+            **common,
         )
         samplers.append((sampler, 1.0))
     shares = [1.0] * len(samplers)
@@ -253,6 +283,29 @@ def kd_components(
     return KDObjective(
         teacher.model.to(device), samplers, shares, config, class_weight, train_config.dice_weight
     )
+
+
+def precomputed_targets(
+    teacher: ModelBundle,
+    data: StudentData,
+    slices: Sequence[int],
+    config: KDConfig,
+    device: torch.device,
+) -> dict[int, np.ndarray]:
+    """The teacher's probabilities ``{slice: (K, H, W)}`` on ``slices``, for a teacher that
+    cannot predict a patch on its own (a views ensemble, whose members along the other axes
+    need the whole stack); empty for any other teacher, which is run on each patch.
+
+    They are held in memory for the whole run: K float32 values per pixel of these slices.
+    """
+    if not teacher.model_config.views or config.lambda_kd == 0 or not slices:
+        return {}
+    logger.info("the views teacher predicts the %d distilled slice(s) once", len(slices))
+    prediction = run_to_completion(
+        predict_bundle(teacher, data.stack, device=device, slices=slices, rgb=True)
+    )
+    probabilities = prediction.probabilities
+    return {int(i): np.asarray(probabilities[:, i], np.float32) for i in slices}
 
 
 def build_kd(
