@@ -137,7 +137,27 @@ def _members_of(model: nn.Module, expected: int, what: str) -> list[nn.Module]:
     return networks
 
 
-class SliceValidator:
+class DiceValidator:
+    """Mean Dice over foreground classes of ``predict(model)`` against ``_truth`` (channel
+    indices of the validation slices, scored together); subclasses say how they predict."""
+
+    num_classes: int
+    _truth: np.ndarray
+
+    def predict(self, model: nn.Module) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, model: nn.Module) -> float:
+        score = mean_dice(
+            self.predict(model),
+            self._truth,
+            class_ids=range(self.num_classes),
+            ignore_background=True,
+        )
+        return 0.0 if np.isnan(score) else score
+
+
+class SliceValidator(DiceValidator):
     """Mean Dice over foreground classes of whole-slice predictions on validation slices.
 
     The slices' inputs and truths are prepared once; each call predicts them with
@@ -175,15 +195,6 @@ class SliceValidator:
                 for x in self._inputs
             ]
         )
-
-    def __call__(self, model: nn.Module) -> float:
-        score = mean_dice(
-            self.predict(model),
-            self._truth,
-            class_ids=range(self.num_classes),
-            ignore_background=True,
-        )
-        return 0.0 if np.isnan(score) else score
 
 
 class EnsembleValidator:

@@ -39,9 +39,8 @@ from .inference import (
     predict_stack,
 )
 from .losses import class_weights_from_labels
-from .metrics import mean_dice
 from .models import MemberMean, ensemble_members
-from .objectives import SupervisedObjective
+from .objectives import DiceValidator, SupervisedObjective
 from .preprocess import Normalization, as_stack, labels_to_indices, slice_input
 
 logger = logging.getLogger(__name__)
@@ -135,7 +134,7 @@ def view_objective(
     return SupervisedObjective(sampler, class_weight, train_config.dice_weight)
 
 
-class ViewValidator:
+class ViewValidator(DiceValidator):
     """Mean Dice on validation slices of a member that slices the stack along ``axis``.
 
     Each slice of the view is predicted over a band of rows around the validation slices
@@ -182,15 +181,6 @@ class ViewValidator:
             # (K, rows, other) per view slice -> (K, rows, H, W) with the view's axis back
             parts.append(np.stack(per_slice, axis=self.axis + 1).argmax(0))
         return np.concatenate(parts)
-
-    def __call__(self, model: nn.Module) -> float:
-        score = mean_dice(
-            self.predict(model),
-            self._truth,
-            class_ids=range(self.num_classes),
-            ignore_background=True,
-        )
-        return 0.0 if np.isnan(score) else score
 
 
 def members_by_axis(bundle: ModelBundle) -> dict[int, list[nn.Module]]:
