@@ -42,6 +42,7 @@ from .losses import class_weights_from_labels
 from .models import MemberMean, ensemble_members
 from .objectives import DiceValidator, SupervisedObjective
 from .preprocess import Normalization, as_stack, labels_to_indices, slice_input
+from .progress import run_to_completion
 
 logger = logging.getLogger(__name__)
 
@@ -299,3 +300,20 @@ def predict_views(
         sorted(groups),
     )
     return Prediction(probabilities, labels, ids, tuple(wanted))
+
+
+def views_probabilities(
+    bundle: ModelBundle, stack: np.ndarray, slices: Sequence[int], device: str | torch.device
+) -> dict[int, np.ndarray]:
+    """The views teacher's probabilities ``{slice: (K, H, W)}`` on ``slices`` of ``stack``
+    (``(N, H, W, C)``), for a student to distil from: such a teacher cannot predict a patch on
+    its own (its members along the other axes need the stack). Held in memory: K float32
+    values per pixel of these slices."""
+    if not slices:
+        return {}
+    logger.info("the views teacher predicts the %d distilled slice(s) once", len(slices))
+    prediction = run_to_completion(
+        predict_views(bundle, stack, device=device, slices=slices, rgb=True)
+    )
+    probabilities = prediction.probabilities
+    return {int(i): np.asarray(probabilities[:, i], np.float32) for i in slices}

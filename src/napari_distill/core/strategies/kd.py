@@ -25,7 +25,7 @@ Choices (the paper leaves them open):
   teacher with views (``ModelConfig.views``) cannot see a patch on its own (its members
   along the other axes need the stack), so its probabilities on the distilled slices are
   predicted once, kept in memory and cut into the same patches as the images
-  (:func:`precomputed_targets`).
+  (:func:`~napari_distill.core.views.views_probabilities`).
 - Unaccepted unannotated slices never contribute; the teacher's validation slices stay held
   out and validate the student against their ground truth.
 - Half the patches come from the annotated slices and half from the accepted ones
@@ -50,12 +50,11 @@ from ..checkpoint import ModelBundle
 from ..config import KDConfig, PredictConfig, TrainConfig
 from ..data import Augmentation, SliceSampler
 from ..device import select_device
-from ..inference import predict_bundle
 from ..losses import ce_dice_loss, class_weights_from_labels
 from ..models import MIN_PROBABILITY
-from ..progress import run_to_completion
 from ..splits import early_stopping_allowed
 from ..teacher import members_held_out_apart
+from ..views import views_probabilities
 from .base import (
     StudentData,
     describe_student,
@@ -251,7 +250,9 @@ def kd_components(
     }
     samplers: list[tuple[SliceSampler, float]] = []
     kd_slices = [*(data.annotated if config.kd_on_annotated else ()), *data.accepted]
-    soft = precomputed_targets(teacher, data, kd_slices, config, device)
+    soft: dict[int, np.ndarray] = {}
+    if teacher.model_config.views and config.lambda_kd > 0:
+        soft = views_probabilities(teacher, data.stack, kd_slices, device)
     if data.annotated:
         truth = {i: data.labels_stack[i] for i in data.annotated}
         sampler = SliceSampler(
@@ -283,29 +284,6 @@ def kd_components(
     return KDObjective(
         teacher.model.to(device), samplers, shares, config, class_weight, train_config.dice_weight
     )
-
-
-def precomputed_targets(
-    teacher: ModelBundle,
-    data: StudentData,
-    slices: Sequence[int],
-    config: KDConfig,
-    device: torch.device,
-) -> dict[int, np.ndarray]:
-    """The teacher's probabilities ``{slice: (K, H, W)}`` on ``slices``, for a teacher that
-    cannot predict a patch on its own (a views ensemble, whose members along the other axes
-    need the whole stack); empty for any other teacher, which is run on each patch.
-
-    They are held in memory for the whole run: K float32 values per pixel of these slices.
-    """
-    if not teacher.model_config.views or config.lambda_kd == 0 or not slices:
-        return {}
-    logger.info("the views teacher predicts the %d distilled slice(s) once", len(slices))
-    prediction = run_to_completion(
-        predict_bundle(teacher, data.stack, device=device, slices=slices, rgb=True)
-    )
-    probabilities = prediction.probabilities
-    return {int(i): np.asarray(probabilities[:, i], np.float32) for i in slices}
 
 
 def build_kd(
