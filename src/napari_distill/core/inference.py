@@ -170,7 +170,9 @@ def _release_pages(array: Any) -> None:
         logger.debug("madvise failed; resident memory may grow with the mapped stack")
 
 
-def _allocate(shape: tuple[int, ...], dtype: Any, out_dir: Path | None, name: str) -> np.ndarray:
+def allocate_output(
+    shape: tuple[int, ...], dtype: Any, out_dir: Path | None, name: str
+) -> np.ndarray:
     if out_dir is None:
         return np.zeros(shape, dtype)  # calloc: pages of unpredicted slices are never touched
     path = out_dir / name
@@ -246,11 +248,11 @@ def predict_stack(
     if directory is not None:
         directory.mkdir(parents=True, exist_ok=True)
     label_dtype = np.min_scalar_type(max(ids))
-    labels = _allocate((n, height, width), label_dtype, directory, LABELS_FILE)
+    labels = allocate_output((n, height, width), label_dtype, directory, LABELS_FILE)
     probabilities = None
     if keep_probabilities:
         prob_dtype = np.float16 if directory is not None else np.float32
-        probabilities = _allocate(
+        probabilities = allocate_output(
             (len(ids), n, height, width), prob_dtype, directory, PROBABILITIES_FILE
         )
     lut = np.asarray(ids, dtype=label_dtype)

@@ -34,7 +34,7 @@ from .inference import (
     PROBABILITIES_FILE,
     Prediction,
     PredictProgress,
-    _allocate,
+    allocate_output,
     predict_slice_probabilities,
     predict_stack,
 )
@@ -225,24 +225,22 @@ def predict_views(
     if directory is not None:
         directory.mkdir(parents=True, exist_ok=True)
     label_dtype = np.min_scalar_type(max(ids))
-    labels = _allocate((n, height, width), label_dtype, directory, LABELS_FILE)
+    labels = allocate_output((n, height, width), label_dtype, directory, LABELS_FILE)
     prob_dtype = np.float16 if directory is not None else np.float32
     # The members' probabilities summed in float32 (on disk beside the outputs with out_dir).
-    sums = _allocate((len(ids), n, height, width), np.float32, directory, SUMS_FILE)
+    sums = allocate_output((len(ids), n, height, width), np.float32, directory, SUMS_FILE)
     bands = row_bands(wanted, context_margin(bundle), n)
-    plan = [(0, [(0, n)])] + [(axis, bands) for axis in sorted(groups) if axis != 0]
+    # The first axis predicts the wanted slices themselves; the others, bands around them.
+    plan = [(axis, [(0, n)] if axis == 0 else bands) for axis in sorted(groups)]
     total = sum(
         len(wanted) if axis == 0 else stack.shape[axis] * len(axis_bands)
         for axis, axis_bands in plan
-        if axis in groups
     )
     done, start = 0, time.perf_counter()
     # rgb=True: the views are (N, H, W, C) already, whatever C is.
     predict = {"config": config, "device": device, "keep_probabilities": True, "rgb": True}
     try:
         for axis, axis_bands in plan:
-            if axis not in groups:
-                continue
             model = MemberMean(groups[axis]) if len(groups[axis]) > 1 else groups[axis][0]
             weight = np.float32(len(groups[axis]))
             for band_start, band_stop in axis_bands:
@@ -281,7 +279,7 @@ def predict_views(
         lut = np.asarray(ids, dtype=label_dtype)
         probabilities = None
         if keep_probabilities:
-            probabilities = _allocate(sums.shape, prob_dtype, directory, PROBABILITIES_FILE)
+            probabilities = allocate_output(sums.shape, prob_dtype, directory, PROBABILITIES_FILE)
         for i in wanted:
             mean = sums[:, i] / members
             labels[i] = lut[mean.argmax(axis=0)]
