@@ -22,6 +22,7 @@ demo: setup
 test: setup
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest
 
 setup: system-deps $(STAMP)
@@ -40,6 +41,7 @@ $(STAMP): pyproject.toml
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/ruff format --check src tests benchmarks scripts
+	$(BIN)/lint-imports
 
 screenshots: setup
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python scripts/screenshot_samples.py

@@ -41,7 +41,7 @@ from napari_distill.core.allocator import retained_freed_memory
 from napari_distill.core.config import ModelConfig
 from napari_distill.core.inference import predict_bundle
 from napari_distill.core.progress import run_to_completion
-from napari_distill.core.quality_scoring import pseudo_label_confidence
+from napari_distill.core.quality import pseudo_label_confidence
 from napari_distill.core.samples import make_medaka
 from teacher_quality import organ_scores, predict, summary, train
 

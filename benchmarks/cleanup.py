@@ -7,7 +7,7 @@ For each seed, the default teacher of ``teacher_quality.py`` (``make_medaka(n_an
 seed=seed)``, ``TrainConfig()`` / ``ModelConfig()`` defaults, one torch thread per job;
 ``--model '{"members": 3}'``: the ensemble of three) predicts every slice, and its labels are
 scored (mean IoU over the nine organs on the unannotated slices, and each organ's IoU) as
-they are and after :func:`~napari_distill.core.instances.clean_semantic`:
+they are and after :func:`~napari_distill.core.evaluation.clean_semantic`:
 
 - ``every_class``: the largest 3D piece of every class (``predict --largest-component``);
 - ``one_body``: the largest piece of the organs named by ``--one-body`` only (``predict
@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from napari_distill.core.config import ModelConfig
-from napari_distill.core.instances import clean_semantic
+from napari_distill.core.evaluation import clean_semantic
 from napari_distill.core.samples import make_medaka
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -38,14 +38,14 @@ import numpy as np
 import tifffile
 import torch
 
-from napari_distill.core.checkpoint import ModelBundle, load_checkpoint
 from napari_distill.core.config import KDConfig, PredictConfig, TrainConfig
+from napari_distill.core.evaluation import evaluate_semantic
 from napari_distill.core.inference import predict_bundle
-from napari_distill.core.metrics import evaluate_semantic
+from napari_distill.core.models import ModelBundle, load_checkpoint
 from napari_distill.core.progress import run_to_completion
+from napari_distill.core.quality import Selection
 from napari_distill.core.samples import MedakaSample, make_medaka
-from napari_distill.core.selection import Selection
-from napari_distill.core.strategies.kd import build_kd
+from napari_distill.core.strategies import build_kd
 from quality_ranking import teacher_confidence
 
 

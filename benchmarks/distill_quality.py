@@ -43,16 +43,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_distill.core.checkpoint import ModelBundle
 from napari_distill.core.config import KDConfig, ModelConfig, QualityConfig, TrainConfig
+from napari_distill.core.evaluation import mean_iou
 from napari_distill.core.inference import predict_bundle
-from napari_distill.core.metrics import mean_iou
-from napari_distill.core.models import build_model
+from napari_distill.core.models import ModelBundle, build_model
 from napari_distill.core.progress import run_to_completion
 from napari_distill.core.quality import SnapshotRecorder, fit_quality, score_slices
 from napari_distill.core.samples import make_medaka
 from napari_distill.core.strategies import get_strategy
-from napari_distill.core.train import train_teacher
+from napari_distill.core.training import train_teacher
 
 log = logging.getLogger("distill_quality")
 

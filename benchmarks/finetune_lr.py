@@ -25,13 +25,13 @@ import numpy as np
 import torch
 
 from distill_quality import evaluate  # benchmarks/ is on sys.path when run as a script
-from napari_distill.core.checkpoint import ModelBundle
 from napari_distill.core.config import KDConfig, TrainConfig
 from napari_distill.core.inference import predict_bundle
+from napari_distill.core.models import ModelBundle
 from napari_distill.core.progress import run_to_completion
 from napari_distill.core.samples import make_medaka, make_pap_smear
 from napari_distill.core.strategies import get_strategy
-from napari_distill.core.train import train_teacher
+from napari_distill.core.training import train_teacher
 
 
 def load(sample: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -33,14 +33,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_distill.core.checkpoint import ModelBundle, load_checkpoint
+from napari_distill.core.evaluation import spearman
 from napari_distill.core.inference import predict_bundle
-from napari_distill.core.metrics import spearman
+from napari_distill.core.models import ModelBundle, load_checkpoint
 from napari_distill.core.progress import run_to_completion
-from napari_distill.core.quality import pseudo_label_confidence
-from napari_distill.core.quality_variants import slice_iou
+from napari_distill.core.quality import Selection, pseudo_label_confidence, slice_iou
 from napari_distill.core.samples import make_medaka
-from napari_distill.core.selection import Selection
 
 
 def teacher_confidence(teacher: ModelBundle, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

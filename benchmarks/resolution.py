@@ -29,8 +29,7 @@ import torch
 
 from napari_distill.core.allocator import retained_freed_memory
 from napari_distill.core.config import ModelConfig
-from napari_distill.core.samples import make_medaka
-from napari_distill.core.samples_medaka import REFERENCE_SHAPE
+from napari_distill.core.samples import REFERENCE_SHAPE, make_medaka
 
 # benchmarks/ is on sys.path when run as a script
 from teacher_quality import organ_scores, predict, train

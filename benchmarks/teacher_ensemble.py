@@ -27,11 +27,11 @@ import torch
 
 from napari_distill.core.allocator import retained_freed_memory
 from napari_distill.core.config import TrainConfig
+from napari_distill.core.evaluation import evaluate_semantic
 from napari_distill.core.inference import predict_bundle
-from napari_distill.core.metrics import evaluate_semantic
 from napari_distill.core.progress import run_to_completion
 from napari_distill.core.samples import MedakaSample, make_medaka
-from napari_distill.core.train import train_teacher
+from napari_distill.core.training import train_teacher
 
 SECOND_SEED_OFFSET = 100
 

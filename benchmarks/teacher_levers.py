@@ -30,13 +30,13 @@ import numpy as np
 import torch
 
 from napari_distill.core.allocator import retained_freed_memory
-from napari_distill.core.checkpoint import ModelBundle
 from napari_distill.core.config import ModelConfig, TrainConfig
+from napari_distill.core.evaluation import evaluate_semantic
 from napari_distill.core.inference import predict_stack
-from napari_distill.core.metrics import evaluate_semantic
+from napari_distill.core.models import ModelBundle
 from napari_distill.core.progress import run_to_completion
 from napari_distill.core.samples import MedakaSample, make_medaka
-from napari_distill.core.train import train_teacher
+from napari_distill.core.training import train_teacher
 
 MIRRORS = ((), (1,), (2,), (1, 2))  # axes of the (N, H, W) stack flipped
 

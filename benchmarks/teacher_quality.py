@@ -48,13 +48,12 @@ import torch
 
 from napari_distill.core.allocator import retained_freed_memory
 from napari_distill.core.config import InstanceConfig, ModelConfig, PredictConfig, TrainConfig
+from napari_distill.core.evaluation import aji, apply_instance_config, evaluate_semantic
 from napari_distill.core.inference import predict_bundle
-from napari_distill.core.instances import apply_instance_config
-from napari_distill.core.metrics import aji, evaluate_semantic
 from napari_distill.core.models import ensemble_members
 from napari_distill.core.progress import run_to_completion
 from napari_distill.core.samples import MedakaSample, make_medaka, make_pap_smear
-from napari_distill.core.train import train_teacher
+from napari_distill.core.training import train_teacher
 
 log = logging.getLogger("teacher_quality")
 

@@ -8,7 +8,7 @@ import tifffile
 
 import napari_distill.cli.distill  # noqa: F401  (registers run and distill)
 from napari_distill.cli import main
-from napari_distill.core.checkpoint import load_checkpoint
+from napari_distill.core.models import load_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,11 @@ import torch
 from scipy import ndimage
 
 from napari_distill.cli import main
-from napari_distill.core.checkpoint import load_checkpoint
 from napari_distill.core.config import TrainConfig
-from napari_distill.core.instances import clean_semantic
-from napari_distill.core.models import ModelEnsemble
-from napari_distill.core.train import TrainingRun
+from napari_distill.core.evaluation import clean_semantic
+from napari_distill.core.models import load_checkpoint
+from napari_distill.core.models.networks import ModelEnsemble
+from napari_distill.core.training import TrainingRun
 from synthetic import disk_square_volume
 
 TRAIN_FLAGS = ["--steps", "20", "--base-channels", "8", "--depth", "3", "--patch-size", "32"]

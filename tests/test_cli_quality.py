@@ -10,11 +10,10 @@ import tifffile
 
 import napari_distill.cli.quality  # noqa: F401  (registers the commands)
 from napari_distill.cli import main
-from napari_distill.core.checkpoint import ModelBundle, save_checkpoint
 from napari_distill.core.config import ModelConfig
-from napari_distill.core.models import build_model
+from napari_distill.core.models import ModelBundle, build_model, save_checkpoint
 from napari_distill.core.preprocess import Normalization
-from napari_distill.core.selection import Selection
+from napari_distill.core.quality import Selection
 
 FAST = ["--steps", "3", "--variants", "1", "--input-size", "16", "--base-channels", "4"]
 

@@ -15,7 +15,7 @@ from napari_distill._widgets._plot import CurvePlot
 from napari_distill._widgets._training_panel import TrainingPanel, format_duration
 from napari_distill._widgets._training_session import ending_text, starting_text
 from napari_distill._widgets._workers import WorkerRunner
-from napari_distill.core.train import TrainStep
+from napari_distill.core.training import TrainStep
 
 
 @pytest.fixture

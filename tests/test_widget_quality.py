@@ -25,13 +25,12 @@ from napari_distill._widgets import (
 from napari_distill._widgets._score_table import COLUMNS, REJECTED, TINTS
 from napari_distill._widgets._shared import TEACHER_ROLE, SourceLayer, handoff, layer_data_for
 from napari_distill._widgets.quality import SELECTION_KEY, QualityWidget
-from napari_distill.core.checkpoint import save_checkpoint
 from napari_distill.core.config import ModelConfig, QualityConfig, TrainConfig
 from napari_distill.core.inference import predict_bundle
-from napari_distill.core.quality import fit_quality, save_quality
+from napari_distill.core.models import save_checkpoint
+from napari_distill.core.quality import Selection, fit_quality, save_quality
 from napari_distill.core.samples import make_medaka
-from napari_distill.core.selection import Selection
-from napari_distill.core.teacher import train_teacher
+from napari_distill.core.training import train_teacher
 
 TIMEOUT_MS = 60_000
 TRANSLATE = (5.0, 0.0, 0.0)

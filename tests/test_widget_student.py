@@ -26,16 +26,16 @@ from napari_distill._widgets._shared import (
 )
 from napari_distill._widgets.student import StudentWidget
 from napari_distill._widgets.teacher import TeacherWidget
-from napari_distill.core import io_write
-from napari_distill.core.checkpoint import save_checkpoint
 from napari_distill.core.config import KDConfig, ModelConfig, TrainConfig
+from napari_distill.core.evaluation import clean_semantic
 from napari_distill.core.inference import Prediction, predict_bundle
-from napari_distill.core.instances import clean_semantic
 from napari_distill.core.io import read_labels
+from napari_distill.core.io import write as io_write
+from napari_distill.core.models import save_checkpoint
 from napari_distill.core.progress import run_to_completion
+from napari_distill.core.quality import Selection
 from napari_distill.core.samples import make_medaka
-from napari_distill.core.selection import Selection
-from napari_distill.core.train import train_teacher
+from napari_distill.core.training import train_teacher
 
 TIMEOUT_MS = 60_000
 ACCEPTED = [2, 4, 13]  # unannotated slices of the seeded sample

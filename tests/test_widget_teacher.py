@@ -12,7 +12,7 @@ from napari_distill._widgets import _shared, _workers, teacher
 from napari_distill._widgets._shared import METADATA_KEY, TEACHER_ROLE, teacher_prediction_layers
 from napari_distill._widgets.teacher import TeacherWidget
 from napari_distill.core.config import ModelConfig
-from napari_distill.core.models import ModelEnsemble, ensemble_members
+from napari_distill.core.models.networks import ModelEnsemble, ensemble_members
 from napari_distill.core.samples import make_medaka
 
 TIMEOUT_MS = 60_000

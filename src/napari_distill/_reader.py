@@ -1,6 +1,6 @@
 """npe2 reader: TIFF stacks, folders of 2D slices and 2D images, as napari layer data.
 
-A thin adapter over :mod:`napari_distill.core.io`. ``napari_get_reader`` returns None for
+A thin adapter over :mod:`napari_distill.core.io.read`. ``napari_get_reader`` returns None for
 what it cannot read (so napari's other readers get their turn) and a reader function
 otherwise; a file it claims but cannot read raises :class:`~napari_distill.core.io.ReadError`.
 Labels and probability files written by napari-distill reopen as what they were saved from.

@@ -1,6 +1,6 @@
 """npe2 single-layer writers: labels and images (probability maps) to TIFF.
 
-A thin adapter over :mod:`napari_distill.core.io`. napari's "Save Selected Layers" has
+A thin adapter over :mod:`napari_distill.core.io.read`. napari's "Save Selected Layers" has
 already asked before replacing a file, so these writers pass ``overwrite=True``; the core's
 default stays False. The layer's scale (and unit, when it is known) is kept in the file.
 """

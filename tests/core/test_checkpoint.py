@@ -9,15 +9,15 @@ from dataclasses import replace
 import pytest
 import torch
 
-from napari_distill.core.checkpoint import (
+from napari_distill.core.config import ModelConfig, TrainConfig
+from napari_distill.core.models import (
     CheckpointError,
     ModelBundle,
+    build_model,
     load_checkpoint,
     read_checkpoint,
     save_checkpoint,
 )
-from napari_distill.core.config import ModelConfig, TrainConfig
-from napari_distill.core.models import build_model
 from napari_distill.core.preprocess import Normalization
 
 torch.set_num_threads(2)

@@ -14,24 +14,26 @@ import numpy as np
 import pytest
 import torch
 
-from napari_distill.core.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from napari_distill.core.config import ModelConfig, TrainConfig
-from napari_distill.core.data import SliceSampler
 from napari_distill.core.inference import predict_bundle
-from napari_distill.core.models import ModelEnsemble, UNet, build_model, ensemble_members
-from napari_distill.core.objectives import (
+from napari_distill.core.models import load_checkpoint, read_checkpoint, save_checkpoint
+from napari_distill.core.models.networks import ModelEnsemble, UNet, build_model, ensemble_members
+from napari_distill.core.preprocess import Normalization, as_stack
+from napari_distill.core.progress import run_to_completion
+from napari_distill.core.strategies import STRATEGIES
+from napari_distill.core.strategies.base import best_member
+from napari_distill.core.training import SliceSampler, members_held_out_apart, train_teacher
+from napari_distill.core.training.objectives import (
     EnsembleObjective,
     EnsembleValidator,
     SliceValidator,
     SupervisedObjective,
 )
-from napari_distill.core.preprocess import Normalization, as_stack
-from napari_distill.core.progress import run_to_completion
-from napari_distill.core.splits import early_stopping_allowed, member_splits, split_painted_slices
-from napari_distill.core.strategies import STRATEGIES
-from napari_distill.core.strategies.base import best_member
-from napari_distill.core.teacher import members_held_out_apart
-from napari_distill.core.train import train_teacher
+from napari_distill.core.training.splits import (
+    early_stopping_allowed,
+    member_splits,
+    split_painted_slices,
+)
 from synthetic import fixed_disk_square_volume as tiny_volume
 
 torch.set_num_threads(2)

@@ -14,10 +14,10 @@ from napari_distill.core.inference import (
     predict_slice_probabilities,
     predict_stack,
 )
+from napari_distill.core.inference.tiling import choose_tile, receptive_field, tile_grid
+from napari_distill.core.inference.tissue import estimate_background, tissue_bounding_box
 from napari_distill.core.preprocess import Normalization, as_stack
 from napari_distill.core.progress import run_to_completion
-from napari_distill.core.tiling import choose_tile, receptive_field, tile_grid
-from napari_distill.core.tissue import estimate_background, tissue_bounding_box
 
 CPU = torch.device("cpu")
 WHOLE = PredictConfig(crop_to_tissue=False, skip_empty_tiles=False)
@@ -279,9 +279,8 @@ def test_stopping_after_k_slices_and_choosing_slices(tmp_path) -> None:
 
 
 def test_predict_bundle_uses_the_checkpoint_settings() -> None:
-    from napari_distill.core.checkpoint import ModelBundle
     from napari_distill.core.config import ModelConfig
-    from napari_distill.core.models import UNet
+    from napari_distill.core.models import ModelBundle, UNet
 
     config = ModelConfig(in_channels=3, num_classes=3, base_channels=4, depth=2, context_slices=1)
     stack = ct_like_stack(n=3)

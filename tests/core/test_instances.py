@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_distill.core.config import InstanceConfig
-from napari_distill.core.instances import (
+from napari_distill.core.evaluation.instances import (
     apply_instance_config,
     check_cleanup_classes,
     clean_semantic,

@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_distill.core import io, io_tiff, io_write
+from napari_distill.core import io
 from napari_distill.core.io import ReadError
+from napari_distill.core.io import read as io_read
+from napari_distill.core.io import tiff as io_tiff
+from napari_distill.core.io import write as io_write
 
 
 @pytest.fixture
@@ -229,7 +232,7 @@ def test_compressed_stack_above_the_threshold_is_a_dask_array(tmp_path, rng, mon
     stack = _stack(rng)
     tifffile.imwrite(tmp_path / "z.tif", stack, compression="zlib")
     assert isinstance(io.read_image(tmp_path / "z.tif").data, np.ndarray)
-    monkeypatch.setattr(io, "LAZY_THRESHOLD_BYTES", 100)
+    monkeypatch.setattr(io_read, "LAZY_THRESHOLD_BYTES", 100)
     read = io.read_image(tmp_path / "z.tif")
     assert isinstance(read.data, da.Array)
     np.testing.assert_array_equal(read.data.compute(), stack)
@@ -238,7 +241,7 @@ def test_compressed_stack_above_the_threshold_is_a_dask_array(tmp_path, rng, mon
 def test_lazy_reading_without_zarr_reads_page_by_page(tmp_path, rng, monkeypatch):
     stack = _stack(rng)
     tifffile.imwrite(tmp_path / "z.tif", stack, compression="zlib")
-    monkeypatch.setattr(io, "LAZY_THRESHOLD_BYTES", 100)
+    monkeypatch.setattr(io_read, "LAZY_THRESHOLD_BYTES", 100)
     monkeypatch.setattr(io_tiff, "_zarr_usable", lambda: False)
     read = io.read_image(tmp_path / "z.tif")
     assert isinstance(read.data, da.Array)
@@ -282,7 +285,7 @@ def test_folder_of_slices_is_stacked_in_natural_order(tmp_path):
 
 def test_folder_of_slices_above_the_threshold_reads_lazily(tmp_path, monkeypatch):
     _write_slices(tmp_path / "stack", [f"s{i}.tif" for i in range(1, 6)])
-    monkeypatch.setattr(io, "LAZY_THRESHOLD_BYTES", 100)
+    monkeypatch.setattr(io_read, "LAZY_THRESHOLD_BYTES", 100)
     read = io.read_image(tmp_path / "stack")
     assert isinstance(read.data, da.Array)
     assert [int(s[0, 0]) for s in read.data.compute()] == [1, 2, 3, 4, 5]
@@ -291,7 +294,7 @@ def test_folder_of_slices_above_the_threshold_reads_lazily(tmp_path, monkeypatch
 @pytest.mark.parametrize("lazy", [False, True])
 def test_slices_of_another_shape_or_type_are_named(tmp_path, monkeypatch, lazy):
     if lazy:
-        monkeypatch.setattr(io, "LAZY_THRESHOLD_BYTES", 100)
+        monkeypatch.setattr(io_read, "LAZY_THRESHOLD_BYTES", 100)
     _write_slices(tmp_path / "a", ["s1.tif", "s2.tif"])
     _write_slices(tmp_path / "a", ["s3.tif"], shape=(6, 8))
     with pytest.raises(ReadError, match=r"s3\.tif.*same shape"):
@@ -350,7 +353,7 @@ def test_folder_of_png_slices(tmp_path, rng, monkeypatch):
     for index in (1, 2, 10):
         iio.imwrite(tmp_path / "p" / f"s{index}.png", np.full((5, 6, 3), index, np.uint8))
     for threshold in (io.LAZY_THRESHOLD_BYTES, 10):
-        monkeypatch.setattr(io, "LAZY_THRESHOLD_BYTES", threshold)
+        monkeypatch.setattr(io_read, "LAZY_THRESHOLD_BYTES", threshold)
         read = io.read_image(tmp_path / "p")
         assert read.rgb and read.data.shape == (3, 5, 6, 3)
         assert [int(s[0, 0, 0]) for s in np.asarray(read.data)] == [1, 2, 10]

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from napari_distill.core import metrics
+from napari_distill.core.evaluation import metrics
 
 
 def test_perfect_prediction_scores_one() -> None:

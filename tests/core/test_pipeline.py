@@ -10,7 +10,6 @@ import pytest
 import tifffile
 import torch
 
-from napari_distill.core.checkpoint import load_checkpoint
 from napari_distill.core.config import (
     InstanceConfig,
     KDConfig,
@@ -19,8 +18,9 @@ from napari_distill.core.config import (
     QualityConfig,
     TrainConfig,
 )
+from napari_distill.core.evaluation import clean_semantic
 from napari_distill.core.inference import predict_bundle
-from napari_distill.core.instances import clean_semantic
+from napari_distill.core.models import load_checkpoint
 from napari_distill.core.pipeline import (
     OUTPUT_FILES,
     PipelineConfig,
@@ -30,8 +30,8 @@ from napari_distill.core.pipeline import (
     run_pipeline,
 )
 from napari_distill.core.progress import run_to_completion
+from napari_distill.core.quality import Selection
 from napari_distill.core.report import RunSummary, plot_scores, render_report
-from napari_distill.core.selection import Selection
 from synthetic import fixed_disk_square_volume as tiny_volume
 
 # The clean-up of the student's labels: one piece of class 1, and no piece smaller than the

@@ -12,15 +12,16 @@ import numpy as np
 import pytest
 import torch
 
-from napari_distill.core.checkpoint import CheckpointError, save_checkpoint
 from napari_distill.core.config import ModelConfig, QualityConfig, TrainConfig
+from napari_distill.core.evaluation import spearman
 from napari_distill.core.inference import predict_bundle
-from napari_distill.core.metrics import spearman
+from napari_distill.core.models import CheckpointError, save_checkpoint
 from napari_distill.core.progress import run_to_completion
 from napari_distill.core.quality import (
     QualityFitReport,
     QualityModel,
     QualityNet,
+    SnapshotRecorder,
     fit_quality,
     holdout_split,
     load_quality,
@@ -28,7 +29,7 @@ from napari_distill.core.quality import (
     save_quality,
     score_slices,
 )
-from napari_distill.core.quality_variants import (
+from napari_distill.core.quality.variants import (
     VariantProgress,
     make_variants,
     perturb_input,
@@ -37,8 +38,7 @@ from napari_distill.core.quality_variants import (
     slice_class_ious,
     slice_iou,
 )
-from napari_distill.core.snapshots import SnapshotRecorder
-from napari_distill.core.train import TrainStep, train_teacher
+from napari_distill.core.training import TrainStep, train_teacher
 from synthetic import disk_square_volume
 
 torch.set_num_threads(2)

@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from napari_distill.core.selection import Selection, SelectionFileError
+from napari_distill.core.quality import Selection, SelectionFileError
 
 
 @pytest.fixture

@@ -11,18 +11,19 @@ import numpy as np
 import pytest
 import torch
 
-from napari_distill.core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from napari_distill.core.config import ModelConfig, PredictConfig, TrainConfig
-from napari_distill.core.data import Augmentation, SliceSampler, augment
+from napari_distill.core.evaluation import mean_iou
 from napari_distill.core.inference import predict_bundle, predict_slice_probabilities
-from napari_distill.core.losses import ce_dice_loss, class_weights_from_labels, dice_loss
-from napari_distill.core.metrics import mean_iou
-from napari_distill.core.models import build_model
-from napari_distill.core.objectives import SupervisedObjective
+from napari_distill.core.models import (
+    CheckpointError,
+    build_model,
+    load_checkpoint,
+    save_checkpoint,
+)
 from napari_distill.core.preprocess import Normalization, as_stack, slice_input
 from napari_distill.core.progress import run_to_completion
-from napari_distill.core.splits import split_slices
-from napari_distill.core.train import (
+from napari_distill.core.training import (
+    SupervisedObjective,
     TrainingRun,
     TrainStep,
     auto_steps,
@@ -30,6 +31,9 @@ from napari_distill.core.train import (
     resume_training,
     train_teacher,
 )
+from napari_distill.core.training.losses import ce_dice_loss, class_weights_from_labels, dice_loss
+from napari_distill.core.training.sampler import Augmentation, SliceSampler, augment
+from napari_distill.core.training.splits import split_slices
 from synthetic import disk_square_volume as synthetic_volume
 
 torch.set_num_threads(2)
@@ -185,7 +189,7 @@ class _ConstantTarget:
 
 
 def _generic_run(validator, validate_start: bool = False, **overrides) -> TrainingRun:
-    from napari_distill.core.checkpoint import ModelBundle
+    from napari_distill.core.models import ModelBundle
 
     torch.manual_seed(0)
     model_config = ModelConfig(base_channels=4, depth=2)

@@ -15,23 +15,17 @@ import pytest
 import torch
 from torch import nn
 
-from napari_distill.core.checkpoint import ModelBundle, load_checkpoint, save_checkpoint
 from napari_distill.core.config import KDConfig, ModelConfig, PredictConfig, TrainConfig
-from napari_distill.core.data import Augmentation
 from napari_distill.core.inference import predict_bundle, predict_stack
-from napari_distill.core.models import ModelEnsemble, ensemble_members, slice_members
-from napari_distill.core.objectives import SliceValidator
+from napari_distill.core.inference.views import members_by_axis, row_bands
+from napari_distill.core.models import ModelBundle, load_checkpoint, save_checkpoint
+from napari_distill.core.models.networks import ModelEnsemble, ensemble_members, slice_members
 from napari_distill.core.preprocess import Normalization, as_stack
 from napari_distill.core.progress import run_to_completion
+from napari_distill.core.strategies import build_kd
 from napari_distill.core.strategies.base import student_model
-from napari_distill.core.strategies.kd import build_kd
-from napari_distill.core.train import train_teacher
-from napari_distill.core.views import (
-    ViewValidator,
-    members_by_axis,
-    row_bands,
-    view_objective,
-)
+from napari_distill.core.training import Augmentation, SliceValidator, train_teacher
+from napari_distill.core.training.views import ViewValidator, view_objective
 from synthetic import fixed_disk_square_volume as tiny_volume
 
 torch.set_num_threads(2)

@@ -2,7 +2,7 @@
 
 Reads back an :class:`~napari_distill.core.config.InstanceConfig` in ``"semantic"`` mode, the
 same clean-up ``napari-distill predict --largest-component IDS --min-size N`` applies
-(:func:`~napari_distill.core.instances.clean_semantic`). The organs kept to one piece are
+(:func:`~napari_distill.core.evaluation.clean_semantic`). The organs kept to one piece are
 chosen one by one from a menu of the model's classes, because "every class" deletes one eye of
 a pair and all but one vertebra of a column.
 """
@@ -20,8 +20,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_distill.core.checkpoint import ModelBundle
 from napari_distill.core.config import InstanceConfig
+from napari_distill.core.models import ModelBundle
 
 NO_CLASS = "choose organs"
 

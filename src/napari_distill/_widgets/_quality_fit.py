@@ -31,10 +31,10 @@ from superqt import QCollapsible
 
 from napari_distill._widgets._shared import CHECKPOINT_FILTER, ask_save_model
 from napari_distill._widgets._training_panel import TrainingPanel
-from napari_distill.core.checkpoint import CheckpointError
 from napari_distill.core.config import QualityConfig
+from napari_distill.core.models import CheckpointError
 from napari_distill.core.quality import QualityModel, VariantProgress, load_quality, save_quality
-from napari_distill.core.train import TrainStep
+from napari_distill.core.training import TrainStep
 
 # (field, label, minimum, maximum, decimals or None for integers, tooltip)
 SETTINGS = (

@@ -1,6 +1,6 @@
 """The review half of the Quality widget: scores as a plot and a table, tau, accept and reject.
 
-:class:`ReviewPanel` is a view over a :class:`~napari_distill.core.selection.Selection` (the
+:class:`ReviewPanel` is a view over a :class:`~napari_distill.core.quality.Selection` (the
 model) that belongs to one teacher prediction layer. It publishes the selection in that layer's
 hand-off dict, ``layer.metadata["napari_distill"]["selection"]`` (:data:`SELECTION_KEY`),
 and edits it in place: the threshold slider re-derives the automatic decisions; Accept (A),
@@ -44,7 +44,7 @@ from napari_distill._widgets._score_table import (
     slice_status,
 )
 from napari_distill._widgets._shared import handoff
-from napari_distill.core.selection import Selection, SelectionFileError
+from napari_distill.core.quality import Selection, SelectionFileError
 
 if TYPE_CHECKING:
     import napari

@@ -1,6 +1,6 @@
 """Per-slice quality scores over the slice index, with the threshold tau drawn across.
 
-A view over a :class:`~napari_distill.core.selection.Selection` (matplotlib in a Qt canvas):
+A view over a :class:`~napari_distill.core.quality.Selection` (matplotlib in a Qt canvas):
 accepted slices are green dots, rejected ones red crosses, annotated ones blue squares; a ring
 marks a decision made by hand; small violet dots are the teacher's own confidence in each
 unannotated slice's pseudo-label (when the selection has it); a dashed line is ``tau`` and a
@@ -22,7 +22,7 @@ from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
 from napari_distill._widgets._plot import _BACKGROUND, _FOREGROUND, _GRID
 from napari_distill._widgets._score_table import ACCEPTED, ANNOTATED, REJECTED, slice_status
-from napari_distill.core.selection import Selection
+from napari_distill.core.quality import Selection
 
 # (status, legend text, marker, colour): distinct in shape as well as colour.
 MARKERS = (

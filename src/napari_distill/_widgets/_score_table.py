@@ -1,7 +1,7 @@
 """A table of per-slice quality scores (slice, score, teacher confidence, status), sortable by
 clicking a header.
 
-A view over a :class:`~napari_distill.core.selection.Selection`: the model reads the selection
+A view over a :class:`~napari_distill.core.quality.Selection`: the model reads the selection
 each time Qt asks, so after the selection changed (a new ``tau``, an accept or a reject) the
 owner calls :meth:`ScoreTable.refresh_statuses`. Rejected rows are tinted red, annotated rows
 blue; a decision made by hand says so in the status column. Choosing a row (click or arrow
@@ -23,7 +23,7 @@ from qtpy.QtCore import (
 from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableView, QWidget
 
-from napari_distill.core.selection import Selection
+from napari_distill.core.quality import Selection
 
 COLUMNS = ("slice", "score", "confidence", "status")
 SORT_ROLE = Qt.ItemDataRole.UserRole  # numbers to sort by (the display text sorts as text)

@@ -9,7 +9,7 @@ A prediction Labels layer made by a napari-distill widget carries, in
     ``"teacher_prediction"`` (:data:`TEACHER_ROLE`, made by the Teacher widget) or
     ``"student_prediction"`` (:data:`STUDENT_ROLE`).
 ``"bundle"``
-    The :class:`~napari_distill.core.checkpoint.ModelBundle` that made the prediction (its
+    The :class:`~napari_distill.core.models.ModelBundle` that made the prediction (its
     model, classes, normalisation and 2.5D context).
 ``"probabilities"``
     ``(K, N, H, W)`` float32 softmax probabilities, always 4D (a 2D image has ``N == 1``);
@@ -43,8 +43,8 @@ if TYPE_CHECKING:
     from napari.layers import Labels, Layer
     from napari.types import LayerDataTuple
 
-    from napari_distill.core.checkpoint import ModelBundle
     from napari_distill.core.inference import Prediction
+    from napari_distill.core.models import ModelBundle
 
 METADATA_KEY = "napari_distill"
 TEACHER_ROLE = "teacher_prediction"
@@ -296,7 +296,7 @@ def ask_load_model(parent: Any, title: str, kind: str) -> tuple[ModelBundle, Pat
     from napari.utils.notifications import show_error
     from qtpy.QtWidgets import QFileDialog
 
-    from napari_distill.core.checkpoint import CheckpointError, load_checkpoint
+    from napari_distill.core.models import CheckpointError, load_checkpoint
 
     path, _ = QFileDialog.getOpenFileName(parent, title, "", CHECKPOINT_FILTER)
     if not path:

@@ -41,12 +41,12 @@ from napari_distill._widgets._shared import (
     teacher_prediction_layers,
 )
 from napari_distill.core.preprocess import annotated_slices
-from napari_distill.core.selection import Selection, SelectionFileError
+from napari_distill.core.quality import Selection, SelectionFileError
 
 if TYPE_CHECKING:
     import napari
 
-    from napari_distill.core.checkpoint import ModelBundle
+    from napari_distill.core.models import ModelBundle
 
 SCORES_FILTER = "Slice scores (*.csv *.json);;All files (*)"
 FILE_ENTRY = "file"  # the teacher combo's data for the teacher loaded from a checkpoint

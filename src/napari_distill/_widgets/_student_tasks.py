@@ -21,13 +21,13 @@ from napari_distill._widgets._shared import (
 )
 from napari_distill._writer import write_labels_layer
 from napari_distill.core.config import InstanceConfig
-from napari_distill.core.instances import apply_instance_config, describe_cleanup
+from napari_distill.core.evaluation import apply_instance_config, describe_cleanup
 from napari_distill.core.strategies import get_strategy
 
 if TYPE_CHECKING:
     from napari_distill._widgets._training_panel import TrainSettings
-    from napari_distill.core.checkpoint import ModelBundle
-    from napari_distill.core.train import TrainingRun, TrainStep
+    from napari_distill.core.models import ModelBundle
+    from napari_distill.core.training import TrainingRun, TrainStep
 
 TIFF_FILTER = "TIFF (*.tif *.tiff)"
 ALL_FOREGROUND = "all foreground classes"
@@ -61,7 +61,7 @@ def student_prediction(
     ``cleanup`` (a ``"semantic"`` :class:`InstanceConfig`: one piece per organ named, small
     pieces dropped) is applied to the labels first. With ``instance_classes`` (empty: every
     foreground class) the labels are then split into instances (cells) by
-    :func:`~napari_distill.core.instances.apply_instance_config`; with ``mirror`` the slices'
+    :func:`~napari_distill.core.evaluation.apply_instance_config`; with ``mirror`` the slices'
     mirror images are averaged in (:attr:`PredictConfig.mirror`).
     """
     prediction = yield from predict_layer_image(bundle, image, source, device, mirror)

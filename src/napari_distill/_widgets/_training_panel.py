@@ -2,7 +2,7 @@
 
 A view only: Train and Stop buttons, a progress bar, elapsed and remaining time, a status line
 and a loss / validation curve (:class:`~napari_distill._widgets._plot.CurvePlot`), fed by
-:class:`~napari_distill.core.train.TrainStep` records (any object with ``step``,
+:class:`~napari_distill.core.training.TrainStep` records (any object with ``step``,
 ``total_steps``, ``loss``, ``elapsed_s``, ``eta_s``, ``val_score`` and ``best_score``). The
 owning widget connects :attr:`TrainingPanel.train_clicked` / :attr:`TrainingPanel.stop_clicked`
 to its own logic and a :class:`~napari_distill._widgets._workers.WorkerRunner`:
@@ -49,7 +49,7 @@ from napari_distill.core.config import (
     ModelConfig,
     TrainConfig,
 )
-from napari_distill.core.train import TrainingRun, preload_optimizer_modules
+from napari_distill.core.training import TrainingRun, preload_optimizer_modules
 
 
 @functools.cache
@@ -181,7 +181,7 @@ class TrainingPanel(QWidget):
         self.set_running(True)
 
     def show_step(self, record: Any) -> None:
-        """Take one training record (a :class:`~napari_distill.core.train.TrainStep`).
+        """Take one training record (a :class:`~napari_distill.core.training.TrainStep`).
 
         The curve gets the point now; bars and labels show the latest record at most
         ``UPDATES_PER_S`` times a second (every repaint of the window costs the GUI thread).

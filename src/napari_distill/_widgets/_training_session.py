@@ -1,7 +1,7 @@
 """The model a dock widget trains: start, Stop, Resume, Save and Load, shared by Teacher and
 Student.
 
-A :class:`TrainingSession` holds the last :class:`~napari_distill.core.train.TrainingRun` (its
+A :class:`TrainingSession` holds the last :class:`~napari_distill.core.training.TrainingRun` (its
 best weights survive a Stop), the model Predict and Save use, and a loaded checkpoint that
 Resume continues. It drives the widget's :class:`TrainingPanel` and :class:`WorkerRunner`; the
 widget only says how to start a new run and what to refresh afterwards.
@@ -16,8 +16,8 @@ from typing import Any
 from napari_distill._widgets._shared import ask_load_model, ask_save_model
 from napari_distill._widgets._training_panel import TrainingPanel, can_resume
 from napari_distill._widgets._workers import WorkerRunner
-from napari_distill.core.checkpoint import ModelBundle, save_checkpoint
-from napari_distill.core.train import TrainingRun, TrainStep
+from napari_distill.core.models import ModelBundle, save_checkpoint
+from napari_distill.core.training import TrainingRun, TrainStep
 
 OUTCOME_TEXT = {
     "returned": "Training finished",

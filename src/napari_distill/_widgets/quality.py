@@ -13,7 +13,7 @@ selection, which can be saved and loaded as CSV or JSON.
 
 Published selection
 -------------------
-The current :class:`~napari_distill.core.selection.Selection` is stored in the teacher
+The current :class:`~napari_distill.core.quality.Selection` is stored in the teacher
 prediction layer's hand-off dict (see :mod:`napari_distill._widgets._shared`)::
 
     layer.metadata["napari_distill"]["selection"]    # SELECTION_KEY

@@ -55,10 +55,10 @@ from napari_distill._widgets._student_tasks import (
 from napari_distill._widgets._training_panel import TrainingPanel, TrainSettings
 from napari_distill._widgets._training_session import TrainingSession
 from napari_distill._widgets._workers import WorkerRunner
-from napari_distill.core.checkpoint import ModelBundle
 from napari_distill.core.device import configure_cpu_threads
+from napari_distill.core.models import ModelBundle
 from napari_distill.core.strategies import STRATEGIES
-from napari_distill.core.train import TrainingRun
+from napari_distill.core.training import TrainingRun
 
 if TYPE_CHECKING:
     import napari

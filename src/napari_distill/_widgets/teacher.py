@@ -1,7 +1,8 @@
 """Teacher dock widget: train a teacher on the painted slices, then predict the whole stack.
 
-The widget only wires signals: the training loop (:func:`napari_distill.core.train.train_teacher`)
-and the prediction (:func:`napari_distill.core.inference.predict_bundle`) run as generators in a
+The widget only wires signals: the training loop
+(:func:`napari_distill.core.training.train_teacher`) and the prediction
+(:func:`napari_distill.core.inference.predict_bundle`) run as generators in a
 :class:`~napari_distill._widgets._workers.WorkerRunner`; the prediction comes back as layer data
 that the GUI thread adds (see :mod:`napari_distill._widgets._shared` for what the layer carries).
 """
@@ -42,10 +43,10 @@ from napari_distill._widgets._shared import (
 from napari_distill._widgets._training_panel import TrainingPanel, TrainSettings
 from napari_distill._widgets._training_session import TrainingSession
 from napari_distill._widgets._workers import WorkerRunner
-from napari_distill.core.checkpoint import ModelBundle
 from napari_distill.core.device import configure_cpu_threads
+from napari_distill.core.models import ModelBundle
 from napari_distill.core.preprocess import annotated_slices, class_ids_from_labels
-from napari_distill.core.train import TrainingRun, TrainStep, train_teacher
+from napari_distill.core.training import TrainingRun, TrainStep, train_teacher
 
 if TYPE_CHECKING:
     import napari

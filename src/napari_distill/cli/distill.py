@@ -116,7 +116,7 @@ def _accepted_slices(args: argparse.Namespace, labels, n_slices: int) -> list[in
             raise UserError("--tau needs --scores (the per-slice scores to threshold)")
         log.warning("no --scores: the student learns from every unannotated slice (no filter)")
         return list(range(n_slices))
-    from napari_distill.core.selection import Selection
+    from napari_distill.core.quality import Selection
 
     path = Path(args.scores)
     if not path.is_file():
@@ -137,7 +137,7 @@ def _accepted_slices(args: argparse.Namespace, labels, n_slices: int) -> list[in
     add_arguments=_distill_arguments,
 )
 def run_distill(args: argparse.Namespace) -> None:
-    from napari_distill.core.checkpoint import load_checkpoint
+    from napari_distill.core.models import load_checkpoint
     from napari_distill.core.strategies import get_strategy
 
     out = check_output(args.out, args.overwrite)

@@ -107,7 +107,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     add_arguments=_train_arguments,
 )
 def train_teacher_command(args: argparse.Namespace) -> None:
-    from napari_distill.core.train import train_teacher
+    from napari_distill.core.training import train_teacher
 
     out = check_output(args.out, args.overwrite or bool(args.resume))
     _, image = load_image(args.image)
@@ -192,7 +192,7 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
 
 def load_model(path: str, device: str = "cpu"):
     """Load a checkpoint that predicts segmentations (teacher or student)."""
-    from napari_distill.core.checkpoint import load_checkpoint
+    from napari_distill.core.models import load_checkpoint
 
     bundle, _ = load_checkpoint(path, device="cpu")
     if bundle.kind not in ("teacher", "student"):
@@ -214,8 +214,8 @@ def _label_options(args: argparse.Namespace, bundle) -> tuple[InstanceConfig, tu
     add_arguments=_predict_arguments,
 )
 def predict_command(args: argparse.Namespace) -> None:
+    from napari_distill.core.evaluation import apply_instance_config
     from napari_distill.core.inference import predict_bundle
-    from napari_distill.core.instances import apply_instance_config
     from napari_distill.core.io import write_labels, write_probabilities
 
     out = check_output(args.out, args.overwrite)
@@ -297,7 +297,7 @@ def evaluate_files(
     prediction: np.ndarray, truth: np.ndarray, slices: list[int] | None, instances: bool
 ) -> dict:
     """Scores of a prediction against the truth, as plain JSON-able values."""
-    from napari_distill.core.metrics import aji, evaluate_semantic, f1_at_iou
+    from napari_distill.core.evaluation import aji, evaluate_semantic, f1_at_iou
 
     if prediction.shape != truth.shape:
         raise UserError(f"prediction {prediction.shape} and truth {truth.shape} differ in shape")

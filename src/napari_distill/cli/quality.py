@@ -24,7 +24,7 @@ TEACHER_KINDS = ("teacher", "student")  # both make pseudo-labels a classifier c
 
 def load_teacher(path: str, device: str = "cpu"):
     """The teacher checkpoint at ``path``; a one-line error for a file of another kind."""
-    from napari_distill.core.checkpoint import CheckpointError, load_checkpoint, read_checkpoint
+    from napari_distill.core.models import CheckpointError, load_checkpoint, read_checkpoint
 
     try:
         kind = read_checkpoint(path, "cpu")["kind"]
@@ -126,7 +126,7 @@ def _score_arguments(p: argparse.ArgumentParser) -> None:
     add_arguments=_score_arguments,
 )
 def quality_score_command(args: argparse.Namespace) -> None:
-    from napari_distill.core.checkpoint import CheckpointError
+    from napari_distill.core.models import CheckpointError
     from napari_distill.core.preprocess import annotated_slices, as_stack
     from napari_distill.core.quality import load_quality, score_slices
     from napari_distill.core.report import LEAST_CONFIDENT_LISTED

@@ -58,7 +58,7 @@ class ModelConfig:
         Neighbouring slices on each side fed as extra channels (2.5D); 0 is plain 2D.
     deep_supervision:
         A 1x1 classification head on each decoder level between the bottleneck and full
-        resolution, trained with the main head (:class:`~napari_distill.core.objectives.
+        resolution, trained with the main head (:class:`~napari_distill.core.training.objectives
         SupervisedObjective`) and unused at prediction: coarse levels learn to segment too,
         which steadies training from a few slices (docs/benchmarks.md, "Levers measured").
         Checkpoints written before this option have no such heads and load with it off.
@@ -73,8 +73,8 @@ class ModelConfig:
     members:
         Networks of this shape trained side by side, each from its own initial weights and on
         its own patches, holding out its own validation slices where it can
-        (:func:`~napari_distill.core.splits.member_splits`); the model's prediction is the mean
-        of their probabilities (a deep ensemble,
+        (:func:`~napari_distill.core.training.splits.member_splits`); the model's prediction is
+        the mean of their probabilities (a deep ensemble,
         :class:`~napari_distill.core.models.ModelEnsemble`). One network can miss an organ by
         the luck of its training where the mean of several does not (docs/benchmarks.md,
         "Teacher ensembles"); each member costs as much as a single network to train and to
@@ -85,7 +85,8 @@ class ModelConfig:
         edge-on, as painted rows of their slices, and learn from those rows only (the other
         rows weigh nothing in their loss), so each painted slice teaches them how an organ
         continues through the slices around it; the prediction is the mean of every member's
-        probabilities, each predicted along its own axis (:mod:`~napari_distill.core.views`).
+        probabilities, each predicted along its own axis
+        (:mod:`~napari_distill.core.inference.views`).
         Needs at least three members and a stack of slices, not a single image nor a stack of
         unrelated fields (docs/benchmarks.md, "Three views").
     """

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from .checkpoint import ModelBundle
 from .config import (
     InstanceConfig,
     KDConfig,
@@ -41,16 +40,15 @@ from .config import (
     TrainConfig,
 )
 from .device import select_device
+from .evaluation import apply_instance_config, check_cleanup_classes, describe_cleanup
 from .inference import Prediction, predict_bundle
-from .instances import apply_instance_config, check_cleanup_classes, describe_cleanup
 from .io import write_labels
+from .models import ModelBundle
 from .preprocess import annotated_slices
-from .quality import SnapshotRecorder, fit_quality, save_quality, score_slices
+from .quality import Selection, SnapshotRecorder, fit_quality, save_quality, score_slices
 from .report import LEAST_CONFIDENT_LISTED, RunSummary, plot_scores, write_report
-from .selection import Selection
 from .strategies import get_strategy
-from .teacher import members_held_out_apart, stored_splits
-from .train import train_teacher
+from .training import members_held_out_apart, stored_splits, train_teacher
 
 logger = logging.getLogger(__name__)
 

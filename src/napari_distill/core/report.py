@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .splits import MIN_SLICES_FOR_EARLY_STOPPING
+from .training import MIN_SLICES_FOR_EARLY_STOPPING
 
 LEAST_CONFIDENT_LISTED = 5  # unannotated slices the report names for a look before distilling
 

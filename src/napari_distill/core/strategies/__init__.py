@@ -3,7 +3,7 @@
 Every strategy is a :class:`StrategySpec` in :data:`STRATEGIES`: a name, a title and a
 description for people, the frozen dataclass of its settings (each field has a default, so
 ``spec.config_class()`` is a valid configuration and ``dataclasses.fields`` describes the
-form), and a builder returning a :class:`~napari_distill.core.train.TrainingRun` for the
+form), and a builder returning a :class:`~napari_distill.core.training.TrainingRun` for the
 student::
 
     run = STRATEGIES["kd"].build(
@@ -29,9 +29,9 @@ from ..config import KDConfig
 from .kd import build_kd
 
 if TYPE_CHECKING:
-    from ..train import TrainingRun
+    from ..training import TrainingRun
 
-__all__ = ["STRATEGIES", "StrategySpec", "get_strategy"]
+__all__ = ["STRATEGIES", "StrategySpec", "build_kd", "get_strategy"]
 
 
 @dataclass(frozen=True)

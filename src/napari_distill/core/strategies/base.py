@@ -20,17 +20,28 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint import CheckpointError, ModelBundle, load_checkpoint
 from ..config import ModelConfig, PredictConfig, TrainConfig, from_dict, to_dict
 from ..inference import predict_bundle
-from ..models import build_model, count_parameters, ensemble_members, slice_members
-from ..objectives import SliceValidator
+from ..models import (
+    CheckpointError,
+    ModelBundle,
+    build_model,
+    count_parameters,
+    ensemble_members,
+    load_checkpoint,
+    slice_members,
+)
 from ..preprocess import class_ids_from_labels
 from ..progress import run_to_completion
-from ..schedule import auto_steps
-from ..splits import Split, split_painted_slices
-from ..teacher import members_held_out_apart, prepare_pair
-from ..train_records import Validator
+from ..training import (
+    SliceValidator,
+    Split,
+    Validator,
+    auto_steps,
+    members_held_out_apart,
+    prepare_pair,
+    split_painted_slices,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ Choices (the paper leaves them open):
   teacher with views (``ModelConfig.views``) cannot see a patch on its own (its members
   along the other axes need the stack), so its probabilities on the distilled slices are
   predicted once, kept in memory and cut into the same patches as the images
-  (:func:`~napari_distill.core.views.views_probabilities`).
+  (:func:`~napari_distill.core.inference.views_probabilities`).
 - Unaccepted unannotated slices never contribute; the teacher's validation slices stay held
   out and validate the student against their ground truth.
 - Half the patches come from the annotated slices and half from the accepted ones
@@ -46,15 +46,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import ModelBundle
 from ..config import KDConfig, PredictConfig, TrainConfig
-from ..data import Augmentation, SliceSampler
 from ..device import select_device
-from ..losses import ce_dice_loss, class_weights_from_labels
-from ..models import MIN_PROBABILITY
-from ..splits import early_stopping_allowed
-from ..teacher import members_held_out_apart
-from ..views import views_probabilities
+from ..inference import views_probabilities
+from ..models import MIN_PROBABILITY, ModelBundle
+from ..training import (
+    Augmentation,
+    SliceSampler,
+    ce_dice_loss,
+    class_weights_from_labels,
+    early_stopping_allowed,
+    members_held_out_apart,
+)
 from .base import (
     StudentData,
     describe_student,
@@ -67,7 +70,7 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from ..train import TrainingRun
+    from ..training import TrainingRun
 
 logger = logging.getLogger(__name__)
 
@@ -312,7 +315,7 @@ def build_kd(
         Unannotated slices to learn from with pseudo-labels (annotated ones are ignored here).
     train_config:
         Steps (None: from the training pixels, see
-        :func:`~napari_distill.core.schedule.auto_steps`), batch, patches, learning rate, seed...
+        :func:`~napari_distill.core.training.auto_steps`), batch, patches, learning rate, seed...
     strategy_config:
         Temperature, ``lambda_kd``, initialisation and student size.
     device:
@@ -335,7 +338,7 @@ def build_kd(
     CheckpointError
         ``resume_from`` is not a ``kd`` student checkpoint.
     """
-    from ..train import TrainingRun  # lazily: core.train imports core.teacher
+    from ..training import TrainingRun  # lazily: core.train imports core.teacher
 
     torch_device = select_device(device)
     checkpoint = None

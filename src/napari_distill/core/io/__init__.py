@@ -1,0 +1,39 @@
+"""Reading images, stacks and labels with their voxel size; writing labels, probabilities and
+images as TIFF.
+
+May import: numpy, tifffile, imageio, dask, zarr; nothing else of napari-distill.
+"""
+
+from __future__ import annotations
+
+from .common import MICROMETER, ImageData, ProbabilityData, ReadError, natural_sort_key
+from .read import (
+    LAZY_THRESHOLD_BYTES,
+    can_read,
+    file_kind,
+    read_image,
+    read_image_stack,
+    read_labels,
+    read_probabilities,
+    write_image,
+    write_labels,
+    write_probabilities,
+)
+
+__all__ = [
+    "LAZY_THRESHOLD_BYTES",
+    "MICROMETER",
+    "ImageData",
+    "ProbabilityData",
+    "ReadError",
+    "can_read",
+    "file_kind",
+    "natural_sort_key",
+    "read_image",
+    "read_image_stack",
+    "read_labels",
+    "read_probabilities",
+    "write_image",
+    "write_labels",
+    "write_probabilities",
+]

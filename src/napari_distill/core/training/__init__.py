@@ -1,0 +1,54 @@
+"""Training as a generator of TrainStep records: the loop, its records and schedule, the splits of
+painted slices, the patch sampler, losses, objectives and validators, and the teacher.
+
+May import: inference, models, evaluation and the core's foundations (config, device,
+preprocess, progress).
+"""
+
+from __future__ import annotations
+
+from .loop import TrainingRun, preload_optimizer_modules
+from .losses import ce_dice_loss, class_weights_from_labels
+from .objectives import DiceValidator, SliceValidator, SupervisedObjective
+from .records import Objective, TrainStep, Validator
+from .sampler import Augmentation, SliceSampler
+from .schedule import auto_steps, lr_at
+from .splits import (
+    MIN_SLICES_FOR_EARLY_STOPPING,
+    Split,
+    early_stopping_allowed,
+    split_painted_slices,
+)
+from .teacher import (
+    members_held_out_apart,
+    prepare_pair,
+    resume_training,
+    stored_splits,
+    train_teacher,
+)
+
+__all__ = [
+    "MIN_SLICES_FOR_EARLY_STOPPING",
+    "Augmentation",
+    "DiceValidator",
+    "Objective",
+    "SliceSampler",
+    "SliceValidator",
+    "Split",
+    "SupervisedObjective",
+    "TrainStep",
+    "TrainingRun",
+    "Validator",
+    "auto_steps",
+    "ce_dice_loss",
+    "class_weights_from_labels",
+    "early_stopping_allowed",
+    "lr_at",
+    "members_held_out_apart",
+    "preload_optimizer_modules",
+    "prepare_pair",
+    "resume_training",
+    "split_painted_slices",
+    "stored_splits",
+    "train_teacher",
+]
