@@ -10,18 +10,18 @@ import numpy as np
 import pytest
 from qtpy.QtWidgets import QWidget
 
-from napari_distill._widgets import _workers
-from napari_distill._widgets._plot import CurvePlot
-from napari_distill._widgets._training_panel import TrainingPanel, format_duration
-from napari_distill._widgets._training_session import ending_text, starting_text
-from napari_distill._widgets._workers import WorkerRunner
+from napari_distill._widgets.common import workers
+from napari_distill._widgets.common.plot import CurvePlot
+from napari_distill._widgets.common.training_panel import TrainingPanel, format_duration
+from napari_distill._widgets.common.training_session import ending_text, starting_text
+from napari_distill._widgets.common.workers import WorkerRunner
 from napari_distill.core.training import TrainStep
 
 
 @pytest.fixture
 def errors(monkeypatch):
     shown: list[str] = []
-    monkeypatch.setattr(_workers, "show_error", shown.append)
+    monkeypatch.setattr(workers, "show_error", shown.append)
     return shown
 
 

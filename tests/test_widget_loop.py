@@ -13,8 +13,12 @@ import pytest
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog
 
-from napari_distill._widgets import _shared, _workers, quality, student, teacher
-from napari_distill._widgets._shared import METADATA_KEY, STUDENT_ROLE
+from napari_distill._widgets.common import handoff as handoff_module
+from napari_distill._widgets.common import workers
+from napari_distill._widgets.common.handoff import METADATA_KEY, STUDENT_ROLE
+from napari_distill._widgets.quality import widget as quality_widget
+from napari_distill._widgets.student import widget as student_widget
+from napari_distill._widgets.teacher import widget as teacher_widget
 from napari_distill.core.io import read_labels, write_image, write_labels
 from napari_distill.core.samples import make_medaka
 
@@ -25,7 +29,7 @@ PLUGIN = "napari-distill"
 @pytest.fixture
 def errors(monkeypatch):
     shown: list[str] = []
-    for module in (teacher, quality, student, _workers, _shared):
+    for module in (teacher_widget, quality_widget, student_widget, workers, handoff_module):
         monkeypatch.setattr(module, "show_error", shown.append, raising=False)
     monkeypatch.setattr("napari.utils.notifications.show_error", shown.append)
     return shown

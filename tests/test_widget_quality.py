@@ -1,7 +1,7 @@
 """The Quality review dock widget, driven as a user would: real viewer, real workers, tiny data.
 
 A tiny teacher is trained once through the core and its prediction put in the viewer the way
-the Teacher widget does (``_shared.layer_data_for``); the widget then fits the quality
+the Teacher widget does (``handoff.layer_data_for``); the widget then fits the quality
 classifier, scores the slices and edits the selection.
 """
 
@@ -15,16 +15,18 @@ from matplotlib.backend_bases import MouseEvent
 from qtpy.QtCore import QPoint, Qt
 from qtpy.QtWidgets import QApplication, QFileDialog
 
-from napari_distill._widgets import (
-    _quality_fit,
-    _quality_review,
-    _shared,
-    _workers,
-    quality,
+from napari_distill._widgets.common import handoff as handoff_module
+from napari_distill._widgets.common import workers
+from napari_distill._widgets.common.handoff import (
+    TEACHER_ROLE,
+    SourceLayer,
+    handoff,
+    layer_data_for,
 )
-from napari_distill._widgets._score_table import COLUMNS, REJECTED, TINTS
-from napari_distill._widgets._shared import TEACHER_ROLE, SourceLayer, handoff, layer_data_for
-from napari_distill._widgets.quality import SELECTION_KEY, QualityWidget
+from napari_distill._widgets.quality import fit_tab, review_tab
+from napari_distill._widgets.quality import widget as quality_widget
+from napari_distill._widgets.quality.score_table import COLUMNS, REJECTED, TINTS
+from napari_distill._widgets.quality.widget import SELECTION_KEY, QualityWidget
 from napari_distill.core.config import ModelConfig, QualityConfig, TrainConfig
 from napari_distill.core.inference import predict_bundle
 from napari_distill.core.models import save_checkpoint
@@ -78,7 +80,7 @@ def notes(monkeypatch):
     shown: list[tuple[str, str]] = []
     for kind in ("error", "warning", "info"):
         record = lambda message, kind=kind: shown.append((kind, str(message)))  # noqa: E731
-        for module in (quality, _quality_fit, _quality_review, _workers, _shared):
+        for module in (quality_widget, fit_tab, review_tab, workers, handoff_module):
             monkeypatch.setattr(module, f"show_{kind}", record, raising=False)
         monkeypatch.setattr(f"napari.utils.notifications.show_{kind}", record)
     return shown
@@ -95,7 +97,7 @@ def add_teacher_layer(viewer, teacher, with_probabilities=False):
         prediction, source, bundle=bundle, role=TEACHER_ROLE, label="teacher",
         with_probabilities=with_probabilities,
     )  # fmt: skip
-    return _shared.add_layer_data(viewer, data)[0]
+    return handoff_module.add_layer_data(viewer, data)[0]
 
 
 @pytest.fixture

@@ -15,8 +15,9 @@ import pytest
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog
 
-from napari_distill._widgets import _shared, _student_inputs, _student_tasks, _workers, student
-from napari_distill._widgets._shared import (
+from napari_distill._widgets.common import handoff as handoff_module
+from napari_distill._widgets.common import workers
+from napari_distill._widgets.common.handoff import (
     METADATA_KEY,
     STUDENT_ROLE,
     TEACHER_ROLE,
@@ -24,8 +25,11 @@ from napari_distill._widgets._shared import (
     add_layer_data,
     layer_data_for,
 )
-from napari_distill._widgets.student import StudentWidget
-from napari_distill._widgets.teacher import TeacherWidget
+from napari_distill._widgets.student import inputs as student_inputs
+from napari_distill._widgets.student import tasks as student_tasks
+from napari_distill._widgets.student import widget as student_widget
+from napari_distill._widgets.student.widget import StudentWidget
+from napari_distill._widgets.teacher.widget import TeacherWidget
 from napari_distill.core.config import KDConfig, ModelConfig, TrainConfig
 from napari_distill.core.evaluation import clean_semantic
 from napari_distill.core.inference import Prediction, predict_bundle
@@ -74,7 +78,7 @@ def selection_for(sample) -> Selection:
 @pytest.fixture
 def errors(monkeypatch):
     shown: list[str] = []
-    for module in (student, _student_inputs, _workers, _shared):
+    for module in (student_widget, student_inputs, workers, handoff_module):
         monkeypatch.setattr(module, "show_error", shown.append, raising=False)
     monkeypatch.setattr("napari.utils.notifications.show_error", shown.append)
     return shown
@@ -280,7 +284,7 @@ def test_cleanup_keeps_one_piece_of_the_organs_ticked(qtbot, widget, monkeypatch
         return Prediction(one_hot, made_up.copy(), bundle.class_ids, tuple(range(len(made_up))))
         yield  # unreachable: makes this a generator, as the real one is
 
-    monkeypatch.setattr(_student_tasks, "predict_layer_image", predicted)
+    monkeypatch.setattr(student_tasks, "predict_layer_image", predicted)
     row = widget.cleanup
     names = widget.bundle.class_names
     menu = [action.text() for action in row.class_menu.actions()]

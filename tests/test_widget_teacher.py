@@ -8,9 +8,15 @@ import torch
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog, QFormLayout
 
-from napari_distill._widgets import _shared, _workers, teacher
-from napari_distill._widgets._shared import METADATA_KEY, TEACHER_ROLE, teacher_prediction_layers
-from napari_distill._widgets.teacher import TeacherWidget
+from napari_distill._widgets.common import handoff as handoff_module
+from napari_distill._widgets.common import workers
+from napari_distill._widgets.common.handoff import (
+    METADATA_KEY,
+    TEACHER_ROLE,
+    teacher_prediction_layers,
+)
+from napari_distill._widgets.teacher import widget as teacher_widget
+from napari_distill._widgets.teacher.widget import TeacherWidget
 from napari_distill.core.config import ModelConfig
 from napari_distill.core.models.networks import ModelEnsemble, ensemble_members
 from napari_distill.core.samples import make_medaka
@@ -26,7 +32,7 @@ def sample():
 @pytest.fixture
 def errors(monkeypatch):
     shown: list[str] = []
-    for module in (teacher, _workers, _shared):
+    for module in (teacher_widget, workers, handoff_module):
         monkeypatch.setattr(module, "show_error", shown.append, raising=False)
     monkeypatch.setattr("napari.utils.notifications.show_error", shown.append)
     return shown

@@ -13,9 +13,9 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Any
 
-from napari_distill._widgets._shared import ask_load_model, ask_save_model
-from napari_distill._widgets._training_panel import TrainingPanel, can_resume
-from napari_distill._widgets._workers import WorkerRunner
+from napari_distill._widgets.common.handoff import ask_load_model, ask_save_model
+from napari_distill._widgets.common.training_panel import TrainingPanel, can_resume
+from napari_distill._widgets.common.workers import WorkerRunner
 from napari_distill.core.models import ModelBundle, save_checkpoint
 from napari_distill.core.training import TrainingRun, TrainStep
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QMessageBox, QWidget
 
-from napari_distill._widgets._shared import (
+from napari_distill._widgets.common.handoff import (
     STUDENT_ROLE,
     SourceLayer,
     layer_data_for,
@@ -25,7 +25,7 @@ from napari_distill.core.evaluation import apply_instance_config, describe_clean
 from napari_distill.core.strategies import get_strategy
 
 if TYPE_CHECKING:
-    from napari_distill._widgets._training_panel import TrainSettings
+    from napari_distill._widgets.common.training_panel import TrainSettings
     from napari_distill.core.models import ModelBundle
     from napari_distill.core.training import TrainingRun, TrainStep
 

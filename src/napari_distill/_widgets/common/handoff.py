@@ -250,6 +250,26 @@ def predict_layer_image(
     )
 
 
+def teacher_prediction(
+    bundle: ModelBundle,
+    image: Any,
+    source: SourceLayer,
+    device: str,
+    with_probabilities: bool,
+    mirror: bool = False,
+) -> Generator[Any, None, list]:
+    """Predict ``image`` with ``bundle``; return the layer data (labels, maybe probabilities)."""
+    prediction = yield from predict_layer_image(bundle, image, source, device, mirror)
+    return layer_data_for(
+        prediction,
+        source,
+        bundle=bundle,
+        role=TEACHER_ROLE,
+        label="teacher",
+        with_probabilities=with_probabilities,
+    )
+
+
 def mirror_checkbox() -> Any:
     """The "mirror" option of a Predict button (:attr:`PredictConfig.mirror`)."""
     from qtpy.QtWidgets import QCheckBox

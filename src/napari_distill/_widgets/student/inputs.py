@@ -2,7 +2,7 @@
 
 A view over the layer list and two files. The teacher is either a teacher prediction layer (made
 by the Teacher widget; it carries the teacher's model, and the Quality review widget adds the
-accepted slices as ``"selection"``, see :mod:`napari_distill._widgets._shared`) or a teacher
+accepted slices as ``"selection"``, see :mod:`napari_distill._widgets.common.handoff`) or a teacher
 checkpoint file. The accepted slices come from a scores file (CSV / JSON written by the Quality
 review or the CLI) when one is loaded, else from the teacher layer's selection, else there are
 none (the student then learns from the annotated slices only).
@@ -32,14 +32,14 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_distill._widgets._layers import LayerPicker
-from napari_distill._widgets._shared import (
+from napari_distill._widgets.common.handoff import (
     ask_load_model,
     handoff,
     image_data,
     spatial_shape,
     teacher_prediction_layers,
 )
+from napari_distill._widgets.common.layers import LayerPicker
 from napari_distill.core.preprocess import annotated_slices
 from napari_distill.core.quality import Selection, SelectionFileError
 

@@ -5,8 +5,9 @@ widget, or one predicted here from a teacher file: *Load...* next to it). *Fit* 
 classifier (:func:`napari_distill.core.quality.fit_quality`) and shows the Spearman rank
 correlation of its held-out check; *Score slices* rates every slice from the layer's
 probabilities (:func:`napari_distill.core.quality.score_slices`). Both run as generators in a
-:class:`~napari_distill._widgets._workers.WorkerRunner` and return data; the GUI thread shows it.
-The review (:class:`~napari_distill._widgets._quality_review.ReviewPanel`) plots the scores over
+:class:`~napari_distill._widgets.common.workers.WorkerRunner` and return data; the GUI thread
+shows it.
+The review (:class:`~napari_distill._widgets.quality.review_tab.ReviewPanel`) plots the scores over
 the slice index and lists them in a sortable table; a click on either shows that slice; the
 threshold slider, Accept (A), Reject (R), Reset, Next worst (N) and Jump to worst edit the
 selection, which can be saved and loaded as CSV or JSON.
@@ -14,7 +15,7 @@ selection, which can be saved and loaded as CSV or JSON.
 Published selection
 -------------------
 The current :class:`~napari_distill.core.quality.Selection` is stored in the teacher
-prediction layer's hand-off dict (see :mod:`napari_distill._widgets._shared`)::
+prediction layer's hand-off dict (see :mod:`napari_distill._widgets.common.handoff`)::
 
     layer.metadata["napari_distill"]["selection"]    # SELECTION_KEY
 
@@ -43,11 +44,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_distill._widgets._device import DevicePicker
-from napari_distill._widgets._layers import LayerPicker
-from napari_distill._widgets._quality_fit import FitPanel, fit_progress
-from napari_distill._widgets._quality_review import SELECTION_KEY, ReviewPanel
-from napari_distill._widgets._shared import (
+from napari_distill._widgets.common.device import DevicePicker
+from napari_distill._widgets.common.handoff import (
     TEACHER_ROLE,
     SourceLayer,
     add_layer_data,
@@ -55,9 +53,12 @@ from napari_distill._widgets._shared import (
     handoff,
     image_data,
     spatial_shape,
+    teacher_prediction,
 )
-from napari_distill._widgets._workers import WorkerRunner
-from napari_distill._widgets.teacher import teacher_prediction
+from napari_distill._widgets.common.layers import LayerPicker
+from napari_distill._widgets.common.workers import WorkerRunner
+from napari_distill._widgets.quality.fit_tab import FitPanel, fit_progress
+from napari_distill._widgets.quality.review_tab import SELECTION_KEY, ReviewPanel
 from napari_distill.core.config import QualityConfig
 from napari_distill.core.device import configure_cpu_threads
 from napari_distill.core.preprocess import annotated_slices

@@ -35,15 +35,15 @@ from qtpy.QtWidgets import (
 )
 from superqt import QLabeledDoubleSlider
 
-from napari_distill._widgets._score_plot import ScorePlot
-from napari_distill._widgets._score_table import (
+from napari_distill._widgets.common.handoff import handoff
+from napari_distill._widgets.quality.score_plot import ScorePlot
+from napari_distill._widgets.quality.score_table import (
     ACCEPTED,
     COLUMNS,
     REJECTED,
     ScoreTable,
     slice_status,
 )
-from napari_distill._widgets._shared import handoff
 from napari_distill.core.quality import Selection, SelectionFileError
 
 if TYPE_CHECKING:

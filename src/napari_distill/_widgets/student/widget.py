@@ -1,14 +1,15 @@
 """Student (distillation) dock widget: distil the teacher into a student, predict, export.
 
 The widget only wires signals. What the student learns from is chosen in
-:class:`~napari_distill._widgets._student_inputs.StudentInputsForm`; the strategy comes from
+:class:`~napari_distill._widgets.student.inputs.StudentInputsForm`; the strategy comes from
 :data:`napari_distill.core.strategies.STRATEGIES` and its settings form is built from the
-strategy's config dataclass (:class:`~napari_distill._widgets._strategy_form.ConfigForm`), so a
-new strategy needs no change here. Training (the strategy's ``TrainingRun``), prediction
+strategy's config dataclass
+(:class:`~napari_distill._widgets.student.strategy_form.ConfigForm`), so a new strategy needs
+no change here. Training (the strategy's ``TrainingRun``), prediction
 (:func:`~napari_distill.core.inference.predict_bundle`) and export
 (:func:`napari_distill._writer.write_labels_layer`) run as generators in
-:class:`~napari_distill._widgets._workers.WorkerRunner` s and return data; the GUI thread adds
-the layers.
+:class:`~napari_distill._widgets.common.workers.WorkerRunner` s and return data; the GUI thread
+adds the layers.
 """
 
 from __future__ import annotations
@@ -34,17 +35,20 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_distill._widgets._cleanup import CleanupRow
-from napari_distill._widgets._device import DevicePicker
-from napari_distill._widgets._shared import (
+from napari_distill._widgets.common.device import DevicePicker
+from napari_distill._widgets.common.handoff import (
     SourceLayer,
     add_layer_data,
     image_data,
     mirror_checkbox,
 )
-from napari_distill._widgets._strategy_form import StrategyPicker
-from napari_distill._widgets._student_inputs import InputError, StudentInputsForm
-from napari_distill._widgets._student_tasks import (
+from napari_distill._widgets.common.training_panel import TrainingPanel, TrainSettings
+from napari_distill._widgets.common.training_session import TrainingSession
+from napari_distill._widgets.common.workers import WorkerRunner
+from napari_distill._widgets.student.cleanup import CleanupRow
+from napari_distill._widgets.student.inputs import InputError, StudentInputsForm
+from napari_distill._widgets.student.strategy_form import StrategyPicker
+from napari_distill._widgets.student.tasks import (
     ask_export_path,
     export_labels,
     fill_instance_classes,
@@ -52,9 +56,6 @@ from napari_distill._widgets._student_tasks import (
     student_prediction,
     student_training,
 )
-from napari_distill._widgets._training_panel import TrainingPanel, TrainSettings
-from napari_distill._widgets._training_session import TrainingSession
-from napari_distill._widgets._workers import WorkerRunner
 from napari_distill.core.device import configure_cpu_threads
 from napari_distill.core.models import ModelBundle
 from napari_distill.core.strategies import STRATEGIES

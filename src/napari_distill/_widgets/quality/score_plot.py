@@ -20,8 +20,8 @@ from matplotlib.figure import Figure
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
-from napari_distill._widgets._plot import _BACKGROUND, _FOREGROUND, _GRID
-from napari_distill._widgets._score_table import ACCEPTED, ANNOTATED, REJECTED, slice_status
+from napari_distill._widgets.common.plot import _BACKGROUND, _FOREGROUND, _GRID
+from napari_distill._widgets.quality.score_table import ACCEPTED, ANNOTATED, REJECTED, slice_status
 from napari_distill.core.quality import Selection
 
 # (status, legend text, marker, colour): distinct in shape as well as colour.

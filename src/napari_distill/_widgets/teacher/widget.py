@@ -3,8 +3,9 @@
 The widget only wires signals: the training loop
 (:func:`napari_distill.core.training.train_teacher`) and the prediction
 (:func:`napari_distill.core.inference.predict_bundle`) run as generators in a
-:class:`~napari_distill._widgets._workers.WorkerRunner`; the prediction comes back as layer data
-that the GUI thread adds (see :mod:`napari_distill._widgets._shared` for what the layer carries).
+:class:`~napari_distill._widgets.common.workers.WorkerRunner`; the prediction comes back as
+layer data that the GUI thread adds (see :mod:`napari_distill._widgets.common.handoff` for what
+the layer carries).
 """
 
 from __future__ import annotations
@@ -27,22 +28,20 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_distill._widgets._device import DevicePicker
-from napari_distill._widgets._layers import LayerPicker
-from napari_distill._widgets._shared import (
-    TEACHER_ROLE,
+from napari_distill._widgets.common.device import DevicePicker
+from napari_distill._widgets.common.handoff import (
     SourceLayer,
     add_layer_data,
     class_names_of,
     image_data,
-    layer_data_for,
     mirror_checkbox,
-    predict_layer_image,
     spatial_shape,
+    teacher_prediction,
 )
-from napari_distill._widgets._training_panel import TrainingPanel, TrainSettings
-from napari_distill._widgets._training_session import TrainingSession
-from napari_distill._widgets._workers import WorkerRunner
+from napari_distill._widgets.common.layers import LayerPicker
+from napari_distill._widgets.common.training_panel import TrainingPanel, TrainSettings
+from napari_distill._widgets.common.training_session import TrainingSession
+from napari_distill._widgets.common.workers import WorkerRunner
 from napari_distill.core.device import configure_cpu_threads
 from napari_distill.core.models import ModelBundle
 from napari_distill.core.preprocess import annotated_slices, class_ids_from_labels
@@ -63,26 +62,6 @@ def teacher_training(
     run = train_teacher(image, labels, **kwargs)
     yield run
     return (yield from run.steps())
-
-
-def teacher_prediction(
-    bundle: ModelBundle,
-    image: Any,
-    source: SourceLayer,
-    device: str,
-    with_probabilities: bool,
-    mirror: bool = False,
-) -> Generator[Any, None, list]:
-    """Predict ``image`` with ``bundle``; return the layer data (labels, maybe probabilities)."""
-    prediction = yield from predict_layer_image(bundle, image, source, device, mirror)
-    return layer_data_for(
-        prediction,
-        source,
-        bundle=bundle,
-        role=TEACHER_ROLE,
-        label="teacher",
-        with_probabilities=with_probabilities,
-    )
 
 
 class TeacherWidget(QWidget):

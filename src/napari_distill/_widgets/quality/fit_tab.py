@@ -29,8 +29,8 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from napari_distill._widgets._shared import CHECKPOINT_FILTER, ask_save_model
-from napari_distill._widgets._training_panel import TrainingPanel
+from napari_distill._widgets.common.handoff import CHECKPOINT_FILTER, ask_save_model
+from napari_distill._widgets.common.training_panel import TrainingPanel
 from napari_distill.core.config import QualityConfig
 from napari_distill.core.models import CheckpointError
 from napari_distill.core.quality import QualityModel, VariantProgress, load_quality, save_quality

@@ -1,11 +1,11 @@
 """The training panel and training settings shared by the Teacher, Quality and Student widgets.
 
 A view only: Train and Stop buttons, a progress bar, elapsed and remaining time, a status line
-and a loss / validation curve (:class:`~napari_distill._widgets._plot.CurvePlot`), fed by
+and a loss / validation curve (:class:`~napari_distill._widgets.common.plot.CurvePlot`), fed by
 :class:`~napari_distill.core.training.TrainStep` records (any object with ``step``,
 ``total_steps``, ``loss``, ``elapsed_s``, ``eta_s``, ``val_score`` and ``best_score``). The
 owning widget connects :attr:`TrainingPanel.train_clicked` / :attr:`TrainingPanel.stop_clicked`
-to its own logic and a :class:`~napari_distill._widgets._workers.WorkerRunner`:
+to its own logic and a :class:`~napari_distill._widgets.common.workers.WorkerRunner`:
 
 >>> panel = TrainingPanel(score_label="validation Dice")               # doctest: +SKIP
 >>> panel.train_clicked.connect(self._train)                           # doctest: +SKIP
@@ -41,7 +41,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
-from napari_distill._widgets._plot import CurvePlot
+from napari_distill._widgets.common.plot import CurvePlot
 from napari_distill.core.config import (
     MAX_DOWNSAMPLE,
     MAX_MEMBERS,
