@@ -15,8 +15,8 @@ from napari_distill.core.config import KDConfig, ModelConfig, TrainConfig
 from napari_distill.core.models import load_checkpoint
 from napari_distill.core.progress import run_to_completion
 from napari_distill.core.strategies import STRATEGIES, get_strategy
-from napari_distill.core.strategies.kd import kd_loss, kd_objective_loss
-from napari_distill.core.training import train_teacher
+from napari_distill.core.strategies.kd import kd_objective_loss
+from napari_distill.core.training import kd_loss, train_teacher
 from synthetic import fixed_disk_square_volume as tiny_volume
 
 TINY_MODEL = ModelConfig(base_channels=8, depth=3, dropout=0.0)

@@ -43,7 +43,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import KDConfig, PredictConfig, TrainConfig
@@ -56,6 +55,7 @@ from ..training import (
     ce_dice_loss,
     class_weights_from_labels,
     early_stopping_allowed,
+    kd_loss,
     members_held_out_apart,
 )
 from .base import (
@@ -75,48 +75,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 NAME = "kd"
-
-
-def kd_loss(
-    student_logits: torch.Tensor,
-    teacher_logits: torch.Tensor,
-    temperature: float,
-    mask: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """``T^2 * KL(p_t || p_s)`` per pixel, averaged over the (masked) pixels.
-
-    Parameters
-    ----------
-    student_logits, teacher_logits:
-        ``(B, K, H, W)``; the teacher's are detached here (no gradient flows into them).
-    temperature:
-        ``T > 0``; ``p = softmax(z / T)``. The ``T^2`` factor keeps the gradient's size
-        independent of ``T`` (Hinton et al., 2015).
-    mask:
-        Optional ``(B, H, W)`` weights (bool or float; 0 = the pixel does not count).
-
-    Returns
-    -------
-    torch.Tensor
-        A scalar; 0 (with a gradient path) when the mask is empty.
-    """
-    if temperature <= 0:
-        raise ValueError(f"the temperature must be > 0, got {temperature}")
-    if student_logits.shape != teacher_logits.shape:
-        raise ValueError(
-            f"student logits {tuple(student_logits.shape)} and teacher logits "
-            f"{tuple(teacher_logits.shape)} differ in shape"
-        )
-    log_p_s = F.log_softmax(student_logits.float() / temperature, dim=1)
-    log_p_t = F.log_softmax(teacher_logits.detach().float() / temperature, dim=1)
-    per_pixel = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1) * temperature**2
-    if mask is None:
-        return per_pixel.mean()
-    weight = mask.to(per_pixel.dtype)
-    total = weight.sum()
-    if total <= 0:
-        return student_logits.sum() * 0.0
-    return (per_pixel * weight).sum() / total
 
 
 def kd_objective_loss(

@@ -8,7 +8,7 @@ preprocess, progress).
 from __future__ import annotations
 
 from .loop import TrainingRun, preload_optimizer_modules
-from .losses import ce_dice_loss, class_weights_from_labels
+from .losses import ce_dice_loss, class_weights_from_labels, kd_loss
 from .objectives import DiceValidator, SliceValidator, SupervisedObjective
 from .records import Objective, TrainStep, Validator
 from .sampler import Augmentation, SliceSampler
@@ -17,15 +17,11 @@ from .splits import (
     MIN_SLICES_FOR_EARLY_STOPPING,
     Split,
     early_stopping_allowed,
-    split_painted_slices,
-)
-from .teacher import (
     members_held_out_apart,
-    prepare_pair,
-    resume_training,
+    split_painted_slices,
     stored_splits,
-    train_teacher,
 )
+from .teacher import prepare_pair, resume_training, train_teacher
 
 __all__ = [
     "MIN_SLICES_FOR_EARLY_STOPPING",
@@ -43,6 +39,7 @@ __all__ = [
     "ce_dice_loss",
     "class_weights_from_labels",
     "early_stopping_allowed",
+    "kd_loss",
     "lr_at",
     "members_held_out_apart",
     "preload_optimizer_modules",

@@ -1,4 +1,4 @@
-"""Supervised segmentation losses: class-weighted cross-entropy plus soft Dice.
+"""Segmentation losses: class-weighted cross-entropy plus soft Dice, and the distillation term.
 
 Targets are channel indices ``(B, H, W)`` int64 (see
 :func:`~napari_distill.core.preprocess.labels_to_indices`) or, for :func:`dice_loss`, class
@@ -163,3 +163,45 @@ def ce_dice_loss(
     dice = dice_loss(logits, target, num_classes, weight=class_weight, ignore_mask=ignore_mask)
     terms["dice"] = float(dice.detach())
     return ce + dice_weight * dice, terms
+
+
+def kd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    temperature: float,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``T^2 * KL(p_t || p_s)`` per pixel, averaged over the (masked) pixels.
+
+    Parameters
+    ----------
+    student_logits, teacher_logits:
+        ``(B, K, H, W)``; the teacher's are detached here (no gradient flows into them).
+    temperature:
+        ``T > 0``; ``p = softmax(z / T)``. The ``T^2`` factor keeps the gradient's size
+        independent of ``T`` (Hinton et al., 2015).
+    mask:
+        Optional ``(B, H, W)`` weights (bool or float; 0 = the pixel does not count).
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar; 0 (with a gradient path) when the mask is empty.
+    """
+    if temperature <= 0:
+        raise ValueError(f"the temperature must be > 0, got {temperature}")
+    if student_logits.shape != teacher_logits.shape:
+        raise ValueError(
+            f"student logits {tuple(student_logits.shape)} and teacher logits "
+            f"{tuple(teacher_logits.shape)} differ in shape"
+        )
+    log_p_s = F.log_softmax(student_logits.float() / temperature, dim=1)
+    log_p_t = F.log_softmax(teacher_logits.detach().float() / temperature, dim=1)
+    per_pixel = (log_p_t.exp() * (log_p_t - log_p_s)).sum(dim=1) * temperature**2
+    if mask is None:
+        return per_pixel.mean()
+    weight = mask.to(per_pixel.dtype)
+    total = weight.sum()
+    if total <= 0:
+        return student_logits.sum() * 0.0
+    return (per_pixel * weight).sum() / total

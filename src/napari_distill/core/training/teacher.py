@@ -32,7 +32,7 @@ from .losses import class_weights_from_labels
 from .objectives import EnsembleObjective, EnsembleValidator, SliceValidator, SupervisedObjective
 from .sampler import Augmentation, SliceSampler
 from .schedule import auto_steps
-from .splits import Split, early_stopping_allowed, member_splits
+from .splits import Split, early_stopping_allowed, member_splits, saved_splits, splits_extra
 from .views import ViewValidator, view_objective
 
 logger = logging.getLogger(__name__)
@@ -117,53 +117,8 @@ def new_teacher_bundle(
         normalization=Normalization.from_image(stack, seed=train_config.seed),
         kind="teacher",
         train_config=train_config,
-        extra=_split_extra(splits),
+        extra=splits_extra(splits),
     )
-
-
-def _split_extra(splits: Sequence[Split]) -> dict[str, list]:
-    extra: dict[str, list] = {"train_slices": splits[0][0], "validation_slices": splits[0][1]}
-    if len(splits) > 1:
-        extra["member_splits"] = [[training, validation] for training, validation in splits]
-    return extra
-
-
-def stored_splits(bundle: ModelBundle) -> list[Split]:
-    """The split of each member of ``bundle`` as saved with it (one for a single network;
-    slices may be missing in checkpoints that stored none)."""
-    members = bundle.model_config.members
-    # An ensemble saved before members had splits of their own shared the teacher's.
-    stored = (
-        bundle.extra.get("member_splits")
-        or [[bundle.extra.get("train_slices"), bundle.extra.get("validation_slices")]] * members
-    )
-    return [([int(i) for i in t or ()], [int(i) for i in v or ()]) for t, v in stored]
-
-
-def members_held_out_apart(teacher: ModelBundle) -> bool:
-    """Whether the teacher's ensemble members validated on different slices (then every
-    member but the first trained on some of the first's validation slices, which the
-    students keep)."""
-    return len({tuple(validation) for _, validation in stored_splits(teacher)}) > 1
-
-
-def saved_splits(
-    bundle: ModelBundle, labels_stack: np.ndarray, annotated: np.ndarray, train_config: TrainConfig
-) -> list[Split]:
-    """The members' splits stored with ``bundle`` if their slices are still annotated, else
-    new ones."""
-    members = bundle.model_config.members
-    stored = stored_splits(bundle)
-    painted = set(annotated.tolist())
-    if len(stored) == members and all(
-        training and validation and set(training) | set(validation) <= painted
-        for training, validation in stored
-    ):
-        return stored
-    logger.warning("the annotated slices changed since the checkpoint was saved: new split")
-    splits = member_splits(labels_stack, annotated, train_config, members)
-    bundle.extra.update(_split_extra(splits))
-    return splits
 
 
 def teacher_components(
