@@ -12,7 +12,12 @@ import sys
 from collections.abc import Sequence
 
 from napari_distill import __version__
-from napari_distill.cli import distill, engine, quality  # noqa: F401  (register their commands)
+from napari_distill.cli import (  # noqa: F401  (register their commands)
+    distill,
+    engine,
+    propagate,
+    quality,
+)
 from napari_distill.cli._base import COMMANDS, UserError
 from napari_distill.core.allocator import retained_freed_memory
 
@@ -39,6 +44,7 @@ HELP_ORDER = (
     "train-teacher",
     "predict",
     "evaluate",
+    "propagate",
     "quality-fit",
     "quality-score",
     "distill",

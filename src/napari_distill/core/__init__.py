@@ -46,6 +46,7 @@ _PUBLIC = {
     "KDConfig": "config",
     "ModelConfig": "config",
     "PredictConfig": "config",
+    "PropagationConfig": "config",
     "QualityConfig": "config",
     "TrainConfig": "config",
     "PipelineConfig": "pipeline",
@@ -64,6 +65,9 @@ _PUBLIC = {
     "Prediction": "inference",
     "predict_bundle": "inference",
     "predict_stack": "inference",
+    # labels propagated from the painted slices, without learning
+    "propagate": "inference",
+    "propagation_leave_one_out": "inference",
     # the quality classifier and the selection of slices
     "Selection": "quality",
     "fit_quality": "quality",
@@ -107,6 +111,7 @@ if TYPE_CHECKING:  # what static tools see; at run time the names load on first 
         KDConfig,
         ModelConfig,
         PredictConfig,
+        PropagationConfig,
         QualityConfig,
         TrainConfig,
     )
@@ -119,7 +124,13 @@ if TYPE_CHECKING:  # what static tools see; at run time the names load on first 
         mean_dice,
         mean_iou,
     )
-    from .inference import Prediction, predict_bundle, predict_stack
+    from .inference import (
+        Prediction,
+        predict_bundle,
+        predict_stack,
+        propagate,
+        propagation_leave_one_out,
+    )
     from .io import (
         ImageData,
         ReadError,

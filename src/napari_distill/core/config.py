@@ -345,3 +345,43 @@ class InstanceConfig:
     min_size: int = 0  # pixels (2D) / voxels (3D); smaller objects are removed
     instance_classes: tuple[int, ...] = field(default=())  # class ids split into instances
     min_distance: int = 3  # pixels between watershed seeds
+
+
+@dataclass(frozen=True)
+class PropagationConfig:
+    """Labels for unpainted slices from the painted ones, without learning
+    (:mod:`napari_distill.core.inference.propagation`; docs/benchmarks.md, "Propagation").
+
+    ``method="nearest"`` copies the nearest painted slice (at equal distance, the one below:
+    the lower index). ``"flow"`` carries each painted slice's labels outward, slice by slice,
+    along the optical flow between neighbouring slices, and blends the labels arriving from
+    the painted slice below and the one above with weights inversely proportional to their
+    distances; beyond the outermost painted slices only one direction exists.
+    """
+
+    method: str = "flow"  # "nearest" or "flow"
+    flow: str = "tvl1"  # estimator: skimage's optical_flow_tvl1 ("tvl1") or optical_flow_ilk
+    # TV-L1 data term weight (dimensionless, on intensities in [0, 1]): larger follows the
+    # grey values more closely, smaller gives smoother flows (skimage's default).
+    attachment: float = 15.0
+    radius: int = 7  # pixels: the ILK window's half-width
+    # Percent: the image's robust intensity window, mapped to [0, 1] and clipped before the
+    # flow, so that noise in air and outliers in bone do not drive it.
+    percentiles: tuple[float, float] = (1.0, 99.0)
+    # MB of flows between neighbouring slices kept for reuse (16 bytes per pixel and pair for
+    # both directions): the leave-one-out estimate then reuses the propagation's flows.
+    cache_mb: float = 1024.0
+
+    def __post_init__(self) -> None:
+        if self.method not in ("nearest", "flow") or self.flow not in ("tvl1", "ilk"):
+            raise ValueError(
+                f"method must be 'nearest' or 'flow' and flow 'tvl1' or 'ilk', got "
+                f"method={self.method!r}, flow={self.flow!r}"
+            )
+        low, high = self.percentiles
+        if not 0.0 <= low < high <= 100.0 or self.attachment <= 0 or self.radius < 1:
+            raise ValueError(
+                "percentiles must be 0 <= low < high <= 100, attachment > 0 and radius >= 1"
+            )
+        if self.cache_mb < 0:
+            raise ValueError(f"cache_mb must be >= 0, got {self.cache_mb}")

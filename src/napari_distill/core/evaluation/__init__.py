@@ -1,4 +1,6 @@
-"""Metrics (Dice, IoU, AJI, Spearman) and labels from probabilities: clean-up and instances.
+"""Metrics (Dice, IoU, AJI, Spearman), the leave-one-painted-slice-out scorer (any method that
+predicts a held-out slice from the others), and labels from probabilities: clean-up and
+instances.
 
 May import: numpy, scipy, scikit-image, and the core's config and preprocess.
 """
@@ -11,9 +13,19 @@ from .instances import (
     clean_semantic,
     describe_cleanup,
 )
+from .leave_one_out import (
+    HeldOutPredictor,
+    LeaveOneOutProgress,
+    LeaveOneOutScore,
+    held_out_candidates,
+    leave_one_out,
+)
 from .metrics import aji, evaluate_semantic, f1_at_iou, iou_per_class, mean_dice, mean_iou, spearman
 
 __all__ = [
+    "HeldOutPredictor",
+    "LeaveOneOutProgress",
+    "LeaveOneOutScore",
     "aji",
     "apply_instance_config",
     "check_cleanup_classes",
@@ -21,7 +33,9 @@ __all__ = [
     "describe_cleanup",
     "evaluate_semantic",
     "f1_at_iou",
+    "held_out_candidates",
     "iou_per_class",
+    "leave_one_out",
     "mean_dice",
     "mean_iou",
     "spearman",

@@ -1,0 +1,210 @@
+"""Label propagation on the Medaka sample: how good is it, how well does its leave-one-out
+estimate predict that, and how fast is it?
+
+    .venv/bin/python benchmarks/propagation.py --json benchmarks/results/propagation.json
+
+For every number of painted slices ``k`` (``--ks``, default 3, 6) and seed (``--seeds``,
+default 0), the synthetic Medaka micro-CT ``make_medaka(n_annotated=k, seed=seed)`` (96 x
+256 x 128, nine organs; its k painted slices are taken from the full labels, spread over the
+slices that show organs: the same slices as ``teacher_quality.py``'s teachers). Every method
+(``--methods``) fills the other slices; per run:
+
+- ``miou``, ``iou``: mean IoU over the nine organs (background left out) on the unpainted
+  slices against the full ground truth, and each organ's IoU (``teacher_quality.py``'s
+  scoring, so the numbers sit beside its teachers');
+- ``loo_miou``: the leave-one-painted-slice-out estimate (each painted slice predicted from
+  the others and scored against its paint, pooled), with ``loo_per_slice``;
+- ``seconds``, ``seconds_per_slice`` (wall clock, over the unpainted slices), the same in
+  CPU seconds of this process (``cpu_seconds``, ``cpu_seconds_per_slice``: the fairer
+  number on a shared machine; one thread) and ``loo_seconds``.
+
+Methods are entries of :data:`METHODS`: a function from a :class:`Case` to a
+:class:`Outcome`. ``flow_tvl1`` and ``flow_ilk`` are ``PropagationConfig(method="flow")``
+with either flow estimator; each run estimates its own flows (so its seconds include them) and
+its leave-one-out estimate reuses them, as the ``propagate`` command does. To add a method (a
+teacher, a teacher combined with propagation), add a function and an entry.
+
+Prints the JSON; ``--json`` also writes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from napari_distill.core.config import PropagationConfig
+from napari_distill.core.evaluation import LeaveOneOutScore, evaluate_semantic
+from napari_distill.core.inference import NeighbourFlows, propagate, propagation_leave_one_out
+from napari_distill.core.progress import run_to_completion
+from napari_distill.core.samples import MedakaSample, make_medaka
+
+
+@dataclass(frozen=True)
+class Case:
+    """One fish with k painted slices: what every method gets."""
+
+    sample: MedakaSample
+    k: int
+    seed: int
+
+    @property
+    def painted(self) -> list[int]:
+        return [int(i) for i in self.sample.annotated]
+
+    @property
+    def unpainted(self) -> list[int]:
+        return [i for i in range(self.sample.image.shape[0]) if i not in set(self.painted)]
+
+
+@dataclass
+class Outcome:
+    """What a method returns: labels of every slice, its seconds, and optionally its
+    leave-one-out estimate and anything else worth recording."""
+
+    labels: np.ndarray
+    seconds: float
+    cpu_seconds: float
+    loo: LeaveOneOutScore | None = None
+    loo_seconds: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def organ_scores(sample: MedakaSample, labels: np.ndarray, slices: list[int]) -> dict[str, Any]:
+    """``miou`` over the organs (background left out) on ``slices``, and each organ's IoU
+    (as ``teacher_quality.organ_scores``)."""
+    organs = sorted(sample.class_names)
+    scores = evaluate_semantic(labels, sample.labels_full, class_ids=[0, *organs], slices=slices)
+    return {
+        "miou": scores["mean_iou"],
+        "iou": {sample.class_names[c]: scores["iou"][c] for c in organs},
+    }
+
+
+def propagation_method(config: PropagationConfig) -> Callable[[Case], Outcome]:
+    """A method that propagates with ``config``, then estimates itself by leave-one-out."""
+
+    def run(case: Case) -> Outcome:
+        image, painted = case.sample.image, case.sample.labels_sparse
+        started, cpu_started = time.perf_counter(), time.process_time()
+        flows = NeighbourFlows(image, config) if config.method == "flow" else None
+        result = run_to_completion(
+            propagate(image, painted, config, flows=flows, keep_probabilities=False)
+        )
+        seconds = time.perf_counter() - started
+        cpu_seconds = time.process_time() - cpu_started
+        estimated = flows.estimated if flows is not None else 0
+        started = time.perf_counter()
+        loo = run_to_completion(propagation_leave_one_out(image, painted, config, flows=flows))
+        loo_seconds = time.perf_counter() - started
+        extra = {"flows_estimated": estimated}
+        if flows is not None:
+            extra["flows_estimated_for_loo"] = flows.estimated - estimated
+        return Outcome(result.labels, seconds, cpu_seconds, loo, loo_seconds, extra)
+
+    return run
+
+
+METHODS: dict[str, Callable[[Case], Outcome]] = {
+    "nearest": propagation_method(PropagationConfig(method="nearest")),
+    "flow_tvl1": propagation_method(PropagationConfig(method="flow", flow="tvl1")),
+    "flow_ilk": propagation_method(PropagationConfig(method="flow", flow="ilk")),
+}
+
+
+def record(case: Case, name: str, outcome: Outcome) -> dict[str, Any]:
+    unpainted = case.unpainted
+    row: dict[str, Any] = {
+        "k": case.k,
+        "seed": case.seed,
+        "method": name,
+        "painted": case.painted,
+        **organ_scores(case.sample, outcome.labels, unpainted),
+        "seconds": outcome.seconds,
+        "seconds_per_slice": outcome.seconds / len(unpainted),
+        "cpu_seconds": outcome.cpu_seconds,
+        "cpu_seconds_per_slice": outcome.cpu_seconds / len(unpainted),
+    }
+    if outcome.loo is not None:
+        row["loo_miou"] = outcome.loo.mean_iou
+        row["loo_mean_of_slices"] = outcome.loo.mean_of_slices
+        row["loo_per_slice"] = {str(i): v for i, v in outcome.loo.per_slice.items()}
+        row["loo_seconds"] = outcome.loo_seconds
+    row.update(outcome.extra)
+    return row
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=Path(__file__).parent,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--ks", default="3,6", help="painted slices, comma separated")
+    parser.add_argument("--seeds", default="0", help="sample seeds, comma separated")
+    parser.add_argument("--methods", default=",".join(METHODS), help="methods, comma separated")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (the propagation itself, SciPy and scikit-image, uses one core)",
+    )
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args(argv)
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        parser.error(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    runs = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for k in (int(v) for v in args.ks.split(",")):
+            case = Case(make_medaka(n_annotated=k, seed=seed), k, seed)
+            for name in methods:
+                row = record(case, name, METHODS[name](case))
+                runs.append(row)
+                print(
+                    f"seed {seed} k {k} {name}: mIoU {row['miou']:.3f}, leave-one-out "
+                    f"{row.get('loo_miou', float('nan')):.3f}, {row['seconds_per_slice']:.3f} "
+                    f"s/slice ({row['cpu_seconds_per_slice']:.3f} CPU s)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    payload = {
+        "benchmark": "propagation",
+        "commit": _commit(),
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+        "settings": {"ks": args.ks, "seeds": args.seeds, "threads": args.threads},
+        "runs": runs,
+    }
+    text = json.dumps(payload, indent=2, default=float)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
