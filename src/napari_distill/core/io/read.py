@@ -113,7 +113,8 @@ def read_image_stack(paths: Sequence[PathLike]) -> ImageData:
 def read_labels(path: PathLike) -> ImageData:
     """Read a labels image (integers, 0 = unlabelled) into memory, writable for painting.
 
-    Boolean masks become uint8. RGB or floating-point files raise :class:`ReadError`.
+    Boolean masks become uint8. RGB or floating-point files, and negative label ids, raise
+    :class:`ReadError`.
     """
     image = read_image(path)
     dtype = np.dtype(image.data.dtype)
@@ -124,7 +125,24 @@ def read_labels(path: PathLike) -> ImageData:
             f"{image.path} holds {dtype} values; labels must be integers (0 = unlabelled)"
         )
     data = np.array(image.data, dtype=np.uint8 if dtype.kind == "b" else dtype)
+    _refuse_negative_ids(image.path, data)
     return ImageData(data=data, scale=image.scale, rgb=False, path=image.path, unit=image.unit)
+
+
+def _refuse_negative_ids(path: Path, labels: np.ndarray) -> None:
+    """Raise :class:`ReadError` naming the negative ids of ``labels`` and their counts.
+
+    A model trained on them would predict labels that no unsigned TIFF can hold.
+    """
+    if labels.dtype.kind != "i" or labels.min(initial=0) >= 0:
+        return
+    values, counts = np.unique(labels[labels < 0], return_counts=True)
+    found = ", ".join(f"{v} ({c} voxels)" for v, c in zip(values[:5], counts[:5], strict=True))
+    more = f" and {len(values) - 5} more ids" if len(values) > 5 else ""
+    raise ReadError(
+        f"{path} holds negative label ids {found}{more}; labels must be 0 (unlabelled) or "
+        f"positive class ids: relabel them before training"
+    )
 
 
 def read_probabilities(path: PathLike) -> ProbabilityData:
