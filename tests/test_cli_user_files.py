@@ -11,10 +11,11 @@ import tifffile
 import torch
 
 from napari_distill.cli import main
+from napari_distill.core.models import load_checkpoint
 from napari_distill.core.training import TrainingRun
 from synthetic import disk_square_volume
 
-TRAIN_FLAGS = ["--steps", "4", "--base-channels", "4", "--depth", "2", "--patch-size", "32"]
+TRAIN_FLAGS = ["--steps", "20", "--base-channels", "8", "--depth", "3", "--patch-size", "32"]
 TRAIN_FLAGS += ["--device", "cpu", "--quiet"]
 
 
@@ -28,15 +29,32 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-    """image.tif (float32), sparse.tif (slices 0, 3, 6 painted)."""
+    """image.tif (float32), holes.tif (the same with NaN and Inf pixels: NAN_PIXELS of them
+    on slices 2 and 5), sparse.tif (slices 0, 3, 6 painted)."""
     folder = tmp_path_factory.mktemp("user_files")
     image, truth = disk_square_volume(noise=8.0)
     sparse = np.zeros_like(truth)
     sparse[[0, 3, 6]] = truth[[0, 3, 6]]
+    holes = image.copy()
+    holes[2, :, :6] = np.nan  # outside a reconstruction's field of view
+    holes[5, 10, 10] = np.inf
     paths = {"image": folder / "image.tif", "sparse": folder / "sparse.tif"}
-    tifffile.imwrite(paths["image"], image.astype(np.float32))
+    paths["holes"] = folder / "holes.tif"
+    tifffile.imwrite(paths["image"], image)
+    tifffile.imwrite(paths["holes"], holes)
     tifffile.imwrite(paths["sparse"], sparse)
     return paths
+
+
+NAN_PIXELS = 48 * 6 + 1
+
+
+@pytest.fixture(scope="module")
+def teacher(files):
+    out = files["image"].parent / "teacher.pt"
+    argv = ["train-teacher", "--image", str(files["image"]), "--labels", str(files["sparse"])]
+    assert main([*argv, "--out", str(out), *TRAIN_FLAGS]) == 0
+    return out
 
 
 def one_line_error(argv: list[str], capsys) -> str:
@@ -62,3 +80,37 @@ def test_negative_label_ids_are_refused_before_training(files, tmp_path, capsys,
         capsys,
     )
     assert "negative.tif holds negative label ids -1 (" in line and not out.exists()
+
+
+def _warning(err: str) -> str:
+    assert "Traceback" not in err
+    [line] = [line for line in err.splitlines() if "warning:" in line]
+    return line
+
+
+def test_predict_on_an_image_with_nan_warns_and_labels_it(files, teacher, tmp_path, capsys):
+    predict = ["predict", "--model", str(teacher), "--device", "cpu", "--quiet"]
+    clean, holes = tmp_path / "clean.tif", tmp_path / "holes.tif"
+    assert main([*predict, "--image", str(files["image"]), "--out", str(clean)]) == 0
+    capsys.readouterr()
+    assert main([*predict, "--image", str(files["holes"]), "--out", str(holes)]) == 0
+    line = _warning(capsys.readouterr().err)
+    assert line.startswith("napari-distill predict: warning: ")
+    assert f"holes.tif holds {NAN_PIXELS} NaN or infinite pixels" in line
+    expected, labels = tifffile.imread(clean), tifffile.imread(holes)
+    assert np.count_nonzero(expected) > 0  # the teacher finds the disks and squares ...
+    untouched = [0, 1, 3, 4, 6, 7]  # ... and the slices without NaN are labelled as before
+    np.testing.assert_array_equal(labels[untouched], expected[untouched])
+    assert np.count_nonzero(labels[2, :, 6:]) > 0  # so is the rest of the slice with NaN
+
+
+def test_train_teacher_on_an_image_with_nan_warns_and_trains(files, tmp_path, capsys):
+    out = tmp_path / "teacher.pt"
+    argv = ["train-teacher", "--image", str(files["holes"]), "--labels", str(files["sparse"])]
+    capsys.readouterr()
+    assert main([*argv, "--out", str(out), *TRAIN_FLAGS]) == 0
+    line = _warning(capsys.readouterr().err)
+    assert f"holes.tif holds {NAN_PIXELS} NaN or infinite pixels" in line
+    bundle, checkpoint = load_checkpoint(out, kind="teacher")
+    assert checkpoint["step"] == 20
+    assert np.isfinite(bundle.normalization.low + bundle.normalization.high).all()

@@ -9,7 +9,7 @@ import tifffile
 
 from napari_distill._reader import napari_get_reader, read_labels_layer
 from napari_distill._writer import write_image_layer, write_labels_layer
-from napari_distill.core.io import MICROMETER, ReadError
+from napari_distill.core.io import MICROMETER, ReadError, ReadWarning
 
 
 @pytest.fixture
@@ -116,3 +116,14 @@ def test_plain_image_layer_is_written_as_it_is(tmp_path):
 def test_writers_refuse_multiscale_layers(tmp_path):
     with pytest.raises(ValueError, match="multiscale"):
         write_labels_layer(str(tmp_path / "l.tif"), [np.zeros((4, 4), np.uint8)], {})
+
+
+def test_reader_repairs_nan_pixels_and_warns(tmp_path):
+    """napari shows a warning raised while reading as a notification: the user sees it."""
+    stack = np.random.default_rng(2).normal(500.0, 20.0, (5, 8, 9)).astype(np.float32)
+    stack[1, 0, :3] = np.nan
+    path = tmp_path / "with_nan.tif"
+    tifffile.imwrite(path, stack)
+    with pytest.warns(ReadWarning, match=r"with_nan\.tif holds 3 NaN or infinite pixels"):
+        [(data, _, layer_type)] = napari_get_reader(str(path))(str(path))
+    assert layer_type == "image" and np.isfinite(np.asarray(data)).all()

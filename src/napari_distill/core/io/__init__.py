@@ -9,6 +9,7 @@ from __future__ import annotations
 from .common import MICROMETER, ImageData, ProbabilityData, ReadError, natural_sort_key
 from .read import (
     LAZY_THRESHOLD_BYTES,
+    ReadWarning,
     can_read,
     file_kind,
     read_image,
@@ -26,6 +27,7 @@ __all__ = [
     "ImageData",
     "ProbabilityData",
     "ReadError",
+    "ReadWarning",
     "can_read",
     "file_kind",
     "natural_sort_key",

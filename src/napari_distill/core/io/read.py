@@ -31,6 +31,7 @@ from .common import (
     ProbabilityData,
     ReadError,
 )
+from .repair import ReadWarning, repair_non_finite
 from .slices import image_files_in, read_2d_or_tiff, read_slices
 from .tiff import load_series, napari_distill_metadata, open_tiff, tiff_scale
 from .write import (
@@ -43,6 +44,7 @@ from .write import (
 
 __all__ = [
     "LAZY_THRESHOLD_BYTES",
+    "ReadWarning",
     "can_read",
     "file_kind",
     "read_image",
@@ -87,6 +89,10 @@ def _existing(path: PathLike) -> Path:
 def read_image(path: PathLike) -> ImageData:
     """Read a 2D image, a 3D TIFF stack or a folder of 2D slices, with its voxel size.
 
+    NaN and infinite pixels of a floating-point image are replaced by the lowest finite value
+    of their slice, with a :class:`ReadWarning` naming the file and the count (see
+    :mod:`napari_distill.core.io.repair`); the file itself is never changed.
+
     Raises
     ------
     ReadError
@@ -96,10 +102,12 @@ def read_image(path: PathLike) -> ImageData:
     """
     source = _existing(path)
     if source.is_dir():
-        return read_slices(image_files_in(source), LAZY_THRESHOLD_BYTES, source)
-    if source.suffix.lower() not in IMAGE_SUFFIXES:
+        image = read_slices(image_files_in(source), LAZY_THRESHOLD_BYTES, source)
+    elif source.suffix.lower() not in IMAGE_SUFFIXES:
         raise ReadError(f"{source}: napari-distill reads {', '.join(IMAGE_SUFFIXES)} files")
-    return read_2d_or_tiff(source, LAZY_THRESHOLD_BYTES)
+    else:
+        image = read_2d_or_tiff(source, LAZY_THRESHOLD_BYTES)
+    return repair_non_finite(image, LAZY_THRESHOLD_BYTES)
 
 
 def read_image_stack(paths: Sequence[PathLike]) -> ImageData:
@@ -107,7 +115,9 @@ def read_image_stack(paths: Sequence[PathLike]) -> ImageData:
     files = [_existing(p) for p in paths]
     if not files:
         raise ReadError("no files given to stack")
-    return read_slices(files, LAZY_THRESHOLD_BYTES, files[0])
+    return repair_non_finite(
+        read_slices(files, LAZY_THRESHOLD_BYTES, files[0]), LAZY_THRESHOLD_BYTES
+    )
 
 
 def read_labels(path: PathLike) -> ImageData:
