@@ -7,11 +7,14 @@ May import: numpy, tifffile, imageio, dask, zarr; nothing else of napari-distill
 from __future__ import annotations
 
 from .common import MICROMETER, ImageData, ProbabilityData, ReadError, natural_sort_key
+from .kinds import looks_like_labels
 from .read import (
     LAZY_THRESHOLD_BYTES,
     ReadWarning,
+    as_labels,
     can_read,
     file_kind,
+    read_any,
     read_image,
     read_image_stack,
     read_labels,
@@ -28,9 +31,12 @@ __all__ = [
     "ProbabilityData",
     "ReadError",
     "ReadWarning",
+    "as_labels",
     "can_read",
     "file_kind",
+    "looks_like_labels",
     "natural_sort_key",
+    "read_any",
     "read_image",
     "read_image_stack",
     "read_labels",

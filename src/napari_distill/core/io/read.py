@@ -31,6 +31,7 @@ from .common import (
     ProbabilityData,
     ReadError,
 )
+from .kinds import looks_like_labels
 from .repair import ReadWarning, repair_non_finite
 from .slices import image_files_in, read_2d_or_tiff, read_slices
 from .tiff import load_series, napari_distill_metadata, open_tiff, tiff_scale
@@ -45,8 +46,10 @@ from .write import (
 __all__ = [
     "LAZY_THRESHOLD_BYTES",
     "ReadWarning",
+    "as_labels",
     "can_read",
     "file_kind",
+    "read_any",
     "read_image",
     "read_image_stack",
     "read_labels",
@@ -126,7 +129,11 @@ def read_labels(path: PathLike) -> ImageData:
     Boolean masks become uint8. RGB or floating-point files, and negative label ids, raise
     :class:`ReadError`.
     """
-    image = read_image(path)
+    return as_labels(read_image(path))
+
+
+def as_labels(image: ImageData) -> ImageData:
+    """``image`` as labels, in memory and writable; see :func:`read_labels`."""
     dtype = np.dtype(image.data.dtype)
     if image.rgb:
         raise ReadError(f"{image.path} is an RGB image, not labels (one integer per pixel)")
@@ -177,12 +184,37 @@ def read_probabilities(path: PathLike) -> ProbabilityData:
 
 
 def file_kind(path: PathLike) -> str:
-    """``"labels"`` or ``"probabilities"`` for files napari-distill wrote, else ``"image"``."""
-    candidate = Path(path)
-    if not candidate.is_file() or candidate.suffix.lower() not in (".tif", ".tiff"):
-        return "image"
-    kind = napari_distill_metadata(candidate).get("napari_distill")
+    """``"labels"`` or ``"probabilities"`` for files napari-distill wrote, else ``"image"``.
+
+    Reads one TIFF header, no pixels; :func:`read_any` also recognises other software's labels.
+    """
+    kind = _written_kind(Path(path))
     return kind if kind in ("labels", "probabilities") else "image"
+
+
+def _written_kind(path: Path) -> str | None:
+    """The kind napari-distill recorded in a TIFF it wrote; None for other files."""
+    if not path.is_file() or path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    return napari_distill_metadata(path).get("napari_distill")
+
+
+def read_any(path: PathLike) -> tuple[str, ImageData | ProbabilityData]:
+    """Read a file or folder as what it holds: ``("image" | "labels" | "probabilities", data)``.
+
+    Files napari-distill wrote are what their metadata says. Any other integer image is
+    labels when it looks like labels (:func:`~napari_distill.core.io.kinds.looks_like_labels`:
+    0 the commonest value and flat non-zero patches, or a name such as ``*_mask.tif`` and
+    either), read as :func:`read_labels` reads it; everything else is an image.
+    """
+    source = _existing(path)
+    written = _written_kind(source)
+    if written == "probabilities":
+        return "probabilities", read_probabilities(source)
+    image = read_image(source)
+    if written == "labels" or (written is None and looks_like_labels(image)):
+        return "labels", as_labels(image)
+    return "image", image
 
 
 def _check_spatial(array: Any, allowed: tuple[int, ...], what: str) -> None:
