@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 import numpy as np
 
 from napari_distill.cli._base import (
+    TIFF,
     UserError,
     add_cleanup_arguments,
     add_downsample_argument,
     add_teachers_argument,
+    check_distinct,
     check_output,
     cleanup_config,
     command,
@@ -25,6 +26,7 @@ from napari_distill.cli._base import (
     write_json,
 )
 from napari_distill.core.config import InstanceConfig, ModelConfig, PredictConfig, TrainConfig
+from napari_distill.core.io import check_output_folder
 
 log = logging.getLogger("napari_distill")
 
@@ -218,10 +220,13 @@ def predict_command(args: argparse.Namespace) -> None:
     from napari_distill.core.inference import predict_bundle
     from napari_distill.core.io import write_labels, write_probabilities
 
-    out = check_output(args.out, args.overwrite)
-    extra_outputs = [p for p in (args.probabilities, args.instances) if p]
-    for path in extra_outputs:
-        check_output(path, args.overwrite)
+    check_distinct(out=args.out, probabilities=args.probabilities, instances=args.instances)
+    out = check_output(args.out, args.overwrite, TIFF)
+    for path in (args.probabilities, args.instances):
+        if path:
+            check_output(path, args.overwrite, TIFF)
+    if args.work_dir:
+        check_output_folder(args.work_dir, create=True)
     bundle = load_model(args.model)
     cleanup, instance_classes = _label_options(args, bundle)
     image_data, image = load_image(args.image)
@@ -324,6 +329,8 @@ def evaluate_files(
     uses_device=False,
 )
 def evaluate_command(args: argparse.Namespace) -> None:
+    if args.json:
+        check_output(args.json, args.overwrite)
     prediction = load_labels(args.prediction)
     truth = load_labels(args.truth)
     scores = evaluate_files(prediction, truth, parse_slices(args.slices), args.instances)
@@ -356,8 +363,7 @@ def sample_command(args: argparse.Namespace) -> None:
     from napari_distill.core.io import write_image, write_labels
     from napari_distill.core.samples import make_medaka, make_pap_smear
 
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_output_folder(args.out_dir, create=True)
     if args.name == "medaka":
         sample = make_medaka(seed=args.seed)
         image, rgb = sample.image, False

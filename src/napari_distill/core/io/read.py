@@ -36,6 +36,8 @@ from .repair import ReadWarning, repair_non_finite
 from .slices import image_files_in, read_2d_or_tiff, read_slices
 from .tiff import load_series, napari_distill_metadata, open_tiff, tiff_scale
 from .write import (
+    check_output_folder,
+    check_output_path,
     check_scale,
     check_target,
     labels_dtype,
@@ -48,6 +50,8 @@ __all__ = [
     "ReadWarning",
     "as_labels",
     "can_read",
+    "check_output_folder",
+    "check_output_path",
     "file_kind",
     "read_any",
     "read_image",
