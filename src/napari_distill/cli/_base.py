@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +144,18 @@ def check_output(
     from napari_distill.core.io import check_output_path
 
     return check_output_path(path, overwrite, suffixes)
+
+
+def check_training_output(out: str, resume: str | None, overwrite: bool) -> Path:
+    """``--out`` of a training command: an existing file is replaced only with
+    ``--overwrite``, or when it is the ``--resume`` checkpoint itself (resuming in place)."""
+    in_place = (
+        resume is not None
+        and Path(out).is_file()
+        and Path(resume).is_file()
+        and os.path.samefile(out, resume)
+    )
+    return check_output(out, overwrite or in_place)
 
 
 def check_distinct(**outputs: str | None) -> None:

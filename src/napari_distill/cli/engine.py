@@ -15,6 +15,7 @@ from napari_distill.cli._base import (
     add_teachers_argument,
     check_distinct,
     check_output,
+    check_training_output,
     cleanup_config,
     command,
     drive,
@@ -100,7 +101,11 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--elastic", action="store_true", help="add elastic deformations")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument("--class-names", help="names stored with the model, e.g. 1=liver,2=gut")
-    p.add_argument("--resume", help="continue a checkpoint written by an earlier run")
+    p.add_argument(
+        "--resume",
+        help="continue a checkpoint written by an earlier run (its settings are kept; --steps "
+        "sets the new total, e.g. to train a finished run longer); --out may be the same file",
+    )
 
 
 @command(
@@ -111,7 +116,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
 def train_teacher_command(args: argparse.Namespace) -> None:
     from napari_distill.core.training import train_teacher
 
-    out = check_output(args.out, args.overwrite or bool(args.resume))
+    out = check_training_output(args.out, args.resume, args.overwrite)
     _, image = load_image(args.image)
     labels = load_labels(args.labels)
     model_config = ModelConfig(
@@ -150,6 +155,8 @@ def train_teacher_command(args: argparse.Namespace) -> None:
         class_names=parse_class_names(args.class_names),
         resume_from=args.resume,
     )
+    if args.resume and steps is not None:  # a resumed run keeps its total unless told
+        run.set_total_steps(steps, args.resume)
     try:
         drive(run.steps(), desc="teacher", quiet=args.quiet)
     except KeyboardInterrupt:

@@ -358,7 +358,8 @@ def resume_training(
     class_names: dict[int, str] | None = None,
     rgb: bool | None = None,
 ) -> TrainingRun:
-    """Continue a teacher run saved by :meth:`TrainingRun.save` up to its planned total.
+    """Continue a teacher run saved by :meth:`TrainingRun.save` up to its planned total
+    (:meth:`TrainingRun.set_total_steps` on the run returned trains it longer).
 
     The model, classes, normalisation, settings, slice split, optimiser, step, random states
     and early-stopping counters come from the checkpoint; ``image`` and ``labels`` must be the
