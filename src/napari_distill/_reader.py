@@ -3,7 +3,8 @@
 A thin adapter over :mod:`napari_distill.core.io.read`. ``napari_get_reader`` returns None for
 what it cannot read (so napari's other readers get their turn) and a reader function
 otherwise; a file it claims but cannot read raises :class:`~napari_distill.core.io.ReadError`.
-Labels and probability files written by napari-distill reopen as what they were saved from.
+Labels and probability files written by napari-distill reopen as what they were saved from;
+labels written by other software open as Labels layers too (:func:`read_path` says how).
 """
 
 from __future__ import annotations
@@ -39,9 +40,7 @@ def _image_layer(image: io.ImageData) -> LayerData:
     return image.data, kwargs, "image"
 
 
-def read_labels_layer(path: str | os.PathLike[str]) -> LayerData:
-    """Read ``path`` as a napari Labels layer tuple ``(data, kwargs, "labels")``."""
-    labels = io.read_labels(path)
+def _labels_layer(labels: io.ImageData) -> LayerData:
     kwargs = {
         "name": _layer_name(labels.path),
         "scale": labels.scale,
@@ -50,12 +49,16 @@ def read_labels_layer(path: str | os.PathLike[str]) -> LayerData:
     return labels.data, kwargs, "labels"
 
 
-def _probabilities_layer(path: Path) -> LayerData:
-    probabilities = io.read_probabilities(path)
+def read_labels_layer(path: str | os.PathLike[str]) -> LayerData:
+    """Read ``path`` as a napari Labels layer tuple ``(data, kwargs, "labels")``."""
+    return _labels_layer(io.read_labels(path))
+
+
+def _probabilities_layer(probabilities: io.ProbabilityData) -> LayerData:
     metadata = _metadata(probabilities)
     metadata["class_ids"] = list(probabilities.class_ids)
     kwargs = {
-        "name": _layer_name(path),
+        "name": _layer_name(probabilities.path),
         "scale": (1.0, *probabilities.scale),  # the class axis has no physical size
         "metadata": metadata,
         "contrast_limits": (0.0, 1.0),
@@ -63,20 +66,32 @@ def _probabilities_layer(path: Path) -> LayerData:
     return probabilities.data, kwargs, "image"
 
 
-def read_path(path: str | os.PathLike[str]) -> list[LayerData]:
-    """Read one file or folder into a list holding one layer data tuple."""
-    source = Path(path)
-    kind = io.file_kind(source)
+def _layer(kind: str, data: io.ImageData | io.ProbabilityData) -> LayerData:
     if kind == "labels":
-        return [read_labels_layer(source)]
+        return _labels_layer(data)
     if kind == "probabilities":
-        return [_probabilities_layer(source)]
-    return [_image_layer(io.read_image(source))]
+        return _probabilities_layer(data)
+    return _image_layer(data)
+
+
+def read_path(path: str | os.PathLike[str]) -> list[LayerData]:
+    """Read one file or folder into a list holding one layer data tuple.
+
+    A labels image opens as a Labels layer: napari-distill's own labels files, and any other
+    integer image whose values look like labels (0 the commonest value, flat non-zero
+    patches) or whose name says so (``*_mask.tif``, ``labels/``...) and whose values agree
+    in part; see :mod:`napari_distill.core.io.kinds` for the exact rule.
+    """
+    return [_layer(*io.read_any(path))]
 
 
 def read_stack(paths: Sequence[str | os.PathLike[str]]) -> list[LayerData]:
-    """Read several 2D image files, in the order given, as one stack layer."""
-    return [_image_layer(io.read_image_stack(paths))]
+    """Read several 2D image files, in the order given, as one stack layer (labels by the
+    same rule as :func:`read_path`, the first file's name standing for the stack's)."""
+    image = io.read_image_stack(paths)
+    if io.looks_like_labels(image):
+        return [_labels_layer(io.as_labels(image))]
+    return [_image_layer(image)]
 
 
 def _read(path: PathOrPaths) -> list[LayerData]:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 
 from napari_distill import __version__
 from napari_distill.cli import (  # noqa: F401  (register their commands)
@@ -20,6 +21,7 @@ from napari_distill.cli import (  # noqa: F401  (register their commands)
 )
 from napari_distill.cli._base import COMMANDS, UserError
 from napari_distill.core.allocator import retained_freed_memory
+from napari_distill.core.io import ReadWarning
 
 log = logging.getLogger("napari_distill")
 
@@ -72,6 +74,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_printer(command: str) -> Callable[..., None]:
+    """``warnings.showwarning`` printing what napari-distill changed in a file as one line
+    (Python's default adds the source file and line of the library code); others as usual."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, ReadWarning):
+            sys.stderr.write(f"napari-distill {command}: warning: {message}\n")
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     parser = build_parser()
@@ -82,12 +98,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         # Freed tensors' memory is kept for reuse (see core.allocator): faster on the CPU.
-        with retained_freed_memory():
+        with retained_freed_memory(), warnings.catch_warnings():
+            warnings.showwarning = _warning_printer(args.command)
             args.handler(args)
     except KeyboardInterrupt:
         sys.stderr.write("napari-distill: stopped by the user\n")
         return 130
-    except (UserError, ValueError, FileNotFoundError, FileExistsError, OSError) as exc:
+    except (UserError, ValueError, OSError, FloatingPointError) as exc:  # a diverged run too
         # One line, as promised: some messages (torch's refusals) span several lines.
         message = " ".join(str(exc).split()) or exc.__class__.__name__
         sys.stderr.write(f"napari-distill {args.command}: error: {message}\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,14 +129,46 @@ def add_downsample_argument(p: argparse.ArgumentParser) -> None:
     )
 
 
-def check_output(path: str | Path, overwrite: bool) -> Path:
-    """Refuse to replace an existing file unless ``--overwrite`` was given."""
-    out = Path(path)
-    if out.exists() and not overwrite:
-        raise UserError(f"{out} exists; choose another path or pass --overwrite")
-    if not out.parent.exists():
-        raise UserError(f"the folder {out.parent} does not exist")
-    return out
+TIFF = (".tif", ".tiff")
+
+
+def check_output(
+    path: str | Path, overwrite: bool, suffixes: tuple[str, ...] | None = None
+) -> Path:
+    """Check an output file before any work: its folder exists and takes a file, it does not
+    exist unless ``--overwrite``, its name ends in one of ``suffixes`` (any when None).
+
+    Every command calls this for each file it will write before it reads its inputs, so a
+    mistake costs no training (see :func:`napari_distill.core.io.check_output_path`).
+    """
+    from napari_distill.core.io import check_output_path
+
+    return check_output_path(path, overwrite, suffixes)
+
+
+def check_training_output(out: str, resume: str | None, overwrite: bool) -> Path:
+    """``--out`` of a training command: an existing file is replaced only with
+    ``--overwrite``, or when it is the ``--resume`` checkpoint itself (resuming in place)."""
+    in_place = (
+        resume is not None
+        and Path(out).is_file()
+        and Path(resume).is_file()
+        and os.path.samefile(out, resume)
+    )
+    return check_output(out, overwrite or in_place)
+
+
+def check_distinct(**outputs: str | None) -> None:
+    """Refuse one file given for two outputs (``--out x.tif --instances x.tif``): the second
+    write would fail, or replace the first, after all the work."""
+    given = [(option, Path(path).resolve()) for option, path in outputs.items() if path]
+    for index, (option, path) in enumerate(given):
+        for other, other_path in given[index + 1 :]:
+            if path == other_path:
+                raise UserError(
+                    f"--{option.replace('_', '-')} and --{other.replace('_', '-')} name the "
+                    f"same file {path}; give each output its own file"
+                )
 
 
 def parse_slices(text: str | None, option: str = "--slices") -> list[int] | None:
@@ -227,6 +260,7 @@ def load_labels(path: str) -> np.ndarray:
 
 
 def write_json(path: str | None, payload: dict[str, Any], overwrite: bool) -> None:
+    """Write ``payload`` to ``path`` (checked again: it may have appeared meanwhile)."""
     if path:
         out = check_output(path, overwrite)
         out.write_text(json.dumps(payload, indent=2, default=float))

@@ -13,7 +13,7 @@ from napari_distill.cli._base import (
     add_cleanup_arguments,
     add_downsample_argument,
     add_teachers_argument,
-    check_output,
+    check_training_output,
     cleanup_config,
     command,
     drive,
@@ -104,7 +104,11 @@ def _distill_arguments(p: argparse.ArgumentParser) -> None:
         "--tau", type=float, help="re-select the slices of --scores at this threshold instead"
     )
     _strategy_arguments(p)
-    p.add_argument("--resume", help="continue a student checkpoint written by an earlier run")
+    p.add_argument(
+        "--resume",
+        help="continue a student checkpoint written by an earlier run (--steps sets the new "
+        "total); --out may be the same file",
+    )
     p.add_argument("--out", required=True, help="student checkpoint to write, e.g. student.pt")
 
 
@@ -140,7 +144,7 @@ def run_distill(args: argparse.Namespace) -> None:
     from napari_distill.core.models import load_checkpoint
     from napari_distill.core.strategies import get_strategy
 
-    out = check_output(args.out, args.overwrite)
+    out = check_training_output(args.out, args.resume, args.overwrite)
     teacher, _ = load_checkpoint(args.teacher, kind="teacher")
     image_data, image = load_image(args.image)
     labels = load_labels(args.labels)
@@ -153,6 +157,8 @@ def run_distill(args: argparse.Namespace) -> None:
         train_config=train_config, strategy_config=_strategy_config(args),
         device=args.device, resume_from=args.resume, rgb=image_data.rgb,
     )  # fmt: skip
+    if args.resume and args.steps is not None:  # a resumed run keeps its total unless told
+        run.set_total_steps(args.steps, args.resume)
     drive(run.steps(), desc=f"student ({args.strategy})", quiet=args.quiet)
     run.save(out)
     score = "n/a" if run.best_score is None else f"{run.best_score:.4f}"

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 import numpy as np
 
 from napari_distill.cli._base import (
+    TIFF,
     UserError,
     add_cleanup_arguments,
     add_downsample_argument,
     add_teachers_argument,
+    check_distinct,
     check_output,
+    check_training_output,
     cleanup_config,
     command,
     drive,
@@ -25,6 +27,7 @@ from napari_distill.cli._base import (
     write_json,
 )
 from napari_distill.core.config import InstanceConfig, ModelConfig, PredictConfig, TrainConfig
+from napari_distill.core.io import check_output_folder
 
 log = logging.getLogger("napari_distill")
 
@@ -98,7 +101,11 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--elastic", action="store_true", help="add elastic deformations")
     p.add_argument("--no-augment", action="store_true", help="train without augmentation")
     p.add_argument("--class-names", help="names stored with the model, e.g. 1=liver,2=gut")
-    p.add_argument("--resume", help="continue a checkpoint written by an earlier run")
+    p.add_argument(
+        "--resume",
+        help="continue a checkpoint written by an earlier run (its settings are kept; --steps "
+        "sets the new total, e.g. to train a finished run longer); --out may be the same file",
+    )
 
 
 @command(
@@ -109,7 +116,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
 def train_teacher_command(args: argparse.Namespace) -> None:
     from napari_distill.core.training import train_teacher
 
-    out = check_output(args.out, args.overwrite or bool(args.resume))
+    out = check_training_output(args.out, args.resume, args.overwrite)
     _, image = load_image(args.image)
     labels = load_labels(args.labels)
     model_config = ModelConfig(
@@ -148,6 +155,8 @@ def train_teacher_command(args: argparse.Namespace) -> None:
         class_names=parse_class_names(args.class_names),
         resume_from=args.resume,
     )
+    if args.resume and steps is not None:  # a resumed run keeps its total unless told
+        run.set_total_steps(steps, args.resume)
     try:
         drive(run.steps(), desc="teacher", quiet=args.quiet)
     except KeyboardInterrupt:
@@ -218,10 +227,13 @@ def predict_command(args: argparse.Namespace) -> None:
     from napari_distill.core.inference import predict_bundle
     from napari_distill.core.io import write_labels, write_probabilities
 
-    out = check_output(args.out, args.overwrite)
-    extra_outputs = [p for p in (args.probabilities, args.instances) if p]
-    for path in extra_outputs:
-        check_output(path, args.overwrite)
+    check_distinct(out=args.out, probabilities=args.probabilities, instances=args.instances)
+    out = check_output(args.out, args.overwrite, TIFF)
+    for path in (args.probabilities, args.instances):
+        if path:
+            check_output(path, args.overwrite, TIFF)
+    if args.work_dir:
+        check_output_folder(args.work_dir, create=True)
     bundle = load_model(args.model)
     cleanup, instance_classes = _label_options(args, bundle)
     image_data, image = load_image(args.image)
@@ -324,6 +336,8 @@ def evaluate_files(
     uses_device=False,
 )
 def evaluate_command(args: argparse.Namespace) -> None:
+    if args.json:
+        check_output(args.json, args.overwrite)
     prediction = load_labels(args.prediction)
     truth = load_labels(args.truth)
     scores = evaluate_files(prediction, truth, parse_slices(args.slices), args.instances)
@@ -356,8 +370,7 @@ def sample_command(args: argparse.Namespace) -> None:
     from napari_distill.core.io import write_image, write_labels
     from napari_distill.core.samples import make_medaka, make_pap_smear
 
-    out_dir = Path(args.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_output_folder(args.out_dir, create=True)
     if args.name == "medaka":
         sample = make_medaka(seed=args.seed)
         image, rgb = sample.image, False

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from napari_distill.cli._base import (
     UserError,
+    check_distinct,
     check_output,
     command,
     drive,
@@ -133,6 +134,7 @@ def quality_score_command(args: argparse.Namespace) -> None:
 
     if not 0.0 <= args.tau <= 1.0:
         raise UserError(f"--tau must be between 0 and 1, got {args.tau}")
+    check_distinct(out=args.out, json=args.json)
     out = check_output(args.out, args.overwrite)
     json_out = None if args.json is None else check_output(args.json, args.overwrite)
     teacher = load_teacher(args.teacher, "cpu")

@@ -42,7 +42,7 @@ from .config import (
 from .device import select_device
 from .evaluation import apply_instance_config, check_cleanup_classes, describe_cleanup
 from .inference import Prediction, predict_bundle
-from .io import write_labels
+from .io import check_output_folder, write_labels
 from .models import ModelBundle
 from .preprocess import annotated_slices
 from .quality import Selection, SnapshotRecorder, fit_quality, save_quality, score_slices
@@ -169,18 +169,17 @@ def output_paths(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
 
 
 def check_out_dir(out_dir: str | os.PathLike[str], overwrite: bool) -> dict[str, Path]:
-    """Create ``out_dir`` if needed; refuse if it holds a run's files, unless ``overwrite``.
+    """Create ``out_dir`` if needed and check it can be written; refuse if it holds a run's
+    files, unless ``overwrite``.
 
     Raises
     ------
     FileExistsError
         Some output files exist and ``overwrite`` is False (the message names them).
-    NotADirectoryError
-        ``out_dir`` is a file.
+    NotADirectoryError, PermissionError
+        ``out_dir`` (or a parent) is a file, or no file can be written into it.
     """
     directory = Path(out_dir)
-    if directory.exists() and not directory.is_dir():
-        raise NotADirectoryError(f"{directory} is a file; give a folder for the outputs")
     paths = output_paths(directory)
     existing = sorted(p.name for p in paths.values() if p.exists())
     if existing and not overwrite:
@@ -188,7 +187,7 @@ def check_out_dir(out_dir: str | os.PathLike[str], overwrite: bool) -> dict[str,
             f"{directory} already holds {', '.join(existing)} from an earlier run: choose "
             "another folder or pass overwrite=True (--overwrite) to replace them"
         )
-    directory.mkdir(parents=True, exist_ok=True)
+    check_output_folder(directory, create=True)
     return paths
 
 

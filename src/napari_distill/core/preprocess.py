@@ -61,6 +61,34 @@ def check_pair(image_stack: np.ndarray, labels_stack: np.ndarray) -> None:
         )
 
 
+def check_label_ids(labels_stack: np.ndarray) -> np.ndarray:
+    """``labels_stack`` as integer class ids (a boolean mask becomes uint8), checked.
+
+    Raises
+    ------
+    ValueError
+        Non-integer labels (an Image layer given for a Labels layer), or negative ids: the
+        classes become a model's output channels and predicted labels are written as
+        unsigned integers, so a negative id trained on could never be written back.
+    """
+    if labels_stack.dtype == bool:
+        return labels_stack.astype(np.uint8)
+    if not np.issubdtype(labels_stack.dtype, np.integer):
+        raise ValueError(
+            f"labels must hold integer class ids, got dtype {labels_stack.dtype}: use a napari "
+            "Labels layer (not an Image layer) for the annotations"
+        )
+    if np.issubdtype(labels_stack.dtype, np.signedinteger) and labels_stack.min(initial=0) < 0:
+        values, counts = np.unique(labels_stack[labels_stack < 0], return_counts=True)
+        found = ", ".join(f"{v} ({c} pixels)" for v, c in zip(values[:5], counts[:5], strict=True))
+        more = f" and {len(values) - 5} more" if len(values) > 5 else ""
+        raise ValueError(
+            f"the labels hold negative ids {found}{more}; class ids must be 0 (background, "
+            "unpainted) or positive: relabel them (e.g. paint them over with a positive id)"
+        )
+    return labels_stack
+
+
 def annotated_slices(labels: np.ndarray) -> np.ndarray:
     """Indices of slices with at least one non-zero label (ascending)."""
     stack = labels_as_stack(labels)

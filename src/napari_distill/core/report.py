@@ -11,10 +11,14 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .training import MIN_SLICES_FOR_EARLY_STOPPING
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 LEAST_CONFIDENT_LISTED = 5  # unannotated slices the report names for a look before distilling
 
@@ -149,7 +153,7 @@ def render_report(summary: RunSummary, plot_name: str | None = "scores.png") -> 
         "|---|---|",
         f"| slices | {summary.n_slices} |",
         f"| annotated slices | {len(summary.annotated)} ({_slice_list(summary.annotated)}) |",
-        f"| validation slices | {_slice_list(summary.validation) or 'none'} |",
+        f"| validation slice indices | {_slice_list(summary.validation) or 'none'} |",
         f"| teacher | {_teacher_text(summary)} |",
         f"| teacher validation Dice | {_number(summary.teacher_score)} |",
         f"| quality classifier Spearman (held-out) | {_number(summary.quality_spearman)} |",
@@ -196,24 +200,21 @@ def write_report(
     return path
 
 
-def plot_scores(
-    path: str | os.PathLike[str],
+def score_figure(
     scores: np.ndarray,
     tau: float,
     annotated: Sequence[int] = (),
     accepted: Sequence[int] = (),
     confidence: np.ndarray | None = None,
-) -> Path:
-    """Save a PNG of the per-slice quality scores with the threshold ``tau`` drawn.
+) -> Figure:
+    """The figure :func:`plot_scores` saves, on an Agg canvas (drawn, ready to save).
 
-    Accepted slices are green, rejected ones grey, annotated slices (ground truth, not scored
-    for selection) are marked along the bottom. NaN scores (slices not scored) are left out.
-    The teacher's confidence per slice, when given, is drawn over the bars as dots.
+    The legend sits to the right of the axes, outside them: inside, it hid the bars of the
+    last slices, which are the ones a user looks for there.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    path = Path(path)
     values = np.asarray(scores, dtype=np.float64)
     index = np.arange(values.size)
     accepted_mask = np.zeros(values.size, bool)
@@ -221,8 +222,8 @@ def plot_scores(
     annotated_mask = np.zeros(values.size, bool)
     annotated_mask[[i for i in annotated if 0 <= i < values.size]] = True
     finite = np.isfinite(values)
-    figure = Figure(figsize=(8, 3.2), dpi=100)
-    FigureCanvasAgg(figure)
+    figure = Figure(figsize=(10, 3.2), dpi=100)
+    canvas = FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     groups = [
         (finite & accepted_mask, "tab:green", "accepted"),
@@ -247,7 +248,27 @@ def plot_scores(
     axes.set_xlabel("slice index")
     axes.set_ylabel("predicted IoU of the pseudo-label")
     axes.set_title("Quality classifier scores per slice")
-    axes.legend(loc="lower right", fontsize="small", framealpha=0.8)
-    figure.tight_layout()
-    figure.savefig(path, format="png")
+    axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", borderaxespad=0)
+    figure.tight_layout()  # makes room for the legend outside the axes
+    canvas.draw()
+    return figure
+
+
+def plot_scores(
+    path: str | os.PathLike[str],
+    scores: np.ndarray,
+    tau: float,
+    annotated: Sequence[int] = (),
+    accepted: Sequence[int] = (),
+    confidence: np.ndarray | None = None,
+) -> Path:
+    """Save a PNG of the per-slice quality scores with the threshold ``tau`` drawn.
+
+    Accepted slices are green, rejected ones grey, annotated slices (ground truth, not scored
+    for selection) are marked along the bottom. NaN scores (slices not scored) are left out.
+    The teacher's confidence per slice, when given, is drawn over the bars as dots; the legend
+    sits outside the axes (see :func:`score_figure`).
+    """
+    path = Path(path)
+    score_figure(scores, tau, annotated, accepted, confidence).savefig(path, format="png")
     return path

@@ -7,10 +7,16 @@ May import: numpy, tifffile, imageio, dask, zarr; nothing else of napari-distill
 from __future__ import annotations
 
 from .common import MICROMETER, ImageData, ProbabilityData, ReadError, natural_sort_key
+from .kinds import looks_like_labels
 from .read import (
     LAZY_THRESHOLD_BYTES,
+    ReadWarning,
+    as_labels,
     can_read,
+    check_output_folder,
+    check_output_path,
     file_kind,
+    read_any,
     read_image,
     read_image_stack,
     read_labels,
@@ -26,9 +32,15 @@ __all__ = [
     "ImageData",
     "ProbabilityData",
     "ReadError",
+    "ReadWarning",
+    "as_labels",
     "can_read",
+    "check_output_folder",
+    "check_output_path",
     "file_kind",
+    "looks_like_labels",
     "natural_sort_key",
+    "read_any",
     "read_image",
     "read_image_stack",
     "read_labels",

@@ -31,9 +31,13 @@ from .common import (
     ProbabilityData,
     ReadError,
 )
+from .kinds import looks_like_labels
+from .repair import ReadWarning, repair_non_finite
 from .slices import image_files_in, read_2d_or_tiff, read_slices
 from .tiff import load_series, napari_distill_metadata, open_tiff, tiff_scale
 from .write import (
+    check_output_folder,
+    check_output_path,
     check_scale,
     check_target,
     labels_dtype,
@@ -43,8 +47,13 @@ from .write import (
 
 __all__ = [
     "LAZY_THRESHOLD_BYTES",
+    "ReadWarning",
+    "as_labels",
     "can_read",
+    "check_output_folder",
+    "check_output_path",
     "file_kind",
+    "read_any",
     "read_image",
     "read_image_stack",
     "read_labels",
@@ -87,6 +96,10 @@ def _existing(path: PathLike) -> Path:
 def read_image(path: PathLike) -> ImageData:
     """Read a 2D image, a 3D TIFF stack or a folder of 2D slices, with its voxel size.
 
+    NaN and infinite pixels of a floating-point image are replaced by the lowest finite value
+    of their slice, with a :class:`ReadWarning` naming the file and the count (see
+    :mod:`napari_distill.core.io.repair`); the file itself is never changed.
+
     Raises
     ------
     ReadError
@@ -96,10 +109,12 @@ def read_image(path: PathLike) -> ImageData:
     """
     source = _existing(path)
     if source.is_dir():
-        return read_slices(image_files_in(source), LAZY_THRESHOLD_BYTES, source)
-    if source.suffix.lower() not in IMAGE_SUFFIXES:
+        image = read_slices(image_files_in(source), LAZY_THRESHOLD_BYTES, source)
+    elif source.suffix.lower() not in IMAGE_SUFFIXES:
         raise ReadError(f"{source}: napari-distill reads {', '.join(IMAGE_SUFFIXES)} files")
-    return read_2d_or_tiff(source, LAZY_THRESHOLD_BYTES)
+    else:
+        image = read_2d_or_tiff(source, LAZY_THRESHOLD_BYTES)
+    return repair_non_finite(image, LAZY_THRESHOLD_BYTES)
 
 
 def read_image_stack(paths: Sequence[PathLike]) -> ImageData:
@@ -107,15 +122,22 @@ def read_image_stack(paths: Sequence[PathLike]) -> ImageData:
     files = [_existing(p) for p in paths]
     if not files:
         raise ReadError("no files given to stack")
-    return read_slices(files, LAZY_THRESHOLD_BYTES, files[0])
+    return repair_non_finite(
+        read_slices(files, LAZY_THRESHOLD_BYTES, files[0]), LAZY_THRESHOLD_BYTES
+    )
 
 
 def read_labels(path: PathLike) -> ImageData:
     """Read a labels image (integers, 0 = unlabelled) into memory, writable for painting.
 
-    Boolean masks become uint8. RGB or floating-point files raise :class:`ReadError`.
+    Boolean masks become uint8. RGB or floating-point files, and negative label ids, raise
+    :class:`ReadError`.
     """
-    image = read_image(path)
+    return as_labels(read_image(path))
+
+
+def as_labels(image: ImageData) -> ImageData:
+    """``image`` as labels, in memory and writable; see :func:`read_labels`."""
     dtype = np.dtype(image.data.dtype)
     if image.rgb:
         raise ReadError(f"{image.path} is an RGB image, not labels (one integer per pixel)")
@@ -124,7 +146,24 @@ def read_labels(path: PathLike) -> ImageData:
             f"{image.path} holds {dtype} values; labels must be integers (0 = unlabelled)"
         )
     data = np.array(image.data, dtype=np.uint8 if dtype.kind == "b" else dtype)
+    _refuse_negative_ids(image.path, data)
     return ImageData(data=data, scale=image.scale, rgb=False, path=image.path, unit=image.unit)
+
+
+def _refuse_negative_ids(path: Path, labels: np.ndarray) -> None:
+    """Raise :class:`ReadError` naming the negative ids of ``labels`` and their counts.
+
+    A model trained on them would predict labels that no unsigned TIFF can hold.
+    """
+    if labels.dtype.kind != "i" or labels.min(initial=0) >= 0:
+        return
+    values, counts = np.unique(labels[labels < 0], return_counts=True)
+    found = ", ".join(f"{v} ({c} voxels)" for v, c in zip(values[:5], counts[:5], strict=True))
+    more = f" and {len(values) - 5} more ids" if len(values) > 5 else ""
+    raise ReadError(
+        f"{path} holds negative label ids {found}{more}; labels must be 0 (unlabelled) or "
+        f"positive class ids: relabel them before training"
+    )
 
 
 def read_probabilities(path: PathLike) -> ProbabilityData:
@@ -149,12 +188,37 @@ def read_probabilities(path: PathLike) -> ProbabilityData:
 
 
 def file_kind(path: PathLike) -> str:
-    """``"labels"`` or ``"probabilities"`` for files napari-distill wrote, else ``"image"``."""
-    candidate = Path(path)
-    if not candidate.is_file() or candidate.suffix.lower() not in (".tif", ".tiff"):
-        return "image"
-    kind = napari_distill_metadata(candidate).get("napari_distill")
+    """``"labels"`` or ``"probabilities"`` for files napari-distill wrote, else ``"image"``.
+
+    Reads one TIFF header, no pixels; :func:`read_any` also recognises other software's labels.
+    """
+    kind = _written_kind(Path(path))
     return kind if kind in ("labels", "probabilities") else "image"
+
+
+def _written_kind(path: Path) -> str | None:
+    """The kind napari-distill recorded in a TIFF it wrote; None for other files."""
+    if not path.is_file() or path.suffix.lower() not in (".tif", ".tiff"):
+        return None
+    return napari_distill_metadata(path).get("napari_distill")
+
+
+def read_any(path: PathLike) -> tuple[str, ImageData | ProbabilityData]:
+    """Read a file or folder as what it holds: ``("image" | "labels" | "probabilities", data)``.
+
+    Files napari-distill wrote are what their metadata says. Any other integer image is
+    labels when it looks like labels (:func:`~napari_distill.core.io.kinds.looks_like_labels`:
+    0 the commonest value and flat non-zero patches, or a name such as ``*_mask.tif`` and
+    either), read as :func:`read_labels` reads it; everything else is an image.
+    """
+    source = _existing(path)
+    written = _written_kind(source)
+    if written == "probabilities":
+        return "probabilities", read_probabilities(source)
+    image = read_image(source)
+    if written == "labels" or (written is None and looks_like_labels(image)):
+        return "labels", as_labels(image)
+    return "image", image
 
 
 def _check_spatial(array: Any, allowed: tuple[int, ...], what: str) -> None:

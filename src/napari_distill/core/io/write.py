@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import secrets
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,19 +27,87 @@ logger = logging.getLogger(__name__)
 _LABEL_DTYPES = (np.uint8, np.uint16, np.uint32)
 
 
-def check_target(path: str | os.PathLike[str], overwrite: bool) -> Path:
-    """Validate an output path: a TIFF name, an existing folder, no clobbering by default."""
+def check_output_folder(folder: str | os.PathLike[str], *, create: bool = False) -> Path:
+    """Raise unless files can be written into ``folder`` (made first, with its parents, when
+    ``create``); return it.
+
+    Writability is tested for real, by creating and deleting a hidden temporary file:
+    ``os.access`` answers yes to root on a read-only folder, and knows nothing of read-only
+    mounts or full quotas.
+
+    Raises
+    ------
+    NotADirectoryError
+        ``folder``, or one of its parents, is a file.
+    FileNotFoundError
+        ``folder`` does not exist (and ``create`` is False).
+    PermissionError
+        No file can be created in it.
+    """
+    directory = Path(folder)
+    blocking = next((p for p in (directory, *directory.parents) if p.is_file()), None)
+    if blocking is not None:
+        raise NotADirectoryError(
+            f"cannot write into {directory}: {blocking} is a file, not a folder"
+        )
+    if create:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PermissionError(
+                f"cannot create the folder {directory}: {exc.strerror or exc}"
+            ) from exc
+    if not directory.is_dir():
+        raise FileNotFoundError(f"cannot write into {directory}: the folder does not exist")
+    try:
+        handle, probe = tempfile.mkstemp(dir=directory, prefix=".napari-distill-", suffix=".probe")
+    except OSError as exc:
+        raise PermissionError(
+            f"cannot write into the folder {directory} ({exc.strerror or exc}): choose a "
+            "folder you can write to"
+        ) from exc
+    os.close(handle)
+    os.unlink(probe)
+    return directory
+
+
+def check_output_path(
+    path: str | os.PathLike[str],
+    overwrite: bool,
+    suffixes: Sequence[str] | None = None,
+) -> Path:
+    """Check a file about to be written, before any work: a name ending in one of
+    ``suffixes`` (any when None), a writable existing folder (:func:`check_output_folder`),
+    not a folder itself, and not an existing file unless ``overwrite``.
+
+    Raises
+    ------
+    ValueError
+        Another suffix.
+    FileExistsError
+        The file exists and ``overwrite`` is False.
+    IsADirectoryError, NotADirectoryError, FileNotFoundError, PermissionError
+        It cannot be written there.
+    """
     target = Path(path)
-    if target.suffix.lower() not in TIFF_SUFFIXES:
-        raise ValueError(f"cannot write {target}: napari-distill writes .tif / .tiff files")
-    if not target.parent.is_dir():
-        raise FileNotFoundError(f"cannot write {target}: the folder {target.parent} does not exist")
+    if suffixes is not None and target.suffix.lower() not in suffixes:
+        raise ValueError(
+            f"cannot write {target}: napari-distill writes {' / '.join(suffixes)} files here"
+        )
+    if target.is_dir():
+        raise IsADirectoryError(f"cannot write {target}: it is a folder; give a file name")
+    check_output_folder(target.parent)
     if target.exists() and not overwrite:
         raise FileExistsError(
-            f"{target} already exists; choose another file name, or pass overwrite=True to "
-            f"replace it"
+            f"{target} already exists; choose another file name, or pass overwrite=True "
+            "(--overwrite) to replace it"
         )
     return target
+
+
+def check_target(path: str | os.PathLike[str], overwrite: bool) -> Path:
+    """Validate a TIFF output path (see :func:`check_output_path`)."""
+    return check_output_path(path, overwrite, TIFF_SUFFIXES)
 
 
 def check_scale(scale: Sequence[float] | None, spatial_ndim: int) -> tuple[float, ...]:

@@ -334,7 +334,8 @@ class TrainingRun:
         return save_checkpoint(path, bundle, self.optimizer.state_dict(), resume)
 
     def restore(self, checkpoint: dict[str, Any]) -> None:
-        """Continue the run saved in ``checkpoint`` (a dict written by :meth:`save`)."""
+        """Continue the run saved in ``checkpoint`` (a dict written by :meth:`save`) up to its
+        planned total; :meth:`set_total_steps` then changes that total."""
         resume = checkpoint.get("resume") or {}
         best_state = checkpoint["state_dict"]
         last_state = resume.get("last_state_dict", best_state)
@@ -356,3 +357,30 @@ class TrainingRun:
         if "torch_rng_state" in resume:
             torch.set_rng_state(resume["torch_rng_state"].cpu())
         self.history = [TrainStep(**record) for record in resume.get("history", [])]
+
+    def set_total_steps(self, total_steps: int, source: str = "the run") -> None:
+        """Train up to ``total_steps`` in all: a resumed run given a longer (or shorter)
+        schedule.
+
+        The learning rate follows the warm-up + cosine schedule of the new total from the
+        step reached (a completed run's rate, near zero, rises again). A completed run, or one
+        that stopped early, goes on when given more steps: asking for them overrules the early
+        stop. The new total is kept in :attr:`config` (``steps``), so it is saved with the run.
+
+        Raises
+        ------
+        ValueError
+            ``total_steps`` is below the step already reached.
+        """
+        total = int(total_steps)
+        if total < self.step:
+            raise ValueError(
+                f"{source} has already trained {self.step} steps: a total of {total} steps "
+                f"cannot be fewer; ask for at least {self.step}"
+            )
+        if total > self.step and self.stop_reason in ("early_stopping", "completed"):
+            self.stop_reason, self._stale_validations = None, 0
+        if total != self.total_steps:
+            logger.info("%s: training on to step %d (was %d)", source, total, self.total_steps)
+        self.total_steps = total
+        self.config = dataclasses.replace(self.config, steps=total)

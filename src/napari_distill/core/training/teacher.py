@@ -22,6 +22,7 @@ from ..preprocess import (
     Normalization,
     annotated_slices,
     as_stack,
+    check_label_ids,
     check_pair,
     class_ids_from_labels,
     input_channels,
@@ -46,19 +47,13 @@ def prepare_pair(
     Raises
     ------
     ValueError
-        Mismatched shapes, non-integer labels, no annotated slice, or a single class painted
-        over whole slices (nothing to tell it from).
+        Mismatched shapes, non-integer or negative labels, no annotated slice, or a single
+        class painted over whole slices (nothing to tell it from).
     """
     stack = as_stack(image, rgb)
     labels_stack = labels_as_stack(np.asarray(labels))
     check_pair(stack, labels_stack)
-    if labels_stack.dtype == bool:
-        labels_stack = labels_stack.astype(np.uint8)
-    if not np.issubdtype(labels_stack.dtype, np.integer):
-        raise ValueError(
-            f"labels must hold integer class ids, got dtype {labels_stack.dtype}: use a napari "
-            "Labels layer (not an Image layer) for the annotations"
-        )
+    labels_stack = check_label_ids(labels_stack)
     annotated = annotated_slices(labels_stack)
     if len(annotated) == 0:
         raise ValueError(
@@ -318,7 +313,8 @@ def resume_training(
     class_names: dict[int, str] | None = None,
     rgb: bool | None = None,
 ) -> TrainingRun:
-    """Continue a teacher run saved by :meth:`TrainingRun.save` up to its planned total.
+    """Continue a teacher run saved by :meth:`TrainingRun.save` up to its planned total
+    (:meth:`TrainingRun.set_total_steps` on the run returned trains it longer).
 
     The model, classes, normalisation, settings, slice split, optimiser, step, random states
     and early-stopping counters come from the checkpoint; ``image`` and ``labels`` must be the
