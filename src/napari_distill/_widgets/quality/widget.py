@@ -45,6 +45,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_distill._widgets.common.device import DevicePicker
+from napari_distill._widgets.common.dock import PluginDock
 from napari_distill._widgets.common.handoff import (
     TEACHER_ROLE,
     SourceLayer,
@@ -70,7 +71,7 @@ if TYPE_CHECKING:
 __all__ = ["SELECTION_KEY", "QualityWidget"]
 
 
-class QualityWidget(QWidget):
+class QualityWidget(PluginDock):
     """Fit the quality classifier, score every slice and review which pseudo-labels to keep."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -132,7 +133,7 @@ class QualityWidget(QWidget):
 
         self.tabs.addTab(self.fitting, "1. Fit")
         self.tabs.addTab(review_tab, "2. Review")
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(self.content)
         layout.addLayout(form)
         layout.addWidget(self.summary)
         layout.addWidget(self.tabs, 1)

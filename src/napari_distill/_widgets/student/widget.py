@@ -20,22 +20,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.layers import Labels
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
-    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QScrollArea,
     QVBoxLayout,
-    QWidget,
 )
 
 from napari_distill._widgets.common.device import DevicePicker
+from napari_distill._widgets.common.dock import PluginDock
 from napari_distill._widgets.common.handoff import (
     SourceLayer,
     add_layer_data,
@@ -65,7 +62,7 @@ if TYPE_CHECKING:
     import napari
 
 
-class StudentWidget(QWidget):
+class StudentWidget(PluginDock):
     """Distil a teacher into a student on the annotated and accepted slices, then predict."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -147,7 +144,6 @@ class StudentWidget(QWidget):
         model_layout.addWidget(self.cleanup)
         model_layout.addLayout(instances)
         model_layout.addLayout(files)
-        self.content = QWidget()  # all controls; scrolls when the dock is shorter than they are
         layout = QVBoxLayout(self.content)
         layout.addWidget(self.inputs)
         layout.addLayout(form)
@@ -156,14 +152,6 @@ class StudentWidget(QWidget):
         layout.addWidget(self.panel)
         layout.addWidget(model_box)
         layout.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(self.content)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
 
     def enterEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
         # the Quality review changes the selection in place: recount when the user comes back

@@ -25,10 +25,10 @@ from qtpy.QtWidgets import (
     QLabel,
     QPushButton,
     QVBoxLayout,
-    QWidget,
 )
 
 from napari_distill._widgets.common.device import DevicePicker
+from napari_distill._widgets.common.dock import PluginDock
 from napari_distill._widgets.common.handoff import (
     SourceLayer,
     add_layer_data,
@@ -64,7 +64,7 @@ def teacher_training(
     return (yield from run.steps())
 
 
-class TeacherWidget(QWidget):
+class TeacherWidget(PluginDock):
     """Train a teacher on the annotated slices of a labels layer, then predict the rest."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -135,7 +135,7 @@ class TeacherWidget(QWidget):
         model_layout.addWidget(self.model_label)
         model_layout.addLayout(files)
         model_layout.addLayout(predict)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(self.content)
         layout.addLayout(form)
         layout.addWidget(self.summary)
         layout.addWidget(self.settings)
