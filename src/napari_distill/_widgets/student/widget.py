@@ -39,7 +39,8 @@ from napari_distill._widgets.common.handoff import (
     image_data,
     mirror_checkbox,
 )
-from napari_distill._widgets.common.training_panel import TrainingPanel, TrainSettings
+from napari_distill._widgets.common.train_settings import TrainSettings
+from napari_distill._widgets.common.training_panel import TrainingPanel
 from napari_distill._widgets.common.training_session import TrainingSession
 from napari_distill._widgets.common.workers import WorkerRunner
 from napari_distill._widgets.student.cleanup import CleanupRow
