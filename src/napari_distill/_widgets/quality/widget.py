@@ -44,7 +44,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_distill._widgets.common.device import DevicePicker
+from napari_distill._widgets.common.device import DevicePicker, use_cpu_threads
 from napari_distill._widgets.common.dock import PluginDock
 from napari_distill._widgets.common.handoff import (
     TEACHER_ROLE,
@@ -61,7 +61,6 @@ from napari_distill._widgets.common.workers import WorkerRunner
 from napari_distill._widgets.quality.fit_tab import FitPanel, fit_progress
 from napari_distill._widgets.quality.review_tab import SELECTION_KEY, ReviewPanel
 from napari_distill.core.config import QualityConfig
-from napari_distill.core.device import configure_cpu_threads
 from napari_distill.core.preprocess import annotated_slices
 from napari_distill.core.quality import SliceScores, fit_quality, score_slices
 
@@ -208,7 +207,7 @@ class QualityWidget(PluginDock):
             show_error(f"Invalid setting: {error}")
             return
         shared = handoff(teacher)
-        configure_cpu_threads(leave_free=1)  # the GUI keeps a core to itself
+        use_cpu_threads()  # automatic: the GUI keeps a core to itself
         self.fitting.panel.start("Making pseudo-labels of varied quality...")
         self._start(
             "fit", fit_quality, shared["bundle"], image_data(image), painted,

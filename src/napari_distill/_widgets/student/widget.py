@@ -31,7 +31,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from napari_distill._widgets.common.device import DevicePicker
+from napari_distill._widgets.common.device import DevicePicker, use_cpu_threads
 from napari_distill._widgets.common.dock import PluginDock
 from napari_distill._widgets.common.handoff import (
     SourceLayer,
@@ -54,7 +54,6 @@ from napari_distill._widgets.student.tasks import (
     student_prediction,
     student_training,
 )
-from napari_distill.core.device import configure_cpu_threads
 from napari_distill.core.models import ModelBundle
 from napari_distill.core.strategies import STRATEGIES
 from napari_distill.core.training import TrainingRun
@@ -190,7 +189,7 @@ class StudentWidget(PluginDock):
         except ValueError as error:
             show_error(f"Invalid setting: {error}")
             return
-        configure_cpu_threads(leave_free=1)  # the GUI keeps a core to itself
+        use_cpu_threads(self.settings.cpu_threads())
         self.panel.start(
             "Preparing the student's data (the teacher predicts the accepted slices)..."
             if inputs.pseudo_labels is None and inputs.accepted

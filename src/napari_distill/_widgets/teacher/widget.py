@@ -27,7 +27,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from napari_distill._widgets.common.device import DevicePicker
+from napari_distill._widgets.common.device import DevicePicker, use_cpu_threads
 from napari_distill._widgets.common.dock import PluginDock
 from napari_distill._widgets.common.handoff import (
     SourceLayer,
@@ -43,7 +43,6 @@ from napari_distill._widgets.common.train_settings import TrainSettings
 from napari_distill._widgets.common.training_panel import TrainingPanel
 from napari_distill._widgets.common.training_session import TrainingSession
 from napari_distill._widgets.common.workers import WorkerRunner
-from napari_distill.core.device import configure_cpu_threads
 from napari_distill.core.models import ModelBundle
 from napari_distill.core.preprocess import annotated_slices, class_ids_from_labels
 from napari_distill.core.training import TrainingRun, TrainStep, train_teacher
@@ -231,7 +230,7 @@ class TeacherWidget(PluginDock):
         except ValueError as error:
             show_error(f"Invalid setting: {error}")
             return
-        configure_cpu_threads(leave_free=1)  # the GUI keeps a core to itself
+        use_cpu_threads(self.settings.cpu_threads())
         self.panel.start()
         self.session.start(
             teacher_training,
