@@ -80,6 +80,8 @@ class TrainingPanel(QWidget):
         Label of the validation curve's axis; None plots the loss only.
     resume_tooltip:
         When given, a Resume button (``resume_button``) sits beside Stop, with this tooltip.
+    plot_hint:
+        What the curve plot says before the first step (default: built from its labels).
     parent:
         The parent widget.
 
@@ -102,6 +104,7 @@ class TrainingPanel(QWidget):
         train_text: str = "Train",
         score_label: str | None = "validation Dice",
         resume_tooltip: str | None = None,
+        plot_hint: str | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -122,7 +125,9 @@ class TrainingPanel(QWidget):
         self.status_label = QLabel("")
         self.status_label.setWordWrap(True)
         # the panel's update timer redraws the plot, so one repaint shows labels and curves
-        self.plot = CurvePlot(y_label="loss", y2_label=score_label, max_redraws_per_s=None)
+        self.plot = CurvePlot(
+            y_label="loss", y2_label=score_label, max_redraws_per_s=None, hint=plot_hint
+        )
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.train_button)
