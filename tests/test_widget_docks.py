@@ -83,3 +83,21 @@ def test_docks_dragged_apart_still_fit_and_scroll(qtbot, viewer):
     for dock, widget in docks:
         assert visible_height(window, dock) >= MIN_HEIGHT, dock.name
         assert widget.scroll_area.verticalScrollBar().maximum() > 0, dock.name  # it scrolls
+
+
+def test_the_plugins_menu_itself_opens_them_as_tabs(qtbot, viewer):
+    # the user's path: Plugins > napari-distill > each widget, one click after the other
+    menu = viewer.window.plugins_menu
+    ours = next(action.menu() for action in menu.actions() if action.text() == PLUGIN)
+    actions = {action.text(): action for action in ours.actions()}
+    for name in DOCKS:
+        actions[name].trigger()
+        qtbot.wait(50)
+    window = viewer.window._qt_window
+    docks = [viewer.window.dock_widgets[f"{name} ({PLUGIN})"].parent() for name in DOCKS]
+    assert len(window.tabifiedDockWidgets(docks[-1])) == 2
+    assert window.frameGeometry().height() <= SCREEN.height()
+    for dock in docks:
+        dock.raise_()
+        qtbot.wait(20)
+        assert visible_height(window, dock) >= USABLE_HEIGHT, dock.name
