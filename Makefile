@@ -45,7 +45,7 @@ lint: setup
 
 screenshots: setup
 	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python scripts/screenshot_samples.py
-	xvfb-run -a -s "-screen 0 1600x1000x24" $(BIN)/python scripts/screenshot_tour.py
+	xvfb-run -a -s "-screen 0 1366x768x24" $(BIN)/python scripts/screenshot_tour.py
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache build src/*.egg-info

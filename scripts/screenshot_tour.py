@@ -1,15 +1,18 @@
 """Screenshots of the whole loop, as a user drives it: Teacher, Quality review, Student, export.
 
-Needs a display with OpenGL; headless, run it under Xvfb from the repository root:
+Needs a display with OpenGL; headless, run it under Xvfb from the repository root, on a laptop's
+screen size:
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/screenshot_tour.py
+    xvfb-run -a -s "-screen 0 1366x768x24" .venv/bin/python scripts/screenshot_tour.py
 
-For each sample (the plugin's Medaka CT and Pap smear sample data) it docks the three widgets
-(tabbed), and with their *default* settings: trains a teacher and predicts; fits the quality
+For each sample (the plugin's Medaka CT and Pap smear sample data), in a 1366 x 768 window, it
+opens the three widgets one after the other as the Plugins menu does (``add_plugin_dock_widget``;
+they join each other as tabs), and with their *default* settings: trains a teacher and predicts;
+fits the quality
 classifier and scores every slice, then overrules two slices by hand; trains the student and
 predicts (Pap smear: nuclei split into instances; Medaka: the compact organs kept to one
 piece); exports the student's labels through the widget's Export button and reads them back.
-After each step it writes the window and the dock:
+After each step it writes the window and the whole dock (its controls, scrolled or not):
 
 - ``widget_teacher.png`` / ``widget_teacher_dock.png`` (Medaka), ``widget_teacher_pap.png``;
 - ``widget_quality_fit.png`` (the Fit tab), ``widget_quality.png`` / ``widget_quality_dock.png``
@@ -17,6 +20,9 @@ After each step it writes the window and the dock:
 - ``widget_student.png`` / ``widget_student_dock.png`` (Medaka), ``widget_student_pap.png``;
 - ``plugins_menu.png``: the Plugins menu with the three widgets;
 - ``widget_teacher_advanced.png``: the Teacher dock before any data, its *Advanced* settings open.
+
+``--steps N`` trains every network N steps instead of the widgets' defaults: a quick check of
+the pictures, not the README's (they show the default settings).
 """
 
 from __future__ import annotations
@@ -36,7 +42,7 @@ from napari_distill.core.io import read_image
 
 logger = logging.getLogger("screenshot_tour")
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-WINDOW_SIZE = (1600, 1000)
+WINDOW_SIZE = (1366, 768)  # a laptop screen
 PLUGIN = "napari-distill"
 WIDGETS = ("Teacher", "Quality review", "Student (distillation)")
 
@@ -71,35 +77,41 @@ def press(widget, button, timeout_s: float = 3600) -> None:
     )
 
 
-class Tour:
-    """One viewer with one sample open and the three widgets docked (tabbed)."""
+def open_from_menu(viewer: napari.Viewer, name: str) -> tuple:
+    """``(dock, widget)``: the widget opened as *Plugins > napari-distill > name* opens it
+    (``add_dock_widget`` without ``tabify``), then the time a user takes to the next click."""
+    opened = viewer.window.add_plugin_dock_widget(PLUGIN, name)
+    settle()
+    return opened
 
-    def __init__(self, sample: str, out_dir: Path, suffix: str) -> None:
-        self.out_dir, self.suffix = out_dir, suffix
+
+class Tour:
+    """One viewer with one sample open and the three widgets opened from the Plugins menu."""
+
+    def __init__(self, sample: str, out_dir: Path, suffix: str, steps: int | None) -> None:
+        self.out_dir, self.suffix, self.steps = out_dir, suffix, steps
         self.viewer = napari.Viewer(show=True, title=f"napari-distill: {sample}")
         self.viewer.window._qt_window.resize(*WINDOW_SIZE)
         self.viewer.open_sample(PLUGIN, sample)
-        self.docks = {
-            name: self.viewer.window.add_plugin_dock_widget(PLUGIN, name) for name in WIDGETS
-        }
-        window = self.viewer.window._qt_window
-        window.tabifyDockWidget(self.docks[WIDGETS[0]][0], self.docks[WIDGETS[1]][0])
-        window.tabifyDockWidget(self.docks[WIDGETS[1]][0], self.docks[WIDGETS[2]][0])
+        self.docks = {name: open_from_menu(self.viewer, name) for name in WIDGETS}
         self.teacher, self.quality, self.student = (self.docks[name][1] for name in WIDGETS)
-        settle()
+        if steps is not None:
+            for widget in (self.teacher, self.student):
+                widget.settings.fields[("train", "steps")].setValue(steps)
 
     def show(self, name: str) -> None:
         self.docks[name][0].raise_()
         settle()
 
-    def shoot(self, stem: str, dock=None) -> None:
-        """The window as ``stem{suffix}.png``; with ``dock``, also the dock as ``stem_dock.png``."""
+    def shoot(self, stem: str, widget=None) -> None:
+        """The window as ``stem{suffix}.png``; with ``widget``, also its whole dock (all its
+        controls, also those scrolled out of view) as ``stem_dock.png``."""
         self.out_dir.mkdir(parents=True, exist_ok=True)
         path = self.out_dir / f"{stem}{self.suffix}.png"
         self.viewer.screenshot(str(path), canvas_only=False, flash=False)
         logger.info("wrote %s", path)
-        if dock is not None and not self.suffix:
-            dock.grab().save(str(self.out_dir / f"{stem}_dock.png"))
+        if widget is not None and not self.suffix:
+            widget.content.grab().save(str(self.out_dir / f"{stem}_dock.png"))
 
     def show_labels(self, layer, slice_index: int | None = None) -> None:
         """Only ``layer`` among the labels layers, on ``slice_index`` (default: keep)."""
@@ -142,7 +154,7 @@ class Tour:
         self.quality.tabs.setCurrentIndex(0)
         settle()
         if not self.suffix:
-            self.quality.grab().save(str(self.out_dir / "widget_quality_fit.png"))
+            self.quality.content.grab().save(str(self.out_dir / "widget_quality_fit.png"))
         press(self.quality, self.quality.score_button)
         review = self.quality.review
         order = review.worst_first()
@@ -178,7 +190,11 @@ class Tour:
         predicted = student.prediction_layer
         self.show_labels(predicted, self.unannotated_slice(predicted))
         student.panel.plot.redraw()
-        self.shoot("widget_student", student.content)
+        # the window shows the dock's end: the run's curves and the Student box that predicted
+        bar = student.scroll_area.verticalScrollBar()
+        bar.setValue(bar.maximum())
+        settle()
+        self.shoot("widget_student", student)
 
     def export(self) -> None:
         """Export through the widget's button (the file dialog answered) and read it back."""
@@ -233,20 +249,20 @@ def shoot_teacher_settings(out_dir: Path) -> None:
     """``widget_teacher_advanced.png``: the Teacher dock before any data, *Advanced* open."""
     viewer = napari.Viewer(show=True, title="napari")
     viewer.window._qt_window.resize(*WINDOW_SIZE)
-    _, teacher = viewer.window.add_plugin_dock_widget(PLUGIN, WIDGETS[0])
+    _, teacher = open_from_menu(viewer, WIDGETS[0])
     teacher.settings.advanced.expand(animate=False)
     settle()
     out_dir.mkdir(parents=True, exist_ok=True)
-    teacher.grab().save(str(out_dir / "widget_teacher_advanced.png"))
+    teacher.content.grab().save(str(out_dir / "widget_teacher_advanced.png"))
     viewer.close()
 
 
-def main(out_dir: Path, samples: list[str]) -> None:
+def main(out_dir: Path, samples: list[str], steps: int | None = None) -> None:
     shoot_plugins_menu(out_dir)
     shoot_teacher_settings(out_dir)
     for sample in samples:
         suffix, instance_class, one_piece = TOURS[sample]
-        tour = Tour(sample, out_dir, suffix)
+        tour = Tour(sample, out_dir, suffix, steps)
         tour.train_teacher()
         tour.review_quality()
         tour.distil(instance_class, one_piece)
@@ -261,5 +277,9 @@ if __name__ == "__main__":
     parser.add_argument(
         "--samples", nargs="+", choices=sorted(TOURS), default=list(TOURS), help="tours to take"
     )
+    parser.add_argument(
+        "--steps", type=int, default=None,
+        help="steps of every training (default: the widgets' own); for a quick look only",
+    )  # fmt: skip
     args = parser.parse_args()
-    main(args.out, args.samples)
+    main(args.out, args.samples, args.steps)

@@ -193,6 +193,29 @@ def test_curve_plot_throttles_redraws(qtbot):
     assert len(plot.x) == len(plot.y)
 
 
+def test_curve_plot_says_what_will_appear_until_the_first_point(qtbot):
+    panel = TrainingPanel(train_text="Train teacher", score_label="validation Dice")
+    qtbot.addWidget(panel)
+    panel.show()
+    qtbot.waitExposed(panel)
+    plot = panel.plot
+    hint = plot.view.hint
+    # before training: one line of text, not empty axes from -0.04 to 0.04
+    assert hint.isVisible() and not plot.canvas.isVisible()
+    assert hint.text() == "The loss and the validation Dice appear here once training starts."
+    panel.start()
+    assert hint.isVisible() and not plot.canvas.isVisible()  # preparing the data: no step yet
+    panel.show_step(step(1))
+    assert plot.canvas.isVisible() and not hint.isVisible()
+    panel.finish("Done.")
+    assert plot.canvas.isVisible()
+    panel.start()  # a new run starts with a clean plot: the hint again
+    assert hint.isVisible() and not plot.canvas.isVisible()
+    assert (
+        CurvePlot(y2_label=None).view.hint.text() == "The loss appears here once training starts."
+    )
+
+
 def test_format_duration():
     assert format_duration(None) == "--"
     assert format_duration(62) == "1:02"

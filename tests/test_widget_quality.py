@@ -143,6 +143,11 @@ def test_fit_then_score_fills_the_plot_and_the_table(qtbot, widget, sample, note
     assert teacher_layer.name == "fish teacher labels"
     assert "4 annotated slice(s)" in widget.summary.text()
     assert not widget.score_button.isEnabled()  # nothing to score with yet
+    # hints in place of empty axes until there is something to plot
+    assert widget.fitting.panel.plot.view.hint.isVisibleTo(widget)
+    assert not widget.fitting.panel.plot.canvas.isVisibleTo(widget)
+    assert "once you press Score slices" in widget.review.plot.view.hint.text()
+    assert not widget.review.plot.view.showing_canvas
 
     click(qtbot, widget.fitting.panel.train_button)
     wait_idle(qtbot, widget)
@@ -154,6 +159,7 @@ def test_fit_then_score_fills_the_plot_and_the_table(qtbot, widget, sample, note
         assert f"Spearman {model.report.spearman:.2f}" in widget.fitting.model_label.text()
     assert widget.fitting.save_button.isEnabled()
     assert len(widget.fitting.panel.plot.x) == 4  # the loss curve
+    assert widget.fitting.panel.plot.view.showing_canvas
 
     selection = score(qtbot, widget)
     assert errors(notes) == []
@@ -172,7 +178,7 @@ def test_fit_then_score_fills_the_plot_and_the_table(qtbot, widget, sample, note
     assert sure == sorted(sure)
     plot = widget.review.plot
     drawn = sum(len(plot.points(status)[0]) for status in ("accepted", "rejected", "annotated"))
-    assert drawn == 16
+    assert drawn == 16 and plot.view.showing_canvas
     assert plot.axes.get_xlabel() == "slice" and plot.axes.get_ylabel() == "predicted IoU"
     assert plot.tau == pytest.approx(QualityConfig().tau)
     # after scoring the viewer shows the worst slice, marked in the plot and the table

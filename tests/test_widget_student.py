@@ -150,6 +150,8 @@ def test_inputs_follow_the_teacher_layer_and_count_the_slices(widget, sample):
     assert widget.settings.switches[("model", "deep_supervision")].isHidden()
     assert not widget.settings.switches[("train", "augment")].isHidden()
     assert not widget.settings.fields[("train", "steps")].isHidden()
+    assert not widget.settings.threads.isHidden()  # the student's runs choose theirs too
+    assert not widget.settings.advanced.isExpanded()
 
 
 def test_strategy_form_is_built_from_the_config_and_reaches_the_run(
@@ -161,6 +163,10 @@ def test_strategy_form_is_built_from_the_config_and_reaches_the_run(
     assert form.fields["temperature"].value() == KDConfig().temperature
     assert form.fields["smaller_student"].isChecked() is False
     assert "annotated slices" in form.fields["kd_on_annotated"].toolTip()
+    for name in ("temperature", "lambda_kd"):  # in plain words, not the loss's formula
+        tooltip = form.fields[name].toolTip()
+        assert "teacher's probabilities" in tooltip or "teacher's hesitation" in tooltip
+        assert "KL" not in tooltip and "cross-entropy" not in tooltip
     assert widget.strategy.name() == "kd"
 
     form.fields["temperature"].setValue(3.5)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QFileDialog, QFormLayout
+from qtpy.QtWidgets import QCheckBox, QDoubleSpinBox, QFileDialog, QFormLayout, QLabel, QSpinBox
 
 from napari_distill._widgets.common import handoff as handoff_module
 from napari_distill._widgets.common import workers
@@ -18,6 +18,7 @@ from napari_distill._widgets.common.handoff import (
 from napari_distill._widgets.teacher import widget as teacher_widget
 from napari_distill._widgets.teacher.widget import TeacherWidget
 from napari_distill.core.config import ModelConfig
+from napari_distill.core.device import cpu_count
 from napari_distill.core.models.networks import ModelEnsemble, ensemble_members
 from napari_distill.core.samples import make_medaka
 
@@ -96,6 +97,81 @@ def test_deep_supervision_is_a_switch_of_the_model(widget):
     assert widget.settings.configs()[0].deep_supervision is False
     widget.settings.show_configs(ModelConfig(), None)  # as when a checkpoint is loaded
     assert box.isChecked()
+
+
+# The choices a biologist makes stay in front; the network's and the optimiser's knobs go under
+# Advanced (issue 30: "The Teacher form is jargon").
+IN_FRONT = [("train", "steps"), ("train", "max_minutes"), ("model", "members")]
+ADVANCED = [
+    ("train", "patch_size"),
+    ("train", "batch_size"),
+    ("model", "base_channels"),
+    ("model", "context_slices"),
+    ("model", "downsample"),
+    ("train", "learning_rate"),
+]
+
+
+def seen(qtbot, widget: TeacherWidget, box) -> bool:
+    """Whether ``box`` shows once the dock scrolls to it (a collapsed section's rows are in a
+    section of no height: "visible" to Qt, yet nothing of them is drawn)."""
+    widget.scroll_area.ensureWidgetVisible(box)
+    qtbot.wait(10)
+    return box.isVisible() and not box.visibleRegion().isEmpty()
+
+
+def test_the_form_shows_the_basic_choices_and_hides_the_rest_under_advanced(qtbot, widget):
+    widget.viewer.window._qt_window.show()
+    qtbot.wait(50)
+    settings = widget.settings
+    assert not settings.advanced.isExpanded()
+    for key in IN_FRONT:
+        assert seen(qtbot, widget, settings.fields[key]), key
+    assert seen(qtbot, widget, settings.switches[("model", "views")])
+    for key in ADVANCED:
+        assert not seen(qtbot, widget, settings.fields[key]), key
+    assert not seen(qtbot, widget, settings.threads)
+
+    settings.advanced.expand(animate=False)
+    for key in ADVANCED:
+        assert seen(qtbot, widget, settings.fields[key]), key
+    assert seen(qtbot, widget, settings.threads)
+
+
+def test_every_advanced_setting_explains_itself_in_a_tooltip(widget):
+    advanced = widget.settings.advanced
+    editors = advanced.findChildren((QSpinBox, QDoubleSpinBox, QCheckBox))
+    labels = [label for label in advanced.findChildren(QLabel) if label.text()]
+    assert len(editors) >= len(ADVANCED) + 1 and len(labels) >= len(ADVANCED)
+    for item in editors + labels:
+        tooltip = item.toolTip()
+        assert len(tooltip.split()) >= 8, (item.objectName() or item.text(), tooltip)
+    # in plain words: no optimiser names or loss formulas
+    for key in ADVANCED:
+        tooltip = widget.settings.fields[key].toolTip()
+        assert not any(word in tooltip for word in ("AdamW", "U-Net", "KL", "cross-entropy"))
+
+
+def test_advanced_settings_and_cpu_threads_reach_the_run(qtbot, widget, errors):
+    settings = widget.settings
+    settings.fields[("model", "context_slices")].setValue(1)
+    model_config, train_config = settings.configs()
+    assert model_config.context_slices == 1 and train_config.patch_size == 32
+    assert settings.threads.text() == "auto" and settings.cpu_threads() is None
+    before = torch.get_num_threads()
+    try:
+        small(widget, steps=2)
+        settings.threads.setValue(1)
+        assert settings.cpu_threads() == 1
+        click(qtbot, widget.panel.train_button)
+        assert torch.get_num_threads() == 1
+        wait_idle(qtbot, widget)
+        assert errors == [] and widget.bundle.model_config.context_slices == 1
+        settings.threads.setValue(0)  # automatic: every core but the GUI's
+        train(qtbot, widget)
+        assert torch.get_num_threads() == max(1, cpu_count() - 1)
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_train_then_predict_adds_a_labels_layer(qtbot, widget, sample, errors):

@@ -269,8 +269,10 @@ class KDConfig:
             "label": "Temperature T",
             "min": 0.1,
             "max": 20.0,
-            "help": "Softens the teacher's and the student's probabilities before the KL "
-            "term; higher passes on more of the teacher's second choices.",
+            "help": "How much of the teacher's hesitation the student learns. The teacher "
+            "gives every pixel a probability per class; a higher T evens them out, so the "
+            "student also learns which class came second (liver or gut, at their border), "
+            "not only the winner. 1 passes them on as they are. Rarely worth changing.",
         },
     )
     lambda_kd: float = field(
@@ -279,23 +281,27 @@ class KDConfig:
             "label": "KD weight (lambda)",
             "min": 0.0,
             "max": 100.0,
-            "help": "Weight of the T^2 KL(teacher || student) term against the cross-entropy "
-            "on pseudo-labels; 0 is plain self-training.",
+            "help": "How much the student learns from the teacher's probabilities (how sure "
+            "the teacher is of each class at each pixel) beside the teacher's labels on the "
+            "accepted slices. 0 learns the labels only (plain self-training); 1 counts both "
+            "alike; more follows the teacher's probabilities more closely.",
         },
     )
     init_from_teacher: bool = field(
         default=True,
         metadata={
             "label": "Start from the teacher's weights",
-            "help": "Fine-tune the teacher (faster, usually better); off trains from scratch.",
+            "help": "Start from a copy of the teacher and refine it (faster, usually "
+            "better); off trains a new network from scratch.",
         },
     )
     smaller_student: bool = field(
         default=False,
         metadata={
             "label": "Smaller, faster student",
-            "help": "Half the channels and one level fewer (ModelConfig.student()): cheaper "
-            "to run; always trained from scratch.",
+            "help": "A network half as wide and one level shallower than the teacher: "
+            "faster to train and to predict, possibly a little less accurate; always trained "
+            "from scratch.",
         },
     )
     # METHODS.md: annotated slices learn from their ground truth, kept slices from the teacher.
@@ -305,8 +311,9 @@ class KDConfig:
         default=False,
         metadata={
             "label": "KD on annotated slices too",
-            "help": "Apply the KL term on the annotated slices as well (else on accepted "
-            "slices only).",
+            "help": "Also learn the teacher's probabilities on the annotated slices (else "
+            "only on the accepted slices; on the annotated slices the student learns your "
+            "labels). Off is better while the teacher is still weak.",
         },
     )
 

@@ -1,10 +1,11 @@
-"""A device chooser that shows what this machine has (GPU name and memory, MPS, CPU)."""
+"""A device chooser that shows what this machine has (GPU name and memory, MPS, CPU), and the
+one place where the widgets set how many CPU threads a run computes with."""
 
 from __future__ import annotations
 
 from qtpy.QtWidgets import QComboBox, QWidget
 
-from napari_distill.core.device import available_devices
+from napari_distill.core.device import available_devices, configure_cpu_threads, cpu_count
 
 
 class DevicePicker(QComboBox):
@@ -30,3 +31,16 @@ class DevicePicker(QComboBox):
         """One line naming the device that ``auto`` resolves to."""
         best = self._devices[0]
         return f"{best.name} — {best.description}"
+
+
+def use_cpu_threads(threads: int | None = None) -> int:
+    """Set the CPU threads torch computes with before a run starts; returns the count.
+
+    ``threads`` as chosen (*Advanced > CPU threads*), or None for automatic: every core but
+    one, which the GUI keeps to itself so napari stays responsive. Every widget goes through
+    here, so a change in :mod:`napari_distill.core.device` is adapted in one place.
+    """
+    if threads is None:
+        return configure_cpu_threads(leave_free=1)
+    # configure_cpu_threads counts the cores left free: leave all but ``threads``
+    return configure_cpu_threads(leave_free=cpu_count() - threads)

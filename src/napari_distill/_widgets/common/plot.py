@@ -2,7 +2,8 @@
 
 Training yields a record per step (tens per second on a GPU). Redrawing a figure takes tens of
 milliseconds on the GUI thread, so points are stored as they come and the figure is redrawn by
-a timer at most ``max_redraws_per_s`` times a second: the viewer keeps painting.
+a timer at most ``max_redraws_per_s`` times a second: the viewer keeps painting. Until the
+first point, a one-line hint stands in place of the empty axes.
 
 Example
 -------
@@ -17,6 +18,8 @@ from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
+
+from napari_distill._widgets.common.plot_hint import HintedCanvas
 
 # napari's dark theme (napari.utils.theme "dark"): the plot sits in a dark dock.
 _BACKGROUND = "#262930"
@@ -40,6 +43,9 @@ class CurvePlot(QWidget):
     max_redraws_per_s:
         Upper bound on redraws; points arriving faster are drawn together. None: no timer
         of its own, the owner calls :meth:`flush` (to repaint together with its labels).
+    hint:
+        Shown instead of the empty axes until the first point (default: "The loss and the
+        validation Dice appear here once training starts." from the labels).
     parent:
         The parent widget.
     """
@@ -52,6 +58,7 @@ class CurvePlot(QWidget):
         y2_limits: tuple[float, float] | None = (0.0, 1.0),
         log_y: bool = False,
         max_redraws_per_s: float | None = 5.0,
+        hint: str | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -61,9 +68,14 @@ class CurvePlot(QWidget):
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.canvas.setMinimumHeight(180)
+        if hint is None:
+            shown = y_label if y2_label is None else f"{y_label} and the {y2_label}"
+            verb = "appears" if y2_label is None else "appear"
+            hint = f"The {shown} {verb} here once training starts."
+        self.view = HintedCanvas(self.canvas, hint)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.canvas)
+        layout.addWidget(self.view)
 
         self.axes = self.figure.add_subplot(1, 1, 1)
         self._style(self.axes)
@@ -129,6 +141,8 @@ class CurvePlot(QWidget):
             self.x2.append(float(step))
             self.y2.append(float(y2))
             self._dirty = True
+        if self._dirty and not self.view.showing_canvas:
+            self.view.show_canvas()  # the first point: the axes replace the hint
 
     def clear(self) -> None:
         """Remove every point."""
@@ -136,6 +150,7 @@ class CurvePlot(QWidget):
             values.clear()
         self.axes.set_xlim(0, 10)
         self._background = None
+        self.view.show_canvas(False)
         self.redraw()
 
     def set_x_range(self, high: float) -> None:

@@ -120,7 +120,12 @@ class FitPanel(QWidget):
         super().__init__(parent)
         self.quality: QualityModel | None = None  # the classifier Score and Save use
         self.settings = QualitySettings()
-        self.panel = TrainingPanel(train_text="Fit quality classifier", score_label=None)
+        self.panel = TrainingPanel(
+            train_text="Fit quality classifier",
+            score_label=None,
+            plot_hint="The classifier's loss appears here once it trains, after the "
+            "pseudo-labels it learns from are made.",
+        )
         self.model_label = QLabel("No quality classifier yet: fit one or load one.")
         self.model_label.setWordWrap(True)
         self.save_button = QPushButton("Save classifier...")

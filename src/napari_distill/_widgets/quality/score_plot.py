@@ -6,7 +6,8 @@ marks a decision made by hand; small violet dots are the teacher's own confidenc
 unannotated slice's pseudo-label (when the selection has it); a dashed line is ``tau`` and a
 vertical line the slice the viewer shows. Drawing goes through ``draw_idle``, so dragging the
 threshold slider redraws at most once per event-loop pass. A left click emits
-:attr:`ScorePlot.slice_clicked` with the nearest slice.
+:attr:`ScorePlot.slice_clicked` with the nearest slice. Until a selection with scores is
+shown, a one-line hint stands in place of the empty axes.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from qtpy.QtCore import Signal
 from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
 from napari_distill._widgets.common.plot import _BACKGROUND, _FOREGROUND, _GRID
+from napari_distill._widgets.common.plot_hint import HintedCanvas
 from napari_distill._widgets.quality.score_table import ACCEPTED, ANNOTATED, REJECTED, slice_status
 from napari_distill.core.quality import Selection
 
@@ -56,9 +58,12 @@ class ScorePlot(QWidget):
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.canvas.setMinimumHeight(200)
         self.canvas.setToolTip("Click a point to go to its slice.")
+        self.view = HintedCanvas(
+            self.canvas, "The score of every slice appears here once you press Score slices."
+        )
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.canvas)
+        layout.addWidget(self.view)
 
         axes = self.axes = self.figure.add_subplot(1, 1, 1)
         axes.set_facecolor(_BACKGROUND)
@@ -112,6 +117,7 @@ class ScorePlot(QWidget):
         self._confidence.set_data(sure, [selection.confidence[i] for i in sure] if sure else [])
         if slices:
             self.axes.set_xlim(slices[0] - 0.5, slices[-1] + 0.5)
+        self.view.show_canvas(bool(slices))  # no slice scored: the hint, not empty axes
         self.refresh_statuses()
 
     def refresh_statuses(self) -> None:

@@ -44,7 +44,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_distill._widgets.common.device import DevicePicker
+from napari_distill._widgets.common.device import DevicePicker, use_cpu_threads
+from napari_distill._widgets.common.dock import PluginDock
 from napari_distill._widgets.common.handoff import (
     TEACHER_ROLE,
     SourceLayer,
@@ -60,7 +61,6 @@ from napari_distill._widgets.common.workers import WorkerRunner
 from napari_distill._widgets.quality.fit_tab import FitPanel, fit_progress
 from napari_distill._widgets.quality.review_tab import SELECTION_KEY, ReviewPanel
 from napari_distill.core.config import QualityConfig
-from napari_distill.core.device import configure_cpu_threads
 from napari_distill.core.preprocess import annotated_slices
 from napari_distill.core.quality import SliceScores, fit_quality, score_slices
 
@@ -70,7 +70,7 @@ if TYPE_CHECKING:
 __all__ = ["SELECTION_KEY", "QualityWidget"]
 
 
-class QualityWidget(QWidget):
+class QualityWidget(PluginDock):
     """Fit the quality classifier, score every slice and review which pseudo-labels to keep."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -132,7 +132,7 @@ class QualityWidget(QWidget):
 
         self.tabs.addTab(self.fitting, "1. Fit")
         self.tabs.addTab(review_tab, "2. Review")
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(self.content)
         layout.addLayout(form)
         layout.addWidget(self.summary)
         layout.addWidget(self.tabs, 1)
@@ -207,7 +207,7 @@ class QualityWidget(QWidget):
             show_error(f"Invalid setting: {error}")
             return
         shared = handoff(teacher)
-        configure_cpu_threads(leave_free=1)  # the GUI keeps a core to itself
+        use_cpu_threads()  # automatic: the GUI keeps a core to itself
         self.fitting.panel.start("Making pseudo-labels of varied quality...")
         self._start(
             "fit", fit_quality, shared["bundle"], image_data(image), painted,

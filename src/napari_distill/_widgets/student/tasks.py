@@ -25,7 +25,7 @@ from napari_distill.core.evaluation import apply_instance_config, describe_clean
 from napari_distill.core.strategies import get_strategy
 
 if TYPE_CHECKING:
-    from napari_distill._widgets.common.training_panel import TrainSettings
+    from napari_distill._widgets.common.train_settings import TrainSettings
     from napari_distill.core.models import ModelBundle
     from napari_distill.core.training import TrainingRun, TrainStep
 

@@ -20,29 +20,27 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.layers import Labels
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFormLayout,
-    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
-    QScrollArea,
     QVBoxLayout,
-    QWidget,
 )
 
-from napari_distill._widgets.common.device import DevicePicker
+from napari_distill._widgets.common.device import DevicePicker, use_cpu_threads
+from napari_distill._widgets.common.dock import PluginDock
 from napari_distill._widgets.common.handoff import (
     SourceLayer,
     add_layer_data,
     image_data,
     mirror_checkbox,
 )
-from napari_distill._widgets.common.training_panel import TrainingPanel, TrainSettings
+from napari_distill._widgets.common.train_settings import TrainSettings
+from napari_distill._widgets.common.training_panel import TrainingPanel
 from napari_distill._widgets.common.training_session import TrainingSession
 from napari_distill._widgets.common.workers import WorkerRunner
 from napari_distill._widgets.student.cleanup import CleanupRow
@@ -56,7 +54,6 @@ from napari_distill._widgets.student.tasks import (
     student_prediction,
     student_training,
 )
-from napari_distill.core.device import configure_cpu_threads
 from napari_distill.core.models import ModelBundle
 from napari_distill.core.strategies import STRATEGIES
 from napari_distill.core.training import TrainingRun
@@ -65,7 +62,7 @@ if TYPE_CHECKING:
     import napari
 
 
-class StudentWidget(QWidget):
+class StudentWidget(PluginDock):
     """Distil a teacher into a student on the annotated and accepted slices, then predict."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -147,7 +144,6 @@ class StudentWidget(QWidget):
         model_layout.addWidget(self.cleanup)
         model_layout.addLayout(instances)
         model_layout.addLayout(files)
-        self.content = QWidget()  # all controls; scrolls when the dock is shorter than they are
         layout = QVBoxLayout(self.content)
         layout.addWidget(self.inputs)
         layout.addLayout(form)
@@ -156,14 +152,6 @@ class StudentWidget(QWidget):
         layout.addWidget(self.panel)
         layout.addWidget(model_box)
         layout.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(self.content)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
 
     def enterEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
         # the Quality review changes the selection in place: recount when the user comes back
@@ -201,7 +189,7 @@ class StudentWidget(QWidget):
         except ValueError as error:
             show_error(f"Invalid setting: {error}")
             return
-        configure_cpu_threads(leave_free=1)  # the GUI keeps a core to itself
+        use_cpu_threads(self.settings.cpu_threads())
         self.panel.start(
             "Preparing the student's data (the teacher predicts the accepted slices)..."
             if inputs.pseudo_labels is None and inputs.accepted

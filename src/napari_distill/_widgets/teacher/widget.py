@@ -25,10 +25,10 @@ from qtpy.QtWidgets import (
     QLabel,
     QPushButton,
     QVBoxLayout,
-    QWidget,
 )
 
-from napari_distill._widgets.common.device import DevicePicker
+from napari_distill._widgets.common.device import DevicePicker, use_cpu_threads
+from napari_distill._widgets.common.dock import PluginDock
 from napari_distill._widgets.common.handoff import (
     SourceLayer,
     add_layer_data,
@@ -39,10 +39,10 @@ from napari_distill._widgets.common.handoff import (
     teacher_prediction,
 )
 from napari_distill._widgets.common.layers import LayerPicker
-from napari_distill._widgets.common.training_panel import TrainingPanel, TrainSettings
+from napari_distill._widgets.common.train_settings import TrainSettings
+from napari_distill._widgets.common.training_panel import TrainingPanel
 from napari_distill._widgets.common.training_session import TrainingSession
 from napari_distill._widgets.common.workers import WorkerRunner
-from napari_distill.core.device import configure_cpu_threads
 from napari_distill.core.models import ModelBundle
 from napari_distill.core.preprocess import annotated_slices, class_ids_from_labels
 from napari_distill.core.training import TrainingRun, TrainStep, train_teacher
@@ -64,7 +64,7 @@ def teacher_training(
     return (yield from run.steps())
 
 
-class TeacherWidget(QWidget):
+class TeacherWidget(PluginDock):
     """Train a teacher on the annotated slices of a labels layer, then predict the rest."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -135,7 +135,7 @@ class TeacherWidget(QWidget):
         model_layout.addWidget(self.model_label)
         model_layout.addLayout(files)
         model_layout.addLayout(predict)
-        layout = QVBoxLayout(self)
+        layout = QVBoxLayout(self.content)
         layout.addLayout(form)
         layout.addWidget(self.summary)
         layout.addWidget(self.settings)
@@ -230,7 +230,7 @@ class TeacherWidget(QWidget):
         except ValueError as error:
             show_error(f"Invalid setting: {error}")
             return
-        configure_cpu_threads(leave_free=1)  # the GUI keeps a core to itself
+        use_cpu_threads(self.settings.cpu_threads())
         self.panel.start()
         self.session.start(
             teacher_training,
