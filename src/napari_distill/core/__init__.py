@@ -120,8 +120,15 @@ if TYPE_CHECKING:  # what static tools see; at run time the names load on first 
         mean_iou,
     )
     from .inference import Prediction, predict_bundle, predict_stack
-    from .io import ImageData, ReadError, read_image, read_labels, write_image
-    from .io import write_labels, write_probabilities
+    from .io import (
+        ImageData,
+        ReadError,
+        read_image,
+        read_labels,
+        write_image,
+        write_labels,
+        write_probabilities,
+    )
     from .models import CheckpointError, ModelBundle, load_checkpoint, save_checkpoint
     from .pipeline import PipelineConfig, run_pipeline
     from .progress import run_to_completion
