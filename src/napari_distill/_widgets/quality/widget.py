@@ -80,7 +80,9 @@ class QualityWidget(QWidget):
         self._job: str | None = None  # "fit", "score" or "predict" while a worker runs
 
         self.image_picker = LayerPicker(viewer, Image, accept=lambda layer: handoff(layer) is None)
-        self.labels_picker = LayerPicker(viewer, Labels, accept=self._is_painted_labels)
+        self.labels_picker = LayerPicker(
+            viewer, Labels, accept=self._is_painted_labels, images_as_labels=True
+        )
         self.teacher_picker = LayerPicker(viewer, Labels, accept=self._is_teacher_prediction)
         self.image_picker.setToolTip("The image the teacher segmented.")
         self.labels_picker.setToolTip("The sparse annotations the teacher was trained on.")
@@ -142,8 +144,13 @@ class QualityWidget(QWidget):
         image = self.image_picker.layer() if hasattr(self, "image_picker") else None
         return None if image is None else spatial_shape(image)
 
-    def _is_painted_labels(self, layer: Labels) -> bool:
-        return handoff(layer) is None and tuple(layer.data.shape) == self._image_shape()
+    def _is_painted_labels(self, layer: Labels | Image) -> bool:
+        image = self.image_picker.layer() if hasattr(self, "image_picker") else None
+        return (
+            handoff(layer) is None
+            and layer is not image
+            and tuple(layer.data.shape) == self._image_shape()
+        )
 
     def _is_teacher_prediction(self, layer: Labels) -> bool:
         role = (handoff(layer) or {}).get("role")
@@ -206,6 +213,7 @@ class QualityWidget(QWidget):
         except ValueError as error:
             show_error(f"Invalid setting: {error}")
             return
+        self.labels_picker.layer_as_labels()  # an image chosen becomes a labels copy
         shared = handoff(teacher)
         configure_cpu_threads(leave_free=1)  # the GUI keeps a core to itself
         self.fitting.panel.start("Making pseudo-labels of varied quality...")
