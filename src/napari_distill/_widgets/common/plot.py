@@ -4,6 +4,12 @@ Training yields a record per step (tens per second on a GPU). Redrawing a figure
 milliseconds on the GUI thread, so points are stored as they come and the figure is redrawn by
 a timer at most ``max_redraws_per_s`` times a second: the viewer keeps painting.
 
+Only the curves are redrawn during a run (blitted over a cached picture of the axes, about a
+millisecond). A full draw (axes, ticks and their labels: about 30 ms of CPU, several times that
+on a busy machine, all of it on the GUI thread) happens only when the axes change: the canvas
+has a fixed height, so status lines that wrap differently never resize it, and a falling loss
+never rescales its axis (it starts at 0; :func:`_fit`).
+
 Example
 -------
 >>> plot = CurvePlot(y_label="loss", y2_label="validation Dice")  # doctest: +SKIP
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
@@ -24,6 +31,14 @@ _FOREGROUND = "#f0f1f2"
 _GRID = "#4a4f5a"
 _Y_COLOUR = "#5fa8f5"  # loss: blue
 _Y2_COLOUR = "#f5a25f"  # validation score: orange
+# The plot's height in pixels. Fixed: a resize costs a full draw, and during a run the dock's
+# labels (status, model) change their line count and napari's status bar shows a progress bar.
+PLOT_HEIGHT_PX = 200
+# Ticks per axis: enough to read the curve; each tick label is a text to draw.
+MAX_TICKS = 5
+# Room left above the highest loss when the axis is fitted, so a loss that rises a little
+# (warm-up, a hard batch) does not rescale the axis.
+HEADROOM = 1.25
 
 
 class CurvePlot(QWidget):
@@ -60,13 +75,16 @@ class CurvePlot(QWidget):
         self.figure = Figure(figsize=(3.6, 2.4), dpi=100, facecolor=_BACKGROUND)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.canvas.setMinimumHeight(180)
+        # Fixed, and never squeezed by the dock's layout: a resize costs a full draw
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setFixedHeight(PLOT_HEIGHT_PX)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
 
         self.axes = self.figure.add_subplot(1, 1, 1)
         self._style(self.axes)
+        self.axes.xaxis.set_major_locator(MaxNLocator(MAX_TICKS, integer=True))
         self.axes.set_xlabel(x_label, color=_FOREGROUND)
         self.axes.set_ylabel(y_label, color=_Y_COLOUR)
         self.axes.grid(True, color=_GRID, linewidth=0.5)
@@ -101,6 +119,7 @@ class CurvePlot(QWidget):
         self.y2: list[float] = []
         self._dirty = False
         self.redraws = 0  # how many times the figure was drawn (tests check the throttle)
+        self.full_draws = 0  # of which axes and all (the costly kind)
         self._timer = QTimer(self)
         if max_redraws_per_s is not None:
             self._timer.setInterval(max(1, int(1000 / max_redraws_per_s)))
@@ -112,6 +131,7 @@ class CurvePlot(QWidget):
     @staticmethod
     def _style(axes) -> None:
         axes.set_facecolor(_BACKGROUND)
+        axes.yaxis.set_major_locator(MaxNLocator(MAX_TICKS))
         axes.tick_params(colors=_FOREGROUND, labelsize=8)
         for spine in axes.spines.values():
             spine.set_color(_GRID)
@@ -131,11 +151,10 @@ class CurvePlot(QWidget):
             self._dirty = True
 
     def clear(self) -> None:
-        """Remove every point."""
+        """Remove every point; the axes keep their limits (the next run refits them only if
+        its points need it, so clearing costs no full draw)."""
         for values in (self.x, self.y, self.x2, self.y2):
             values.clear()
-        self.axes.set_xlim(0, 10)
-        self._background = None
         self.redraw()
 
     def set_x_range(self, high: float) -> None:
@@ -164,9 +183,13 @@ class CurvePlot(QWidget):
             return
         self.canvas.restore_region(self._background)
         self._draw_curves()
-        self.canvas.blit(self.figure.bbox)
+        # The canvas paints from the Agg buffer just drawn into. update(), not blit(): blit
+        # repaints at once, and in a window holding napari's OpenGL canvas every repaint
+        # composes the whole window; update() joins the repaint of the labels changed with it.
+        self.canvas.update()
 
     def _on_draw(self, _event) -> None:
+        self.full_draws += 1
         self._background = self.canvas.copy_from_bbox(self.figure.bbox)
         self._draw_curves()
 
@@ -207,13 +230,24 @@ class CurvePlot(QWidget):
 
 
 def _fit(axes, values: list[float], log: bool) -> bool:
-    """Set ``axes``' y limits around ``values`` when they leave them or fill under a quarter."""
+    """Set ``axes``' y limits around ``values`` when they leave them or fill under a quarter.
+
+    Values that are all >= 0 on a linear axis (losses) get limits from 0 to :data:`HEADROOM`
+    times their maximum, so a falling curve never leaves them; they change only for a new
+    maximum above them, or when the maximum falls under a quarter of the range (a new run).
+    """
     if not values:
         return False
     low, high = min(values), max(values)
+    current_low, current_high = axes.get_ylim()
+    if not log and low >= 0:
+        high = max(high, 1e-6)
+        if current_low == 0 and high <= current_high <= 4 * high:
+            return False
+        axes.set_ylim(0, high * HEADROOM)
+        return True
     if log:
         low, high = max(low, 1e-12), max(high, 1e-12)
-    current_low, current_high = axes.get_ylim()
     span = max(high - low, 1e-6 * max(1.0, abs(high)))
     inside = current_low <= low and high <= current_high
     if inside and (current_high - current_low) <= 4 * span:

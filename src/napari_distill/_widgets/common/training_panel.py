@@ -199,6 +199,15 @@ class TrainingPanel(QWidget):
         if record is None:
             self._update_timer.stop()
             return
+        # One repaint for the bar, the labels and the curve: QProgressBar.setValue repaints at
+        # once, and each repaint composes the whole window (napari's canvas is OpenGL).
+        self.setUpdatesEnabled(False)
+        try:
+            self._show_record(record, validated)
+        finally:
+            self.setUpdatesEnabled(True)
+
+    def _show_record(self, record: Any, validated: Any) -> None:
         total = max(1, int(record.total_steps))
         if self.progress_bar.maximum() != total:
             self.progress_bar.setRange(0, total)

@@ -57,7 +57,7 @@ from napari_distill._widgets.common.handoff import (
 )
 from napari_distill._widgets.common.layers import LayerPicker
 from napari_distill._widgets.common.workers import WorkerRunner
-from napari_distill._widgets.quality.fit_tab import FitPanel, fit_progress
+from napari_distill._widgets.quality.fit_tab import FitPanel
 from napari_distill._widgets.quality.review_tab import SELECTION_KEY, ReviewPanel
 from napari_distill.core.config import QualityConfig
 from napari_distill.core.device import configure_cpu_threads
@@ -222,7 +222,7 @@ class QualityWidget(QWidget):
             config=config, teacher_snapshots=shared.get("snapshots", ()),
             device=self.device_picker.device(), rgb=image.rgb,
             on_yield=self.fitting.show_record, on_return=self.fitting.set_model,
-            on_finish=self._on_fit_finished, progress=fit_progress,
+            on_finish=self._on_fit_finished,  # progress: the fit panel's own bar
             description="Fitting the quality classifier",
             error_message="Fitting the quality classifier failed",
         )  # fmt: skip
