@@ -180,7 +180,7 @@ def test_training_panel_follows_the_records(qtbot):
     assert not panel.train_button.isEnabled() and panel.stop_button.isEnabled()
     for i in range(1, 6):
         panel.show_step(step(i, val=0.5 if i == 5 else None))
-    # bars and labels follow at most 5 times a second
+    # bars and labels follow at most UPDATES_PER_S times a second
     qtbot.waitUntil(lambda: panel.progress_bar.value() == 5, timeout=2_000)
     assert panel.progress_bar.maximum() == 10 and panel.progress_bar.text() == "step 5 / 10"
     assert panel.plot.x == [1, 2, 3, 4, 5] and panel.plot.y2 == [0.5]
@@ -236,6 +236,25 @@ def test_a_falling_loss_is_blitted_without_redrawing_the_axes(qtbot):
     plot.clear()  # a new run keeps the axes: no full draw to erase the curves either
     qtbot.wait(50)
     assert plot.x == [] and plot.full_draws == fitted
+
+
+def test_axes_drawn_in_the_background_look_as_drawn_on_the_gui_thread(qtbot):
+    plot = CurvePlot(max_redraws_per_s=None)
+    qtbot.addWidget(plot)
+    plot.resize(380, 200)
+    plot.show()
+    qtbot.waitExposed(plot)
+    qtbot.waitUntil(lambda: plot._background is not None, timeout=2_000)  # drawn when shown
+    drawn = plot.full_draws
+    plot.set_x_range(150)  # new axes: drawn by a background thread
+    for i in range(1, 40):
+        plot.append(i, y=3.0 / i, y2=0.1 * (i // 10) if i % 10 == 0 else None)
+    plot.redraw()
+    qtbot.waitUntil(lambda: plot.full_draws == drawn + 1, timeout=5_000)
+    in_background = np.asarray(plot.canvas.renderer.buffer_rgba()).copy()
+    plot.canvas.draw()  # the same figure drawn here, curves and all
+    on_gui_thread = np.asarray(plot.canvas.renderer.buffer_rgba())
+    np.testing.assert_array_equal(in_background, on_gui_thread)
 
 
 def test_the_curve_keeps_its_height_when_the_status_wraps(qtbot):

@@ -5,10 +5,11 @@ milliseconds on the GUI thread, so points are stored as they come and the figure
 a timer at most ``max_redraws_per_s`` times a second: the viewer keeps painting.
 
 Only the curves are redrawn during a run (blitted over a cached picture of the axes, about a
-millisecond). A full draw (axes, ticks and their labels: about 30 ms of CPU, several times that
-on a busy machine, all of it on the GUI thread) happens only when the axes change: the canvas
-has a fixed height, so status lines that wrap differently never resize it, and a falling loss
-never rescales its axis (it starts at 0; :func:`_fit`).
+millisecond). The axes (ticks and their labels: about 25 ms of CPU, several times that on a
+busy machine) are drawn again only when they change: the canvas has a fixed height, so status
+lines that wrap differently never resize it, and a falling loss never rescales its axis (it
+starts at 0; :func:`_fit`). When they do change (a run's first step fixes the step axis), they
+are drawn in a background thread (:mod:`~napari_distill._widgets.common.plot_frame`).
 
 Example
 -------
@@ -19,11 +20,17 @@ Example
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
+
+from napari_distill._widgets.common.plot_frame import FrameRenderer, FrameSpec
 
 # napari's dark theme (napari.utils.theme "dark"): the plot sits in a dark dock.
 _BACKGROUND = "#262930"
@@ -82,36 +89,14 @@ class CurvePlot(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
 
-        self.axes = self.figure.add_subplot(1, 1, 1)
-        self._style(self.axes)
-        self.axes.xaxis.set_major_locator(MaxNLocator(MAX_TICKS, integer=True))
-        self.axes.set_xlabel(x_label, color=_FOREGROUND)
-        self.axes.set_ylabel(y_label, color=_Y_COLOUR)
-        self.axes.grid(True, color=_GRID, linewidth=0.5)
-        if log_y:
-            self.axes.set_yscale("log")
-        (self._line,) = self.axes.plot(
-            [], [], color=_Y_COLOUR, linewidth=1.0, label=y_label, animated=True
-        )
+        self._recipe = functools.partial(
+            _build_axes, x_label=x_label, y_label=y_label, y2_label=y2_label,
+            y2_limits=y2_limits, log_y=log_y,
+        )  # fmt: skip
+        self.axes, self.axes2 = self._recipe(self.figure)
         self.axes.set_xlim(0, 10)
-        self.axes2 = None
-        self._line2 = None
-        if y2_label is not None:
-            self.axes2 = self.axes.twinx()
-            self._style(self.axes2)
-            self.axes2.set_ylabel(y2_label, color=_Y2_COLOUR)
-            if y2_limits is not None:
-                self.axes2.set_ylim(*y2_limits)
-            (self._line2,) = self.axes2.plot(
-                [],
-                [],
-                color=_Y2_COLOUR,
-                marker="o",
-                markersize=3,
-                linewidth=1.2,
-                label=y2_label,
-                animated=True,
-            )
+        self._line = self.axes.lines[0]
+        self._line2 = None if self.axes2 is None else self.axes2.lines[0]
         self._y2_limits = y2_limits
         self.x: list[float] = []
         self.y: list[float] = []
@@ -127,14 +112,9 @@ class CurvePlot(QWidget):
             self._timer.start()
         self._background = None  # the figure without the curves, for blitting
         self.canvas.mpl_connect("draw_event", self._on_draw)
-
-    @staticmethod
-    def _style(axes) -> None:
-        axes.set_facecolor(_BACKGROUND)
-        axes.yaxis.set_major_locator(MaxNLocator(MAX_TICKS))
-        axes.tick_params(colors=_FOREGROUND, labelsize=8)
-        for spine in axes.spines.values():
-            spine.set_color(_GRID)
+        self._frames = FrameRenderer(self._recipe, parent=self)
+        self._frames.ready.connect(self._on_frame)
+        self._frame_wanted: FrameSpec | None = None
 
     def append(self, step: float, y: float | None = None, y2: float | None = None) -> None:
         """Add a point to the left curve (``y``) and/or the right one (``y2``) at ``step``.
@@ -179,7 +159,7 @@ class CurvePlot(QWidget):
         self._dirty = False
         self.redraws += 1
         if self._rescale() or self._background is None:
-            self.canvas.draw_idle()  # full draw; _on_draw caches the background
+            self._draw_axes()
             return
         self.canvas.restore_region(self._background)
         self._draw_curves()
@@ -188,8 +168,42 @@ class CurvePlot(QWidget):
         # composes the whole window; update() joins the repaint of the labels changed with it.
         self.canvas.update()
 
+    def _draw_axes(self) -> None:
+        """Draw the axes again: in the background once the canvas was drawn at its size (by
+        a show or a resize, which matplotlib draws on the GUI thread), else now."""
+        renderer = getattr(self.canvas, "renderer", None)
+        width, height = self.figure.bbox.size
+        if renderer is None or (renderer.width, renderer.height) != (int(width), int(height)):
+            self.canvas.draw_idle()  # full draw; _on_draw caches the background
+            return
+        spec = FrameSpec.of(self.figure, self.axes, self.axes2)
+        if spec != self._frame_wanted:
+            self._frame_wanted = spec
+            self._frames.request(spec)
+
+    def _on_frame(self, spec: FrameSpec, pixels) -> None:
+        renderer = getattr(self.canvas, "renderer", None)
+        current = FrameSpec.of(self.figure, self.axes, self.axes2)
+        if spec == self._frame_wanted:
+            self._frame_wanted = None
+        if (
+            spec != current
+            or renderer is None
+            or pixels.shape[:2] != (renderer.height, renderer.width)
+        ):
+            return  # the axes changed meanwhile: a newer frame or a full draw follows
+        np.asarray(renderer.buffer_rgba())[...] = pixels
+        self.full_draws += 1
+        self._background = self.canvas.copy_from_bbox(self.figure.bbox)
+        self._line.set_data(self.x, self.y)
+        if self._line2 is not None:
+            self._line2.set_data(self.x2, self.y2)
+        self._draw_curves()
+        self.canvas.update()
+
     def _on_draw(self, _event) -> None:
         self.full_draws += 1
+        self._frame_wanted = None
         self._background = self.canvas.copy_from_bbox(self.figure.bbox)
         self._draw_curves()
 
@@ -227,6 +241,47 @@ class CurvePlot(QWidget):
         super().showEvent(event)
         if self._dirty:
             self.redraw()
+
+
+def _style(axes: Axes) -> None:
+    axes.set_facecolor(_BACKGROUND)
+    axes.yaxis.set_major_locator(MaxNLocator(MAX_TICKS))
+    axes.tick_params(colors=_FOREGROUND, labelsize=8)
+    for spine in axes.spines.values():
+        spine.set_color(_GRID)
+
+
+def _build_axes(
+    figure: Figure,
+    x_label: str,
+    y_label: str,
+    y2_label: str | None,
+    y2_limits: tuple[float, float] | None,
+    log_y: bool,
+) -> tuple[Axes, Axes | None]:
+    """The plot's axes and (animated, so left out of full draws) curves on ``figure``: the
+    plot's own figure, and the figures its frames are drawn on in the background."""
+    axes = figure.add_subplot(1, 1, 1)
+    _style(axes)
+    axes.xaxis.set_major_locator(MaxNLocator(MAX_TICKS, integer=True))
+    axes.set_xlabel(x_label, color=_FOREGROUND)
+    axes.set_ylabel(y_label, color=_Y_COLOUR)
+    axes.grid(True, color=_GRID, linewidth=0.5)
+    if log_y:
+        axes.set_yscale("log")
+    axes.plot([], [], color=_Y_COLOUR, linewidth=1.0, label=y_label, animated=True)
+    if y2_label is None:
+        return axes, None
+    axes2 = axes.twinx()
+    _style(axes2)
+    axes2.set_ylabel(y2_label, color=_Y2_COLOUR)
+    if y2_limits is not None:
+        axes2.set_ylim(*y2_limits)
+    axes2.plot(
+        [], [], color=_Y2_COLOUR, marker="o", markersize=3, linewidth=1.2, label=y2_label,
+        animated=True,
+    )  # fmt: skip
+    return axes, axes2
 
 
 def _fit(axes, values: list[float], log: bool) -> bool:
