@@ -7,11 +7,16 @@ ticks show how long the event loop was blocked (by the GIL, a slot or a redraw).
 measured during the prediction of the whole volume.
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python benchmarks/gui_latency.py \\
-        --steps 150 --json benchmarks/results/gui_latency.json
+        --steps 150 --repeat 5 --json benchmarks/results/gui_latency.json
 
 Reported (milliseconds): ``max_stall_ms`` and ``p99_stall_ms`` of the gaps between ticks
 beyond the tick interval, ``median_gap_ms``, plus ``ticks``, ``steps`` and the wall time, for
-the training phase and, under ``predict``, for the prediction.
+the training phase and, under ``predict``, for the prediction. ``load_average`` is the
+machine's 1/5/15-minute load before and after the run: on a shared machine other jobs take
+the cores the GUI thread needs, and stalls grow with them.
+
+``--repeat N`` runs the whole measurement N times, each in a fresh process (as a user starts
+napari), and reports every run and the spread (min / median / max) of each statistic.
 """
 
 from __future__ import annotations
@@ -21,6 +26,9 @@ import json
 import logging
 import os
 import platform
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -104,7 +112,13 @@ def settle(seconds: float) -> None:
     loop.exec()
 
 
+def load_average() -> list[float]:
+    """The 1, 5 and 15-minute load averages (runnable processes; 2 cores are full at 2)."""
+    return [round(value, 2) for value in os.getloadavg()]
+
+
 def measure(steps: int, tick_ms: int, predict: bool) -> dict:
+    load_before = load_average()
     viewer = napari.Viewer(show=True, title="napari-distill GUI latency")
     viewer.window._qt_window.resize(1600, 1000)
     viewer.open_sample("napari-distill", "medaka_ct")
@@ -137,7 +151,8 @@ def measure(steps: int, tick_ms: int, predict: bool) -> dict:
         result["predict"] = predicted
     result.update(
         tick_interval_ms=tick_ms,
-        image_shape=list(viewer.layers["Medaka CT (synthetic)"].data.shape),
+        image_shape=list(widget.image_picker.layer().data.shape),
+        load_average={"before": load_before, "after": load_average()},
         torch_threads=torch.get_num_threads(),
         cpu_count=os.cpu_count(),
         machine=platform.processor() or platform.machine(),
@@ -148,15 +163,56 @@ def measure(steps: int, tick_ms: int, predict: bool) -> dict:
     return result
 
 
+SPREAD_KEYS = ("max_stall_ms", "p99_stall_ms", "p95_stall_ms", "median_gap_ms", "wall_s")
+
+
+def spread(runs: list[dict]) -> dict:
+    """min / median / max over runs of each statistic, for training and prediction."""
+    phases = {"train": runs, "predict": [run["predict"] for run in runs if "predict" in run]}
+    summary: dict[str, dict] = {}
+    for phase, results in phases.items():
+        for key in SPREAD_KEYS:
+            values = [result[key] for result in results if key in result]
+            if values:
+                summary.setdefault(phase, {})[key] = {
+                    "min": min(values),
+                    "median": round(float(np.median(values)), 1),
+                    "max": max(values),
+                    "each": values,
+                }
+    return summary
+
+
+def repeat(args: argparse.Namespace) -> dict:
+    """Run the measurement ``args.repeat`` times, each in a fresh process."""
+    runs = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for index in range(args.repeat):
+            out = Path(scratch) / f"run{index}.json"
+            command = [sys.executable, __file__, "--steps", str(args.steps)]
+            command += ["--tick-ms", str(args.tick_ms), "--json", str(out)]
+            command += ["--no-predict"] if args.no_predict else []
+            subprocess.run(command, check=True)
+            runs.append(json.loads(out.read_text()))
+            logger.info("run %d: max stall %.1f ms", index + 1, runs[-1]["max_stall_ms"])
+    return {"runs": runs, "spread": spread(runs), "repeats": args.repeat}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=150, help="training steps (default 150)")
     parser.add_argument("--tick-ms", type=int, default=10, help="GUI timer interval (ms)")
     parser.add_argument("--no-predict", action="store_true", help="skip the prediction phase")
     parser.add_argument("--json", type=Path, help="write the results to this JSON file")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs, each in a fresh process (default 1)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    result = measure(args.steps, args.tick_ms, predict=not args.no_predict)
+    if args.repeat > 1:
+        result = repeat(args)
+    else:
+        result = measure(args.steps, args.tick_ms, predict=not args.no_predict)
     text = json.dumps(result, indent=2)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -41,13 +41,13 @@ def medaka(path: Path) -> None:
     layers = medaka_ct()
     viewer = napari.Viewer(show=True, title="napari-distill: Medaka CT (synthetic)")
     _add(viewer, layers)
-    sparse = layers[1][0]
+    sparse = layers[-1][0]  # the painted layer comes last (napari selects it)
     annotated = np.flatnonzero(sparse.reshape(sparse.shape[0], -1).any(axis=1))
     organs = [np.unique(sparse[i]).size for i in annotated]
     best = int(annotated[int(np.argmax(organs))])
     viewer.dims.set_current_step(0, best)
-    viewer.layers["Medaka annotations (sparse)"].opacity = 0.45
-    viewer.layers.selection.active = viewer.layers["Medaka annotations (sparse)"]
+    viewer.layers["medaka painted"].opacity = 0.45
+    viewer.layers.selection.active = viewer.layers["medaka painted"]
     _grab(viewer, path)
     viewer.close()
 
@@ -56,7 +56,7 @@ def pap(path: Path) -> None:
     """The annotated field with its sparse labels, outlines only so the stain stays visible."""
     viewer = napari.Viewer(show=True, title="napari-distill: Pap smear (synthetic)")
     _add(viewer, pap_smear())
-    labels = viewer.layers["Pap smear annotations (sparse)"]
+    labels = viewer.layers["pap painted"]
     labels.contour = 2
     labels.opacity = 0.9
     viewer.dims.set_current_step(0, 0)

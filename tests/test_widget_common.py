@@ -69,6 +69,29 @@ def test_runner_returns_the_result_and_reports_progress(qtbot):
     assert record.outcomes == ["returned"]
 
 
+@pytest.mark.parametrize("with_progress", [True, False])
+def test_only_tasks_with_a_progress_function_get_napari_s_activity_bar(qtbot, with_progress):
+    # training shows its own bar; napari's would animate a status-bar indicator all along
+    from napari.utils import progress
+
+    widget = QWidget()
+    qtbot.addWidget(widget)
+    runner = WorkerRunner(widget)
+    seen = []
+    kwargs = {"progress": lambda i: (i + 1, 3)} if with_progress else {}
+    run_and_wait(
+        qtbot,
+        runner,
+        counting,
+        3,
+        0.01,
+        on_yield=lambda _: seen.append(len(progress._all_instances)),
+        **kwargs,
+    )
+    assert seen and all(count == (1 if with_progress else 0) for count in seen)
+    assert len(progress._all_instances) == 0  # closed when done
+
+
 @pytest.mark.parametrize("error", [ValueError("paint two classes"), RuntimeError("out of memory")])
 def test_runner_shows_errors_and_becomes_usable_again(qtbot, errors, error):
     def failing():
@@ -157,7 +180,7 @@ def test_training_panel_follows_the_records(qtbot):
     assert not panel.train_button.isEnabled() and panel.stop_button.isEnabled()
     for i in range(1, 6):
         panel.show_step(step(i, val=0.5 if i == 5 else None))
-    # bars and labels follow at most 5 times a second
+    # bars and labels follow at most UPDATES_PER_S times a second
     qtbot.waitUntil(lambda: panel.progress_bar.value() == 5, timeout=2_000)
     assert panel.progress_bar.maximum() == 10 and panel.progress_bar.text() == "step 5 / 10"
     assert panel.plot.x == [1, 2, 3, 4, 5] and panel.plot.y2 == [0.5]
@@ -214,6 +237,61 @@ def test_curve_plot_says_what_will_appear_until_the_first_point(qtbot):
     assert (
         CurvePlot(y2_label=None).view.hint.text() == "The loss appears here once training starts."
     )
+
+
+def test_a_falling_loss_is_blitted_without_redrawing_the_axes(qtbot):
+    plot = CurvePlot(max_redraws_per_s=None)
+    qtbot.addWidget(plot)
+    plot.show()
+    qtbot.waitExposed(plot)
+    plot.set_x_range(100)
+    plot.append(1, y=2.0)
+    plot.redraw()
+    qtbot.waitUntil(lambda: plot._background is not None, timeout=2_000)
+    fitted = plot.full_draws
+    for i in range(2, 101):  # a loss that falls (and wobbles below its first value)
+        plot.append(i, y=2.0 * np.exp(-i / 30) + 0.1 * (i % 3), y2=0.5 if i % 25 == 0 else None)
+        plot.redraw()
+    qtbot.wait(50)
+    assert plot.full_draws == fitted  # only the curves were drawn again
+    low, high = plot.axes.get_ylim()
+    assert low == 0 and high >= max(plot.y)
+    plot.clear()  # a new run keeps the axes: no full draw to erase the curves either
+    qtbot.wait(50)
+    assert plot.x == [] and plot.full_draws == fitted
+
+
+def test_axes_drawn_in_the_background_look_as_drawn_on_the_gui_thread(qtbot):
+    plot = CurvePlot(max_redraws_per_s=None)
+    qtbot.addWidget(plot)
+    plot.resize(380, 200)
+    plot.show()
+    qtbot.waitExposed(plot)
+    plot.append(0, y=3.0)  # the first point shows the canvas in the hint's place
+    plot.redraw()
+    qtbot.waitUntil(lambda: plot._background is not None, timeout=2_000)  # drawn when shown
+    drawn = plot.full_draws
+    plot.set_x_range(150)  # new axes: drawn by a background thread
+    for i in range(1, 40):
+        plot.append(i, y=3.0 / i, y2=0.1 * (i // 10) if i % 10 == 0 else None)
+    plot.redraw()
+    qtbot.waitUntil(lambda: plot.full_draws == drawn + 1, timeout=5_000)
+    in_background = np.asarray(plot.canvas.renderer.buffer_rgba()).copy()
+    plot.canvas.draw()  # the same figure drawn here, curves and all
+    on_gui_thread = np.asarray(plot.canvas.renderer.buffer_rgba())
+    np.testing.assert_array_equal(in_background, on_gui_thread)
+
+
+def test_the_curve_keeps_its_height_when_the_status_wraps(qtbot):
+    panel = TrainingPanel(train_text="Train teacher")
+    qtbot.addWidget(panel)
+    panel.resize(300, 500)
+    panel.show()
+    qtbot.waitExposed(panel)
+    height = panel.plot.height()
+    panel.set_status("A status line long enough to wrap over several lines of the dock. " * 4)
+    qtbot.wait(50)
+    assert panel.plot.height() == height
 
 
 def test_format_duration():

@@ -72,7 +72,7 @@ def test_teacher_quality_student_export(qtbot, make_napari_viewer, tmp_path, mon
         teacher_widget.settings.fields[key].setValue(value)
     run(qtbot, teacher_widget, teacher_widget.panel.train_button)
     run(qtbot, teacher_widget, teacher_widget.predict_button)
-    teacher_layer = viewer.layers["fish teacher labels"]
+    teacher_layer = viewer.layers["fish teacher"]
     assert errors == []
 
     # 2. the quality classifier scores every slice; a click in the table moves the viewer
@@ -96,7 +96,7 @@ def test_teacher_quality_student_export(qtbot, make_napari_viewer, tmp_path, mon
     # 3. the student distils the teacher on annotated + accepted slices and predicts
     inputs = student_widget.inputs
     inputs.update_summary()  # what entering the widget with the mouse does
-    assert inputs.teacher_box.currentText() == "fish teacher labels"
+    assert inputs.teacher_box.currentText() == "fish teacher"
     assert "4 annotated + 12 accepted = 16 of 16" in inputs.summary.text()
     small = {"steps": 10, "patch_size": 32, "batch_size": 2, "validate_every": 5}
     for name, value in small.items():
@@ -105,7 +105,7 @@ def test_teacher_quality_student_export(qtbot, make_napari_viewer, tmp_path, mon
     assert errors == [] and student_widget.bundle.extra["accepted_slices"] == accepted
     assert len(student_widget.panel.plot.x) == 10
     run(qtbot, student_widget, student_widget.predict_button)
-    labels = viewer.layers["fish student labels"]
+    labels = viewer.layers["fish student"]
     assert labels.metadata[METADATA_KEY]["role"] == STUDENT_ROLE
     assert labels.data.shape == sample.image.shape
     np.testing.assert_allclose(labels.scale, sample.scale)

@@ -140,7 +140,7 @@ def test_fit_then_score_fills_the_plot_and_the_table(qtbot, widget, sample, note
     assert widget.image_picker.layer().name == "fish"
     assert widget.labels_picker.layer().name == "painted"
     teacher_layer = widget.teacher_picker.layer()
-    assert teacher_layer.name == "fish teacher labels"
+    assert teacher_layer.name == "fish teacher"
     assert "4 annotated slice(s)" in widget.summary.text()
     assert not widget.score_button.isEnabled()  # nothing to score with yet
     # hints in place of empty axes until there is something to plot
@@ -402,7 +402,7 @@ def test_errors_are_notifications_and_the_widget_stays_usable(
     assert widget.load_teacher_button.text() == "Cancel"
     wait_idle(qtbot, widget)
     layer = widget.teacher_picker.layer()
-    assert layer is not None and layer.name == "fish teacher labels"
+    assert layer is not None and layer.name == "fish teacher"
     assert handoff(layer)["bundle"].class_ids == teacher[0].class_ids
     assert widget.load_teacher_button.text() == "Load..."
 

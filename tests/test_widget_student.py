@@ -135,7 +135,7 @@ def wait_idle(qtbot, widget: StudentWidget) -> None:
 
 def test_inputs_follow_the_teacher_layer_and_count_the_slices(widget, sample):
     inputs = widget.inputs
-    assert inputs.teacher_box.currentText() == "fish teacher labels"
+    assert inputs.teacher_box.currentText() == "fish teacher"
     assert inputs.image_picker.layer().name == "fish"
     assert inputs.labels_picker.layer().name == "painted"  # predictions are not offered
     n = len(sample.annotated)
@@ -224,7 +224,7 @@ def test_stop_resume_predict_export(qtbot, widget, sample, monkeypatch, tmp_path
     click(qtbot, widget.predict_button)
     wait_idle(qtbot, widget)
     viewer = widget.viewer
-    labels = viewer.layers["fish student labels"]
+    labels = viewer.layers["fish student"]
     assert labels.data.shape == sample.image.shape
     np.testing.assert_allclose(labels.scale, sample.scale)
     np.testing.assert_allclose(labels.translate, (5.0, 0.0, 0.0))
@@ -253,7 +253,7 @@ def test_instances_and_a_full_disk(qtbot, widget, monkeypatch, tmp_path, errors)
     box.setCurrentIndex(1)
     click(qtbot, widget.predict_button)
     wait_idle(qtbot, widget)
-    instances = widget.viewer.layers["fish student instances"]
+    instances = widget.viewer.layers["fish instances"]
     assert instances.data.dtype == np.int32 and errors == []
 
     def full_disk(*args, **kwargs):
@@ -308,8 +308,8 @@ def test_cleanup_keeps_one_piece_of_the_organs_ticked(qtbot, widget, monkeypatch
     wait_idle(qtbot, widget)
     cleaned = np.asarray(widget.prediction_layer.data)
     assert errors == [] and cleaned[5, 21, 21] == 0  # the island is gone
-    assert widget.prediction_layer.name == "fish student labels (cleaned up)"
-    assert "fish student labels" in widget.viewer.layers  # the first one is still there
+    assert widget.prediction_layer.name == "fish student clean"
+    assert "fish student" in widget.viewer.layers  # the first one is still there
     assert (cleaned == eye).sum() == (made_up == eye).sum()  # both eyes stay
 
     row.min_size.setValue(10)

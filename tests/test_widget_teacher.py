@@ -187,7 +187,7 @@ def test_train_then_predict_adds_a_labels_layer(qtbot, widget, sample, errors):
     click(qtbot, widget.predict_button)
     wait_idle(qtbot, widget)
     viewer = widget.viewer
-    labels = viewer.layers["fish teacher labels"]
+    labels = viewer.layers["fish teacher"]
     assert labels.data.shape == sample.image.shape
     np.testing.assert_allclose(labels.scale, sample.scale)
     np.testing.assert_allclose(labels.translate, (5.0, 0.0, 0.0))
@@ -196,7 +196,7 @@ def test_train_then_predict_adds_a_labels_layer(qtbot, widget, sample, errors):
     assert handoff["bundle"] is widget.bundle
     k = len(widget.bundle.class_ids)
     assert handoff["probabilities"].shape == (k, *sample.image.shape)
-    probabilities = viewer.layers["fish teacher probabilities"]
+    probabilities = viewer.layers["fish teacher probs"]
     assert probabilities.data.shape == (k, *sample.image.shape)
     assert teacher_prediction_layers(viewer) == [labels]
 
@@ -205,8 +205,8 @@ def test_train_then_predict_adds_a_labels_layer(qtbot, widget, sample, errors):
     widget.mirror_box.setChecked(True)
     click(qtbot, widget.predict_button)
     wait_idle(qtbot, widget)
-    assert viewer.layers["fish teacher labels"] is labels
-    mirrored = viewer.layers["fish teacher labels [2]"]
+    assert viewer.layers["fish teacher"] is labels
+    mirrored = viewer.layers["fish teacher [2]"]
     assert len(teacher_prediction_layers(viewer)) == 2
     mirrored_probabilities = mirrored.metadata[METADATA_KEY]["probabilities"]
     np.testing.assert_allclose(mirrored_probabilities.sum(axis=0), 1.0, atol=1e-4)
@@ -324,7 +324,7 @@ def test_an_ensemble_of_teachers_trains_predicts_and_reloads(
     assert "ensemble of 3 teachers" in widget.model_label.text()
     click(qtbot, widget.predict_button)
     wait_idle(qtbot, widget)
-    labels = widget.viewer.layers["fish teacher labels"]
+    labels = widget.viewer.layers["fish teacher"]
     assert labels.metadata[METADATA_KEY]["bundle"] is widget.bundle
 
     path = tmp_path / "ensemble.pt"
@@ -352,7 +352,7 @@ def test_views_need_three_teachers_and_train_along_every_axis(qtbot, widget, err
     assert "along the volume's three axes" in widget.model_label.text()
     click(qtbot, widget.predict_button)
     wait_idle(qtbot, widget)
-    layer = widget.viewer.layers["fish teacher labels"]
+    layer = widget.viewer.layers["fish teacher"]
     assert layer.data.shape == widget.viewer.layers["fish"].data.shape and errors == []
     views.setChecked(False)
     assert teachers.minimum() == 1 and teachers.value() == 3

@@ -2,6 +2,12 @@
 
 The samples are generated from the seeded defaults, so they equal the TIFFs shipped in
 ``sample_data/`` (``scripts/make_sample_data.py`` writes those from the same functions).
+
+napari adds the layers in the order returned and selects the last one added, so the painted
+annotations come last: the paint tools then act on them, not on a hidden ground truth. A sample
+function cannot move the viewer to a slice (it returns layer data and sees no viewer); the
+Teacher widget shows a painted slice when it picks the annotations. Names are short enough for
+napari's layer list (it cuts long ones).
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ def medaka_ct() -> list[LayerDataTuple]:
         (
             sample.image,
             {
-                "name": "Medaka CT (synthetic)",
+                "name": "medaka CT",
                 "scale": sample.scale,
                 "contrast_limits": _contrast_limits(sample.image),
                 "colormap": "gray",
@@ -41,18 +47,18 @@ def medaka_ct() -> list[LayerDataTuple]:
             "image",
         ),
         (
-            sample.labels_sparse,
-            {"name": "Medaka annotations (sparse)", "scale": sample.scale, "metadata": metadata},
-            "labels",
-        ),
-        (
             sample.labels_full,
             {
-                "name": "Medaka ground truth",
+                "name": "medaka truth",
                 "scale": sample.scale,
                 "metadata": metadata,
                 "visible": False,
             },
+            "labels",
+        ),
+        (
+            sample.labels_sparse,
+            {"name": "medaka painted", "scale": sample.scale, "metadata": metadata},
             "labels",
         ),
     ]
@@ -67,22 +73,19 @@ def pap_smear() -> list[LayerDataTuple]:
     layers: list[LayerDataTuple] = [
         (
             sample.image,
-            {
-                "name": "Pap smear (synthetic)",
-                "rgb": True,
-                "scale": scale,
-                "metadata": metadata,
-            },
+            {"name": "pap smear", "rgb": True, "scale": scale, "metadata": metadata},
             "image",
         ),
-        (
-            sample.labels_sparse,
-            {"name": "Pap smear annotations (sparse)", "scale": scale, "metadata": metadata},
-            "labels",
-        ),
-        (sample.semantic_full, {"name": "Pap smear ground truth", **hidden}, "labels"),
-        (sample.nuclei, {"name": "nuclei instances", **hidden}, "labels"),
+        (sample.semantic_full, {"name": "pap truth", **hidden}, "labels"),
+        (sample.nuclei, {"name": "pap nuclei truth", **hidden}, "labels"),
     ]
     for plane, cells in enumerate(sample.cytoplasm_planes):
-        layers.append((cells, {"name": f"cytoplasm instances (plane {plane})", **hidden}, "labels"))
+        layers.append((cells, {"name": f"pap cytoplasm truth {plane}", **hidden}, "labels"))
+    layers.append(
+        (
+            sample.labels_sparse,
+            {"name": "pap painted", "scale": scale, "metadata": metadata},
+            "labels",
+        )
+    )
     return layers

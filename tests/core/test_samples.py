@@ -248,8 +248,9 @@ def test_shipped_pap_files_equal_the_generator(default_pap):
 def test_sample_layers_have_matching_scales(default_medaka):
     layers = medaka_ct()
     assert [t for _, _, t in layers] == ["image", "labels", "labels"]
-    image, sparse, full = layers
+    image, full, sparse = layers  # the painted layer last: napari selects it
     np.testing.assert_array_equal(image[0], default_medaka.image)
+    np.testing.assert_array_equal(sparse[0], default_medaka.labels_sparse)
     low, high = image[1]["contrast_limits"]
     assert image[0].min() <= low < high <= image[0].max()
     assert full[1]["visible"] is False
@@ -259,4 +260,4 @@ def test_sample_layers_have_matching_scales(default_medaka):
         spatial = data.ndim - (1 if kwargs.get("rgb") else 0)
         assert len(kwargs["scale"]) == spatial
     names = [kwargs["name"] for _, kwargs, _ in pap]
-    assert "cytoplasm instances (plane 0)" in names
+    assert "pap cytoplasm truth 0" in names and names[-1] == "pap painted"

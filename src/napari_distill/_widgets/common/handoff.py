@@ -140,6 +140,22 @@ def teacher_prediction_layers(viewer: napari.viewer.Viewer) -> list[Labels]:
     return prediction_layers(viewer, TEACHER_ROLE)
 
 
+# napari's layer list cuts names longer than about this (at its default width).
+MAX_NAME_LENGTH = 24
+# The image's part of an output name keeps at least this many characters.
+MIN_IMAGE_PART = 8
+
+
+def output_name(image_name: str, what: str) -> str:
+    """``"<image> <what>"`` (e.g. ``"medaka CT teacher"``), the image's name cut with "…" so
+    the whole fits :data:`MAX_NAME_LENGTH` where it can; the full name of the image stays in
+    the layer's hand-off dict (``"image_layer"``)."""
+    room = max(MIN_IMAGE_PART, MAX_NAME_LENGTH - len(what) - 1)
+    if len(image_name) > room:
+        image_name = image_name[: room - 1].rstrip() + "…"
+    return f"{image_name} {what}"
+
+
 def layer_data_for(
     prediction: Prediction,
     source: SourceLayer,
@@ -163,7 +179,8 @@ def layer_data_for(
     role:
         :data:`TEACHER_ROLE` or :data:`STUDENT_ROLE`.
     label:
-        Names the layers ``"<image> <label> labels"`` / ``"<image> <label> probabilities"``.
+        Names the layers ``"<image> <label>"`` (labels) / ``"<image> <label> probs"``
+        (:func:`output_name`).
     with_probabilities:
         Also return the probabilities as an Image layer.
 
@@ -191,7 +208,7 @@ def layer_data_for(
     layers: list[LayerDataTuple] = [
         (
             labels,
-            {"name": f"{source.name} {label} labels", "metadata": metadata, **spatial},
+            {"name": output_name(source.name, label), "metadata": metadata, **spatial},
             "labels",
         )
     ]
@@ -201,7 +218,7 @@ def layer_data_for(
             (
                 data,
                 {
-                    "name": f"{source.name} {label} probabilities",
+                    "name": output_name(source.name, f"{label} probs"),
                     "scale": (1.0, *source.scale),
                     "translate": (0.0, *source.translate),
                     "contrast_limits": (0.0, 1.0),

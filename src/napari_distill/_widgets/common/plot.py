@@ -2,7 +2,14 @@
 
 Training yields a record per step (tens per second on a GPU). Redrawing a figure takes tens of
 milliseconds on the GUI thread, so points are stored as they come and the figure is redrawn by
-a timer at most ``max_redraws_per_s`` times a second: the viewer keeps painting. Until the
+a timer at most ``max_redraws_per_s`` times a second: the viewer keeps painting.
+
+Only the curves are redrawn during a run (blitted over a cached picture of the axes, about a
+millisecond). The axes (ticks and their labels: about 25 ms of CPU, several times that on a
+busy machine) are drawn again only when they change: the canvas has a fixed height, so status
+lines that wrap differently never resize it, and a falling loss never rescales its axis (it
+starts at 0; :func:`_fit`). When they do change (a run's first step fixes the step axis), they
+are drawn in a background thread (:mod:`~napari_distill._widgets.common.plot_frame`). Until the
 first point, a one-line hint stands in place of the empty axes.
 
 Example
@@ -14,11 +21,17 @@ Example
 
 from __future__ import annotations
 
+import functools
+
+import numpy as np
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
+from napari_distill._widgets.common.plot_frame import FrameRenderer, FrameSpec
 from napari_distill._widgets.common.plot_hint import HintedCanvas
 
 # napari's dark theme (napari.utils.theme "dark"): the plot sits in a dark dock.
@@ -27,6 +40,14 @@ _FOREGROUND = "#f0f1f2"
 _GRID = "#4a4f5a"
 _Y_COLOUR = "#5fa8f5"  # loss: blue
 _Y2_COLOUR = "#f5a25f"  # validation score: orange
+# The plot's height in pixels. Fixed: a resize costs a full draw, and during a run the dock's
+# labels (status, model) change their line count and napari's status bar shows a progress bar.
+PLOT_HEIGHT_PX = 200
+# Ticks per axis: enough to read the curve; each tick label is a text to draw.
+MAX_TICKS = 5
+# Room left above the highest loss when the axis is fitted, so a loss that rises a little
+# (warm-up, a hard batch) does not rescale the axis.
+HEADROOM = 1.25
 
 
 class CurvePlot(QWidget):
@@ -67,7 +88,9 @@ class CurvePlot(QWidget):
         self.figure = Figure(figsize=(3.6, 2.4), dpi=100, facecolor=_BACKGROUND)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.canvas.setMinimumHeight(180)
+        # Fixed, and never squeezed by the dock's layout: a resize costs a full draw
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.setFixedHeight(PLOT_HEIGHT_PX)
         if hint is None:
             shown = y_label if y2_label is None else f"{y_label} and the {y2_label}"
             verb = "appears" if y2_label is None else "appear"
@@ -77,35 +100,14 @@ class CurvePlot(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.view)
 
-        self.axes = self.figure.add_subplot(1, 1, 1)
-        self._style(self.axes)
-        self.axes.set_xlabel(x_label, color=_FOREGROUND)
-        self.axes.set_ylabel(y_label, color=_Y_COLOUR)
-        self.axes.grid(True, color=_GRID, linewidth=0.5)
-        if log_y:
-            self.axes.set_yscale("log")
-        (self._line,) = self.axes.plot(
-            [], [], color=_Y_COLOUR, linewidth=1.0, label=y_label, animated=True
-        )
+        self._recipe = functools.partial(
+            _build_axes, x_label=x_label, y_label=y_label, y2_label=y2_label,
+            y2_limits=y2_limits, log_y=log_y,
+        )  # fmt: skip
+        self.axes, self.axes2 = self._recipe(self.figure)
         self.axes.set_xlim(0, 10)
-        self.axes2 = None
-        self._line2 = None
-        if y2_label is not None:
-            self.axes2 = self.axes.twinx()
-            self._style(self.axes2)
-            self.axes2.set_ylabel(y2_label, color=_Y2_COLOUR)
-            if y2_limits is not None:
-                self.axes2.set_ylim(*y2_limits)
-            (self._line2,) = self.axes2.plot(
-                [],
-                [],
-                color=_Y2_COLOUR,
-                marker="o",
-                markersize=3,
-                linewidth=1.2,
-                label=y2_label,
-                animated=True,
-            )
+        self._line = self.axes.lines[0]
+        self._line2 = None if self.axes2 is None else self.axes2.lines[0]
         self._y2_limits = y2_limits
         self.x: list[float] = []
         self.y: list[float] = []
@@ -113,6 +115,7 @@ class CurvePlot(QWidget):
         self.y2: list[float] = []
         self._dirty = False
         self.redraws = 0  # how many times the figure was drawn (tests check the throttle)
+        self.full_draws = 0  # of which axes and all (the costly kind)
         self._timer = QTimer(self)
         if max_redraws_per_s is not None:
             self._timer.setInterval(max(1, int(1000 / max_redraws_per_s)))
@@ -120,13 +123,9 @@ class CurvePlot(QWidget):
             self._timer.start()
         self._background = None  # the figure without the curves, for blitting
         self.canvas.mpl_connect("draw_event", self._on_draw)
-
-    @staticmethod
-    def _style(axes) -> None:
-        axes.set_facecolor(_BACKGROUND)
-        axes.tick_params(colors=_FOREGROUND, labelsize=8)
-        for spine in axes.spines.values():
-            spine.set_color(_GRID)
+        self._frames = FrameRenderer(self._recipe, parent=self)
+        self._frames.ready.connect(self._on_frame)
+        self._frame_wanted: FrameSpec | None = None
 
     def append(self, step: float, y: float | None = None, y2: float | None = None) -> None:
         """Add a point to the left curve (``y``) and/or the right one (``y2``) at ``step``.
@@ -145,11 +144,10 @@ class CurvePlot(QWidget):
             self.view.show_canvas()  # the first point: the axes replace the hint
 
     def clear(self) -> None:
-        """Remove every point."""
+        """Remove every point; the axes keep their limits (the next run refits them only if
+        its points need it, so clearing costs no full draw)."""
         for values in (self.x, self.y, self.x2, self.y2):
             values.clear()
-        self.axes.set_xlim(0, 10)
-        self._background = None
         self.view.show_canvas(False)
         self.redraw()
 
@@ -175,13 +173,51 @@ class CurvePlot(QWidget):
         self._dirty = False
         self.redraws += 1
         if self._rescale() or self._background is None:
-            self.canvas.draw_idle()  # full draw; _on_draw caches the background
+            self._draw_axes()
             return
         self.canvas.restore_region(self._background)
         self._draw_curves()
-        self.canvas.blit(self.figure.bbox)
+        # The canvas paints from the Agg buffer just drawn into. update(), not blit(): blit
+        # repaints at once, and in a window holding napari's OpenGL canvas every repaint
+        # composes the whole window; update() joins the repaint of the labels changed with it.
+        self.canvas.update()
+
+    def _draw_axes(self) -> None:
+        """Draw the axes again: in the background once the canvas was drawn at its size (by
+        a show or a resize, which matplotlib draws on the GUI thread), else now."""
+        renderer = getattr(self.canvas, "renderer", None)
+        width, height = self.figure.bbox.size
+        if renderer is None or (renderer.width, renderer.height) != (int(width), int(height)):
+            self.canvas.draw_idle()  # full draw; _on_draw caches the background
+            return
+        spec = FrameSpec.of(self.figure, self.axes, self.axes2)
+        if spec != self._frame_wanted:
+            self._frame_wanted = spec
+            self._frames.request(spec)
+
+    def _on_frame(self, spec: FrameSpec, pixels) -> None:
+        renderer = getattr(self.canvas, "renderer", None)
+        current = FrameSpec.of(self.figure, self.axes, self.axes2)
+        if spec == self._frame_wanted:
+            self._frame_wanted = None
+        if (
+            spec != current
+            or renderer is None
+            or pixels.shape[:2] != (renderer.height, renderer.width)
+        ):
+            return  # the axes changed meanwhile: a newer frame or a full draw follows
+        np.asarray(renderer.buffer_rgba())[...] = pixels
+        self.full_draws += 1
+        self._background = self.canvas.copy_from_bbox(self.figure.bbox)
+        self._line.set_data(self.x, self.y)
+        if self._line2 is not None:
+            self._line2.set_data(self.x2, self.y2)
+        self._draw_curves()
+        self.canvas.update()
 
     def _on_draw(self, _event) -> None:
+        self.full_draws += 1
+        self._frame_wanted = None
         self._background = self.canvas.copy_from_bbox(self.figure.bbox)
         self._draw_curves()
 
@@ -221,14 +257,66 @@ class CurvePlot(QWidget):
             self.redraw()
 
 
+def _style(axes: Axes) -> None:
+    axes.set_facecolor(_BACKGROUND)
+    axes.yaxis.set_major_locator(MaxNLocator(MAX_TICKS))
+    axes.tick_params(colors=_FOREGROUND, labelsize=8)
+    for spine in axes.spines.values():
+        spine.set_color(_GRID)
+
+
+def _build_axes(
+    figure: Figure,
+    x_label: str,
+    y_label: str,
+    y2_label: str | None,
+    y2_limits: tuple[float, float] | None,
+    log_y: bool,
+) -> tuple[Axes, Axes | None]:
+    """The plot's axes and (animated, so left out of full draws) curves on ``figure``: the
+    plot's own figure, and the figures its frames are drawn on in the background."""
+    axes = figure.add_subplot(1, 1, 1)
+    _style(axes)
+    axes.xaxis.set_major_locator(MaxNLocator(MAX_TICKS, integer=True))
+    axes.set_xlabel(x_label, color=_FOREGROUND)
+    axes.set_ylabel(y_label, color=_Y_COLOUR)
+    axes.grid(True, color=_GRID, linewidth=0.5)
+    if log_y:
+        axes.set_yscale("log")
+    axes.plot([], [], color=_Y_COLOUR, linewidth=1.0, label=y_label, animated=True)
+    if y2_label is None:
+        return axes, None
+    axes2 = axes.twinx()
+    _style(axes2)
+    axes2.set_ylabel(y2_label, color=_Y2_COLOUR)
+    if y2_limits is not None:
+        axes2.set_ylim(*y2_limits)
+    axes2.plot(
+        [], [], color=_Y2_COLOUR, marker="o", markersize=3, linewidth=1.2, label=y2_label,
+        animated=True,
+    )  # fmt: skip
+    return axes, axes2
+
+
 def _fit(axes, values: list[float], log: bool) -> bool:
-    """Set ``axes``' y limits around ``values`` when they leave them or fill under a quarter."""
+    """Set ``axes``' y limits around ``values`` when they leave them or fill under a quarter.
+
+    Values that are all >= 0 on a linear axis (losses) get limits from 0 to :data:`HEADROOM`
+    times their maximum, so a falling curve never leaves them; they change only for a new
+    maximum above them, or when the maximum falls under a quarter of the range (a new run).
+    """
     if not values:
         return False
     low, high = min(values), max(values)
+    current_low, current_high = axes.get_ylim()
+    if not log and low >= 0:
+        high = max(high, 1e-6)
+        if current_low == 0 and high <= current_high <= 4 * high:
+            return False
+        axes.set_ylim(0, high * HEADROOM)
+        return True
     if log:
         low, high = max(low, 1e-12), max(high, 1e-12)
-    current_low, current_high = axes.get_ylim()
     span = max(high - low, 1e-6 * max(1.0, abs(high)))
     inside = current_low <= low and high <= current_high
     if inside and (current_high - current_low) <= 4 * span:

@@ -45,8 +45,11 @@ def _preload_in_background() -> None:
     ).start()
 
 
-# Most updates of the bars and labels per second during a run.
-UPDATES_PER_S = 5.0
+# Most updates of the bars, labels and curve per second during a run. Each is a repaint, and
+# in a window holding napari's OpenGL canvas a repaint composes the whole window: with software
+# OpenGL (Xvfb, remote desktops) tens of ms of the GUI thread on a busy machine. Twice a second
+# is smooth enough for a run of minutes.
+UPDATES_PER_S = 2.0
 # The progress bar's text: before any run, while running (Qt fills in %v and %m), and after a
 # run that ended before its first step (e.g. stopped while preparing the data).
 IDLE_TEXT = "not started"
@@ -189,6 +192,15 @@ class TrainingPanel(QWidget):
         if record is None:
             self._update_timer.stop()
             return
+        # One repaint for the bar, the labels and the curve: QProgressBar.setValue repaints at
+        # once, and each repaint composes the whole window (napari's canvas is OpenGL).
+        self.setUpdatesEnabled(False)
+        try:
+            self._show_record(record, validated)
+        finally:
+            self.setUpdatesEnabled(True)
+
+    def _show_record(self, record: Any, validated: Any) -> None:
         total = max(1, int(record.total_steps))
         if self.progress_bar.maximum() != total:
             self.progress_bar.setRange(0, total)

@@ -133,9 +133,7 @@ class TrainingSession:
             *args,
             on_yield=self._on_record,
             on_return=self._on_return,
-            on_finish=self._on_finish,
-            progress=lambda r: (r.step, r.total_steps) if isinstance(r, TrainStep) else None,
-            description=f"Training the {self.role}",
+            on_finish=self._on_finish,  # progress: the panel's own bar (see WorkerRunner)
             error_message=f"{self.role.capitalize()} training failed",
             **kwargs,
         )

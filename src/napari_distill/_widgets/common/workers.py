@@ -16,7 +16,11 @@ widget back on the GUI thread:
 ``on_finish(outcome)``
     always, last, with ``"returned"``, ``"aborted"`` or ``"errored"``: re-enable buttons here.
 
-A progress bar in napari's activity dock follows ``progress(record) -> (done, total) | None``.
+With ``progress(record) -> (done, total) | None``, a progress bar in napari's activity dock
+follows the task. Tasks shown in a widget's own progress bar (training) go without: while any
+such bar exists napari animates an "in progress" indicator in its status bar, and in a window
+holding napari's OpenGL canvas each of its frames composes the whole window on the GUI thread
+(with software OpenGL, as under Xvfb or on a remote desktop, most of the GUI thread's time).
 
 The runner stops its worker and waits for it (so no thread outlives the window, no callback
 reaches a deleted widget, and no file is left half-written) when the widget is closed or taken
@@ -241,7 +245,8 @@ class WorkerRunner(QObject):
         worker.warned.connect(relay.on_warned)
         worker.finished.connect(relay.on_finished)
         self._worker, self._relay, self._progress = worker, relay, progress
-        self._pbar = napari_progress(total=0, desc=description or self._description)
+        if progress is not None:
+            self._pbar = napari_progress(total=0, desc=description or self._description)
         self._watch_window()
         worker.start()
         return worker

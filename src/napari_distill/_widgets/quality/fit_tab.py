@@ -195,10 +195,3 @@ class FitPanel(QWidget):
             show_error(f"Could not load a quality classifier: {error}")
             return
         self.set_model(model, f"Loaded {Path(path).name}: ")
-
-
-def fit_progress(record: VariantProgress | TrainStep) -> tuple[int, int]:
-    """``(done, total)`` of a fit record, for the activity dock's progress bar."""
-    if isinstance(record, VariantProgress):
-        return record.done, record.total
-    return record.step, record.total_steps

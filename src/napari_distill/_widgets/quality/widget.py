@@ -58,7 +58,7 @@ from napari_distill._widgets.common.handoff import (
 )
 from napari_distill._widgets.common.layers import LayerPicker
 from napari_distill._widgets.common.workers import WorkerRunner
-from napari_distill._widgets.quality.fit_tab import FitPanel, fit_progress
+from napari_distill._widgets.quality.fit_tab import FitPanel
 from napari_distill._widgets.quality.review_tab import SELECTION_KEY, ReviewPanel
 from napari_distill.core.config import QualityConfig
 from napari_distill.core.preprocess import annotated_slices
@@ -80,7 +80,9 @@ class QualityWidget(PluginDock):
         self._job: str | None = None  # "fit", "score" or "predict" while a worker runs
 
         self.image_picker = LayerPicker(viewer, Image, accept=lambda layer: handoff(layer) is None)
-        self.labels_picker = LayerPicker(viewer, Labels, accept=self._is_painted_labels)
+        self.labels_picker = LayerPicker(
+            viewer, Labels, accept=self._is_painted_labels, images_as_labels=True
+        )
         self.teacher_picker = LayerPicker(viewer, Labels, accept=self._is_teacher_prediction)
         self.image_picker.setToolTip("The image the teacher segmented.")
         self.labels_picker.setToolTip("The sparse annotations the teacher was trained on.")
@@ -142,8 +144,13 @@ class QualityWidget(PluginDock):
         image = self.image_picker.layer() if hasattr(self, "image_picker") else None
         return None if image is None else spatial_shape(image)
 
-    def _is_painted_labels(self, layer: Labels) -> bool:
-        return handoff(layer) is None and tuple(layer.data.shape) == self._image_shape()
+    def _is_painted_labels(self, layer: Labels | Image) -> bool:
+        image = self.image_picker.layer() if hasattr(self, "image_picker") else None
+        return (
+            handoff(layer) is None
+            and layer is not image
+            and tuple(layer.data.shape) == self._image_shape()
+        )
 
     def _is_teacher_prediction(self, layer: Labels) -> bool:
         role = (handoff(layer) or {}).get("role")
@@ -206,6 +213,7 @@ class QualityWidget(PluginDock):
         except ValueError as error:
             show_error(f"Invalid setting: {error}")
             return
+        self.labels_picker.layer_as_labels()  # an image chosen becomes a labels copy
         shared = handoff(teacher)
         use_cpu_threads()  # automatic: the GUI keeps a core to itself
         self.fitting.panel.start("Making pseudo-labels of varied quality...")
@@ -214,7 +222,7 @@ class QualityWidget(PluginDock):
             config=config, teacher_snapshots=shared.get("snapshots", ()),
             device=self.device_picker.device(), rgb=image.rgb,
             on_yield=self.fitting.show_record, on_return=self.fitting.set_model,
-            on_finish=self._on_fit_finished, progress=fit_progress,
+            on_finish=self._on_fit_finished,  # progress: the fit panel's own bar
             description="Fitting the quality classifier",
             error_message="Fitting the quality classifier failed",
         )  # fmt: skip

@@ -105,7 +105,9 @@ class StudentInputsForm(QWidget):
 
         self.image_picker = LayerPicker(viewer, Image)
         self.image_picker.setToolTip("The image the teacher segmented.")
-        self.labels_picker = LayerPicker(viewer, Labels, accept=self._is_sparse_labels)
+        self.labels_picker = LayerPicker(
+            viewer, Labels, accept=self._is_sparse_labels, images_as_labels=True
+        )
         self.labels_picker.setToolTip(
             "The sparse annotations the teacher was trained on (ground truth on the painted "
             "slices)."
@@ -165,10 +167,11 @@ class StudentInputsForm(QWidget):
         layout.addWidget(self.summary)
 
     # ------------------------------------------------------------------ layers
-    def _is_sparse_labels(self, layer: Labels) -> bool:
+    def _is_sparse_labels(self, layer: Labels | Image) -> bool:
         image = self.image_picker.layer() if hasattr(self, "image_picker") else None
         return (
             image is not None
+            and layer is not image
             and handoff(layer) is None  # not a prediction
             and tuple(layer.data.shape) == spatial_shape(image)
         )
@@ -307,6 +310,7 @@ class StudentInputsForm(QWidget):
             pseudo_labels = pseudo.reshape((-1, *pseudo.shape[-2:]))
         selection, _ = self.selection()
         accepted = [] if selection is None else sorted(set(selection.accepted) - annotated)
+        self.labels_picker.layer_as_labels()  # an image chosen becomes a labels copy
         return StudentInputs(image, painted, teacher, accepted, pseudo_labels)
 
     # ------------------------------------------------------------------ files

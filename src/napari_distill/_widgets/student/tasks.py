@@ -17,6 +17,7 @@ from napari_distill._widgets.common.handoff import (
     STUDENT_ROLE,
     SourceLayer,
     layer_data_for,
+    output_name,
     predict_layer_image,
 )
 from napari_distill._writer import write_labels_layer
@@ -70,12 +71,12 @@ def student_prediction(
     if cleanup is not None and describe_cleanup(cleanup):
         # Named apart, so the cleaned layer can be compared with one predicted without.
         data = apply_instance_config(np.asarray(data), cleanup)
-        kwargs = {**kwargs, "name": f"{kwargs['name']} (cleaned up)"}
+        kwargs = {**kwargs, "name": output_name(source.name, "student clean")}
         layers[0] = (data, kwargs, kind)
     if instance_classes is not None:
         config = InstanceConfig(mode="instances", instance_classes=tuple(instance_classes))
         instances = apply_instance_config(np.asarray(data), config)
-        layers[0] = (instances, {**kwargs, "name": f"{source.name} student instances"}, kind)
+        layers[0] = (instances, {**kwargs, "name": output_name(source.name, "instances")}, kind)
     return layers
 
 

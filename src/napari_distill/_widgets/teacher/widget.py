@@ -38,7 +38,7 @@ from napari_distill._widgets.common.handoff import (
     spatial_shape,
     teacher_prediction,
 )
-from napari_distill._widgets.common.layers import LayerPicker
+from napari_distill._widgets.common.layers import LayerPicker, show_annotated_slice
 from napari_distill._widgets.common.train_settings import TrainSettings
 from napari_distill._widgets.common.training_panel import TrainingPanel
 from napari_distill._widgets.common.training_session import TrainingSession
@@ -73,11 +73,16 @@ class TeacherWidget(PluginDock):
         self.runner = WorkerRunner(self, "Teacher")
 
         self.image_picker = LayerPicker(viewer, Image)
-        self.labels_picker = LayerPicker(viewer, Labels, accept=self._labels_match_image)
+        self.labels_picker = LayerPicker(
+            viewer, Labels, accept=self._labels_match_image, images_as_labels=True
+        )
         self.image_picker.setToolTip("The image to segment: a CT stack, a slice or a Pap smear.")
         self.labels_picker.setToolTip(
-            "Sparse annotations: paint a few slices fully (every class, 0 = background)."
+            "Sparse annotations: paint a few slices fully (every class, 0 = background). An "
+            "integer image layer of the image's shape is offered too: training copies it into "
+            "a new labels layer."
         )
+        self._labels_shown: str | None = None  # the labels layer whose painted slice was shown
         self.device_picker = DevicePicker()
         self.summary = QLabel()
         self.summary.setWordWrap(True)
@@ -105,7 +110,7 @@ class TeacherWidget(PluginDock):
         self._build_layout()
 
         self.image_picker.currentIndexChanged.connect(self._image_changed)
-        self.labels_picker.currentIndexChanged.connect(self._update_summary)
+        self.labels_picker.currentIndexChanged.connect(self._labels_changed)
         self.panel.train_clicked.connect(self.train)
         self.panel.stop_clicked.connect(self.runner.stop)
         self.panel.resume_clicked.connect(self.resume)
@@ -116,6 +121,7 @@ class TeacherWidget(PluginDock):
         for layer in viewer.layers:
             self._watch_labels_layer(layer)
         self._image_changed()
+        self._labels_changed()
         self._update_buttons()
 
     def _build_layout(self) -> None:
@@ -144,12 +150,27 @@ class TeacherWidget(PluginDock):
         layout.addStretch(1)
 
     # ------------------------------------------------------------------ layers
-    def _labels_match_image(self, layer: Labels) -> bool:
+    def _labels_match_image(self, layer: Labels | Image) -> bool:
         image = self.image_picker.layer() if hasattr(self, "image_picker") else None
-        return image is not None and tuple(layer.data.shape) == spatial_shape(image)
+        return (
+            image is not None
+            and layer is not image
+            and tuple(layer.data.shape) == spatial_shape(image)
+        )
 
     def _image_changed(self, *_) -> None:
         self.labels_picker.refresh()
+        self._update_summary()
+
+    def _labels_changed(self, *_) -> None:
+        # A newly chosen labels layer is shown on a painted slice (once per choice, so the
+        # user's own browsing is left alone): what the teacher learns from, and where to paint.
+        labels = self.labels_picker.layer()
+        name = None if labels is None else labels.name
+        if name != self._labels_shown:
+            self._labels_shown = name
+            if labels is not None:
+                show_annotated_slice(self.viewer, labels)
         self._update_summary()
 
     def _watch_labels(self, event) -> None:
@@ -230,7 +251,8 @@ class TeacherWidget(PluginDock):
         except ValueError as error:
             show_error(f"Invalid setting: {error}")
             return
-        use_cpu_threads(self.settings.cpu_threads())
+        labels = self.labels_picker.layer_as_labels()  # an image chosen becomes a labels copy
+        use_cpu_threads(self.settings.cpu_threads())  # auto: all cores but the GUI's
         self.panel.start()
         self.session.start(
             teacher_training,
