@@ -9,15 +9,14 @@ what ties them together: ``config``, ``device``, ``preprocess``, ``progress``, `
 
 This module is the scriptable surface: the names below are what a script, the CLI, the
 widgets and the benchmarks need. They load on first use (PEP 562), so ``import
-napari_distill.core`` stays cheap and reading a file does not import torch::
+napari_distill.core`` stays cheap and reading a file does not import torch:
 
-    from napari_distill import core
-
-    image = core.read_image("stack.tif").data
-    painted = core.read_labels("painted.tif").data
-    run = core.train_teacher(image, painted, train_config=core.TrainConfig(steps=300))
-    teacher = core.run_to_completion(run.steps())
-    prediction = core.run_to_completion(core.predict_bundle(teacher, image))
+>>> from napari_distill import core
+>>> image = core.read_image("stack.tif").data
+>>> painted = core.read_labels("painted.tif").data
+>>> run = core.train_teacher(image, painted, train_config=core.TrainConfig(steps=300))
+>>> teacher = core.run_to_completion(run.steps())
+>>> prediction = core.run_to_completion(core.predict_bundle(teacher, image))
 
 Nothing under this package may import napari, qtpy, magicgui or superqt: the command line,
 the benchmarks and the tests use it without a display.
