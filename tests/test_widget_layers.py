@@ -145,3 +145,19 @@ def test_a_layer_chosen_by_hand_stays_chosen(qtbot, make_napari_viewer):
     viewer.layers["first"].visible = False
     viewer.add_labels(np.zeros((4, 8, 8), np.uint8), name="third")
     assert picker.layer().name == "second"
+
+
+def test_the_quality_and_student_labels_pickers_offer_integer_images_too(make_napari_viewer):
+    from napari_distill._widgets.quality.widget import QualityWidget
+    from napari_distill._widgets.student.widget import StudentWidget
+
+    viewer = make_napari_viewer()
+    image = viewer.add_image(np.zeros((4, 16, 16), np.float32), name="fish")
+    viewer.add_image(np.zeros((4, 16, 16), np.int32), name="from fiji")
+    quality, student = QualityWidget(viewer), StudentWidget(viewer)
+    for widget in (quality, student):
+        viewer.window.add_dock_widget(widget)
+    for picker in (quality.labels_picker, student.inputs.labels_picker):
+        texts = [picker.itemText(i) for i in range(picker.count())]
+        assert texts == [IMAGE_AS_LABELS.format(name="from fiji")], texts
+    assert quality.image_picker.layer() is image and student.inputs.image_picker.layer() is image
