@@ -27,14 +27,7 @@ TRAIN_FLAGS = ["--steps", "20", "--base-channels", "8", "--depth", "3", "--patch
 TRAIN_FLAGS += ["--device", "cpu", "--quiet"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One torch thread: these networks are tiny, and on a busy machine two threads spend
-    their time waiting for each other at every operation (20 steps: 40 s instead of 2 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

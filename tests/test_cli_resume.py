@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import tifffile
-import torch
 
 from napari_distill.cli import main
 from napari_distill.core.models import load_checkpoint
@@ -17,12 +16,7 @@ TINY = ["--base-channels", "4", "--depth", "2", "--patch-size", "16", "--batch-s
 QUIET = ["--device", "cpu", "--quiet"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny networks: a second thread only waits
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

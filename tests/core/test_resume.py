@@ -17,12 +17,7 @@ MODEL = ModelConfig(base_channels=4, depth=2, dropout=0.0)
 TRAIN = TrainConfig(steps=3, batch_size=2, patch_size=16, validate_every=2, augment=False)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny networks: a second thread only waits
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
