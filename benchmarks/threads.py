@@ -1,6 +1,6 @@
 """The teacher's training step time by torch CPU threads, alone and beside a second busy process.
 
-    .venv/bin/python benchmarks/threads.py --repeats 2 --json benchmarks/results/threads.json
+    .venv/bin/python benchmarks/threads.py --rounds 5 --json benchmarks/results/threads.json
 
 Issue 30: `make demo` took 80 minutes instead of about 11 on a 2-core machine that also ran
 one other training; the teacher's steps went from about 0.17 s to 1.2-2 s, far more than a
@@ -20,19 +20,24 @@ not counted), and before each block sets its thread count and pauses (``SIGSTOP`
 or resumes (``SIGCONT``: *beside*) the busy process. Blocks of every (threads, condition)
 pair alternate in an order that rotates every round (``--rounds``), so a change in the
 machine's other load (other people's test suites) falls on all of them alike. The busy
-process's steps that lie wholly inside our *beside* blocks are kept too (what our setting
-costs the other job).
+process's steps ended per second of our *beside* blocks are kept too (what our setting costs
+the other job).
 
 **Variants**, one measuring process each (OpenMP reads its environment once, at start):
 ``default`` (the OpenMP environment unset, as users run), ``passive``
 (``OMP_WAIT_POLICY=PASSIVE``: a thread that waits sleeps at once instead of spinning),
 ``active`` (``OMP_WAIT_POLICY=ACTIVE``: it spins until work comes) and ``interop1``
-(``torch.set_num_interop_threads(1)``). The busy process always runs with the defaults.
-``--repeats`` runs every variant again with a new busy process; the spread is max - min
-over the repeats. The load average (``os.getloadavg()``) is recorded at the start and end
-of the run and of every measuring process.
+(``torch.set_num_interop_threads(1)``). The busy process runs with torch's defaults, unless
+``--busy-threads`` / ``--busy-wait-policy`` say otherwise (another napari-distill with its
+own setting).
+``--variants`` picks some of them. ``--repeats`` runs every variant again with a new busy
+process; the spread is max - min over the repeats. The load average (``os.getloadavg()``) is
+recorded at the start and end of the run and of every measuring process.
 
-Prints the JSON (``--json`` also saves it).
+Prints the JSON (``--json`` also saves it). ``summary["<variant>/t<N>"]``, one value per
+repeat: the median step alone and beside, beside / alone, the busy process's steps per
+second, and ``over_t1``: the median over 1 thread's in the same process and condition, the
+comparison a moving machine load disturbs least.
 """
 
 from __future__ import annotations
@@ -111,10 +116,15 @@ def measure_worker(args: argparse.Namespace) -> None:
     print(json.dumps(payload))
 
 
-def busy_worker(max_seconds: float) -> None:
-    """Train the teacher with torch's defaults for at most ``max_seconds`` of wall time;
-    print ``<unix time at the end of the step> <step seconds>`` after every step."""
+def busy_worker(max_seconds: float, threads: int | None) -> None:
+    """Train the teacher (with ``threads``, or torch's default) for at most ``max_seconds`` of
+    wall time; print ``<unix time at the end of the step> <step seconds>`` after every step."""
+    import torch
+
     from napari_distill.core.allocator import retained_freed_memory
+
+    if threads is not None:
+        torch.set_num_threads(threads)
 
     started = time.time()
     while time.time() - started < max_seconds:
@@ -135,6 +145,11 @@ def _load() -> list[float]:
 def _environment(extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OMP_", "GOMP_", "KMP_"))}
     return env | extra
+
+
+def _busy_env(args: argparse.Namespace) -> dict[str, str]:
+    policy = args.busy_wait_policy
+    return {} if policy is None else {"OMP_WAIT_POLICY": policy}
 
 
 def _busy_steps(path: Path) -> list[tuple[float, float]]:
@@ -170,7 +185,7 @@ def measure(variant: str, busy_pid: int, args: argparse.Namespace) -> dict[str, 
 
 def one_repeat(repeat: int, args: argparse.Namespace) -> list[dict[str, Any]]:
     """Every variant beside one busy process (started here, always stopped here)."""
-    names = list(VARIANTS)
+    names = args.variants
     shift = repeat % len(names)
     results = []
     with tempfile.TemporaryDirectory() as folder:
@@ -178,8 +193,9 @@ def one_repeat(repeat: int, args: argparse.Namespace) -> list[dict[str, Any]]:
         with open(log_path, "w") as log_file:
             busy = subprocess.Popen(
                 [sys.executable, __file__, "--worker", "busy"]
-                + ["--busy-max-s", str(args.busy_max_s)],
-                env=_environment({}),
+                + ["--busy-max-s", str(args.busy_max_s)]
+                + ([] if args.busy_threads is None else ["--busy-threads", str(args.busy_threads)]),
+                env=_environment(_busy_env(args)),
                 stdout=log_file,
                 stderr=subprocess.DEVNULL,
             )
@@ -204,10 +220,9 @@ def one_repeat(repeat: int, args: argparse.Namespace) -> list[dict[str, Any]]:
     for result in results:
         for block in result["blocks"]:
             start, end = block["window"]
-            block["busy_steps_s"] = [
-                s for t, s in busy_steps if block["condition"] == "beside" and start <= t - s
-                and t <= end
-            ]  # fmt: skip
+            # Steps the busy process ended inside the block: its throughput beside us (a
+            # step takes seconds there, longer than a block, so durations would miss most).
+            block["busy_steps_ended"] = sum(start <= t <= end for t, _ in busy_steps)
     return results
 
 
@@ -215,12 +230,22 @@ def _median(values: list[float]) -> float | None:
     return round(statistics.median(values), 4) if values else None
 
 
-def summarise(results: list[dict[str, Any]], threads: list[int]) -> dict[str, Any]:
-    """Per variant and thread count: median step per repeat, alone and beside; the ratios."""
+def _rate(blocks: list[dict[str, Any]]) -> float | None:
+    seconds = sum(b["window"][1] - b["window"][0] for b in blocks)
+    return round(sum(b["busy_steps_ended"] for b in blocks) / seconds, 3) if seconds else None
+
+
+def summarise(
+    results: list[dict[str, Any]], names: list[str], threads: list[int]
+) -> dict[str, Any]:
+    """Per variant and thread count, per repeat: the median step alone and beside, their
+    ratio, the busy process's steps per second beside, and the ratio to 1 thread measured in
+    the same process (interleaved: the most robust comparison on a machine whose load moves)."""
     out: dict[str, Any] = {}
     repeats = sorted({r["repeat"] for r in results})
-    for name in VARIANTS:
-        for n in threads:
+    for name in names:
+        ones: dict[str, list[float | None]] = {}
+        for n in sorted(threads):
             row: dict[str, Any] = {}
             for condition in CONDITIONS:
                 row[f"{condition}_median_s"] = [
@@ -231,10 +256,10 @@ def summarise(results: list[dict[str, Any]], threads: list[int]) -> dict[str, An
                     )
                     for repeat in repeats
                 ]  # fmt: skip
-            row["busy_process_median_s"] = [
-                _median(
-                    [s for r in results if r["variant"] == name and r["repeat"] == repeat
-                     for b in r["blocks"] if b["threads"] == n for s in b["busy_steps_s"]]
+            row["busy_process_steps_per_s"] = [
+                _rate(
+                    [b for r in results if r["variant"] == name and r["repeat"] == repeat
+                     for b in r["blocks"] if b["threads"] == n and b["condition"] == "beside"]
                 )
                 for repeat in repeats
             ]  # fmt: skip
@@ -246,6 +271,14 @@ def summarise(results: list[dict[str, Any]], threads: list[int]) -> dict[str, An
             row["ratio_beside_over_alone"] = [round(x, 2) for x in ratios]
             row["ratio_mean"] = round(statistics.fmean(ratios), 2) if ratios else None
             row["ratio_spread"] = round(max(ratios) - min(ratios), 2) if ratios else None
+            if n == 1:
+                ones = {c: row[f"{c}_median_s"] for c in CONDITIONS}
+            if ones:
+                row["over_t1"] = {
+                    c: [round(a / b, 2) if a and b else None for a, b in zip(
+                        row[f"{c}_median_s"], ones[c], strict=True)]
+                    for c in CONDITIONS
+                }  # fmt: skip
             out[f"{name}/t{n}"] = row
     return out
 
@@ -294,11 +327,15 @@ def drive(args: argparse.Namespace) -> dict[str, Any]:
             "block": args.block,
             "rounds": args.rounds,
             "repeats": args.repeats,
-            "variants": VARIANTS,
-            "busy": "teacher training on make_medaka(), torch's default threads and OpenMP env",
+            "variants": {name: VARIANTS[name] for name in args.variants},
+            "busy": {
+                "what": "teacher training on make_medaka()",
+                "threads": args.busy_threads or "torch's default",
+                "env": _busy_env(args),
+            },
         },
         "load_average": {"start": load_start, "end": _load()},
-        "summary": summarise(results, threads),
+        "summary": summarise(results, args.variants, threads),
         "runs": results,
     }
 
@@ -314,12 +351,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6, help="blocks of each pair (6)")
     parser.add_argument("--repeats", type=int, default=2, help="runs of every variant (2)")
     parser.add_argument("--busy-max-s", type=float, default=1800.0, help="busy time limit")
+    parser.add_argument("--busy-threads", type=int, default=None, help="busy's threads")
+    parser.add_argument("--busy-wait-policy", default=None, help="busy's OMP_WAIT_POLICY")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="which (all)")
     parser.add_argument("--json", default=None, help="also save the JSON here")
     args = parser.parse_args()
+    args.variants = [name.strip() for name in args.variants.split(",")]
+    unknown = set(args.variants) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variants {sorted(unknown)}: choose from {list(VARIANTS)}")
     if args.worker == "measure":
         measure_worker(args)
     elif args.worker == "busy":
-        busy_worker(args.busy_max_s)
+        busy_worker(args.busy_max_s, args.busy_threads)
     else:
         text = json.dumps(drive(args), indent=2)
         print(text)
