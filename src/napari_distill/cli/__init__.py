@@ -7,13 +7,14 @@ bars; a user mistake ends in one line on stderr (exit code 2), never a traceback
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from napari_distill import __version__
 from napari_distill.cli import distill, engine, quality  # noqa: F401  (register their commands)
-from napari_distill.cli._base import COMMANDS, UserError
+from napari_distill.cli._base import COMMANDS, UserError, add_threads_argument, threads_setting
 from napari_distill.core.allocator import retained_freed_memory
 
 log = logging.getLogger("napari_distill")
@@ -27,6 +28,7 @@ def _add_common(parser: argparse.ArgumentParser, *, device: bool = True) -> None
             help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps",
         )
         parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        add_threads_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace output files that already exist"
@@ -66,6 +68,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _threads(args: argparse.Namespace) -> Iterator[None]:
+    """``--threads`` for the command that computes (restored after: ``main`` may run inside
+    a longer-lived process); commands without the option leave torch as it is."""
+    if not hasattr(args, "threads"):
+        yield
+        return
+    from napari_distill.core.device import cpu_threads
+
+    with cpu_threads(threads_setting(args)) as count:
+        log.info("torch uses %d CPU thread%s (--threads)", count, "" if count == 1 else "s")
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     parser = build_parser()
@@ -76,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         # Freed tensors' memory is kept for reuse (see core.allocator): faster on the CPU.
-        with retained_freed_memory():
+        with retained_freed_memory(), _threads(args):
             args.handler(args)
     except KeyboardInterrupt:
         sys.stderr.write("napari-distill: stopped by the user\n")
