@@ -11,11 +11,15 @@ from napari_distill.core import device as device_module
 from napari_distill.core.device import (
     DeviceError,
     DeviceInfo,
+    auto_cpu_threads,
     autocast_dtype,
     available_devices,
     configure_cpu_threads,
+    cpu_threads,
     free_memory_bytes,
+    parse_cpu_threads,
     select_device,
+    set_cpu_threads,
 )
 
 
@@ -117,3 +121,72 @@ def test_configure_cpu_threads_keeps_a_core_free(monkeypatch):
         assert configure_cpu_threads(leave_free=20) == 1
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize(
+    ("cores", "torch_default", "expected"),
+    [
+        (1, 1, 1),  # one core: one thread, never zero
+        (2, 2, 1),  # the 2-core machine of docs/benchmarks.md "CPU threads"
+        (4, 4, 3),
+        (8, 4, 4),  # 4 physical cores with two hardware threads each: one thread per core
+        (16, 8, 8),
+        (16, 16, 15),
+        (16, None, 15),  # torch's default unknown: cores alone decide
+    ],
+)
+def test_auto_cpu_threads_leaves_a_core_and_stays_within_torchs_default(
+    cores, torch_default, expected
+):
+    assert auto_cpu_threads(cores, torch_default) == expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, None), ("auto", None), (" AUTO ", None)])
+def test_parse_cpu_threads_reads_auto_as_none(value, expected):
+    assert parse_cpu_threads(value) is expected
+
+
+@pytest.mark.parametrize(("value", "expected"), [("1", 1), ("3", 3), (" 2 ", 2), (4, 4)])
+def test_parse_cpu_threads_reads_whole_numbers(value, expected):
+    assert parse_cpu_threads(value) == expected
+
+
+@pytest.mark.parametrize("value", ["0", 0, "-1", -2, "1.5", 1.5, "two", "", True])
+def test_parse_cpu_threads_refuses_anything_else_in_one_line(value):
+    with pytest.raises(ValueError, match="'auto' or a whole number >= 1") as caught:
+        parse_cpu_threads(value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.fixture
+def torch_threads_restored():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+def test_set_cpu_threads_applies_a_count_or_the_auto_rule(monkeypatch, torch_threads_restored):
+    assert set_cpu_threads(3) == 3
+    assert torch.get_num_threads() == 3
+    monkeypatch.setattr(device_module, "cpu_count", lambda: 4)
+    monkeypatch.setattr(device_module, "_TORCH_DEFAULT_THREADS", 8)
+    assert set_cpu_threads(None) == 3
+    assert set_cpu_threads("auto") == 3
+    assert torch.get_num_threads() == 3
+    monkeypatch.setattr(device_module, "_TORCH_DEFAULT_THREADS", 2)
+    assert set_cpu_threads() == 2
+    assert torch.get_num_threads() == 2
+    with pytest.raises(ValueError):
+        set_cpu_threads(0)
+    assert torch.get_num_threads() == 2  # a refused count changes nothing
+
+
+def test_cpu_threads_restores_the_previous_count(torch_threads_restored):
+    torch.set_num_threads(2)
+    with cpu_threads(1) as count:
+        assert count == 1
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == 2
+    with pytest.raises(RuntimeError), cpu_threads(3):
+        raise RuntimeError("a command that fails")
+    assert torch.get_num_threads() == 2

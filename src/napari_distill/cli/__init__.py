@@ -7,10 +7,11 @@ bars; a user mistake ends in one line on stderr (exit code 2), never a traceback
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from napari_distill import __version__
 from napari_distill.cli import (  # noqa: F401  (register their commands)
@@ -19,7 +20,7 @@ from napari_distill.cli import (  # noqa: F401  (register their commands)
     propagate,
     quality,
 )
-from napari_distill.cli._base import COMMANDS, UserError
+from napari_distill.cli._base import COMMANDS, UserError, add_threads_argument, threads_setting
 from napari_distill.core.allocator import retained_freed_memory
 from napari_distill.core.io import ReadWarning
 
@@ -34,6 +35,7 @@ def _add_common(parser: argparse.ArgumentParser, *, device: bool = True) -> None
             help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps",
         )
         parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+        add_threads_argument(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace output files that already exist"
@@ -88,6 +90,20 @@ def _warning_printer(command: str) -> Callable[..., None]:
     return show
 
 
+@contextlib.contextmanager
+def _threads(args: argparse.Namespace) -> Iterator[None]:
+    """``--threads`` for the command that computes (restored after: ``main`` may run inside
+    a longer-lived process); commands without the option leave torch as it is."""
+    if not hasattr(args, "threads"):
+        yield
+        return
+    from napari_distill.core.device import cpu_threads
+
+    with cpu_threads(threads_setting(args)) as count:
+        log.info("torch uses %d CPU thread%s (--threads)", count, "" if count == 1 else "s")
+        yield
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the process exit code."""
     parser = build_parser()
@@ -98,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         # Freed tensors' memory is kept for reuse (see core.allocator): faster on the CPU.
-        with retained_freed_memory(), warnings.catch_warnings():
+        with retained_freed_memory(), warnings.catch_warnings(), _threads(args):
             warnings.showwarning = _warning_printer(args.command)
             args.handler(args)
     except KeyboardInterrupt:

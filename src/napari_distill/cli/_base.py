@@ -114,6 +114,31 @@ def ensemble_settings(args: argparse.Namespace) -> dict[str, Any]:
     return {"members": default if args.teachers is None else args.teachers, "views": args.views}
 
 
+def add_threads_argument(p: argparse.ArgumentParser) -> None:
+    """``--threads N|auto``: torch's CPU threads for the command (read with
+    :func:`threads_setting`; applied by :func:`napari_distill.core.device.cpu_threads`)."""
+    p.add_argument(
+        "--threads",
+        default="auto",
+        metavar="N",
+        help="CPU threads torch computes with: auto (every core but one, at most one per "
+        "physical core: 1 on a 2-core machine) or a number >= 1. More threads than free cores "
+        "make every operation wait for a core (on 2 cores, 2 threads beside one other "
+        "training took 1.6 times as long per step as 1); on a quiet 2-core machine, 2 are "
+        "faster (default: auto)",
+    )
+
+
+def threads_setting(args: argparse.Namespace) -> int | None:
+    """The ``--threads`` count (None: auto; also for commands without the option)."""
+    from napari_distill.core.device import parse_cpu_threads
+
+    try:
+        return parse_cpu_threads(getattr(args, "threads", None))
+    except ValueError as exc:
+        raise UserError(f"--threads: {exc}") from exc
+
+
 def add_downsample_argument(p: argparse.ArgumentParser) -> None:
     """``--downsample N``: the teacher's working scale (``ModelConfig.downsample``)."""
     p.add_argument(

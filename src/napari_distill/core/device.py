@@ -6,9 +6,11 @@ older torch (or a build without CUDA / MPS) degrades to a less precise answer in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -210,11 +212,91 @@ def free_memory_bytes(device: torch.device | str) -> int:
     return system_available_bytes() or fallback
 
 
-def configure_cpu_threads(leave_free: int = 1) -> int:
-    """Let torch use all cores but ``leave_free``, so a GUI stays responsive; returns the count."""
-    threads = max(1, cpu_count() - max(0, leave_free))
-    torch.set_num_threads(threads)
+def auto_cpu_threads(cores: int, torch_default: int | None = None) -> int:
+    """The CPU thread count ``"auto"`` stands for: every core but one, no more than
+    ``torch_default`` (torch's own choice, on most builds its count of physical cores), and at
+    least one. Pure: ``cores`` is :func:`cpu_count` where :func:`set_cpu_threads` applies it.
+
+    Why (``benchmarks/threads.py``, docs/benchmarks.md "CPU threads", 2026-12-07, 2 cores):
+    torch's threads meet at the end of every operation, and OpenMP lets the first to arrive
+    spin, burning the core the others need; with any other work on the cores, 2 threads took
+    1.6-1.7 times as long per teacher step as 1 beside one other training, and 4-9 times as long
+    on a loaded machine, while alone they took 0.6-0.7 of 1 thread's time. A thread count that
+    leaves a core free never spins against its neighbours (a GUI, another job).
+    """
+    usable = max(1, cores - 1)
+    if torch_default is not None and torch_default >= 1:
+        usable = min(usable, torch_default)
+    return usable
+
+
+def parse_cpu_threads(value: str | int | None) -> int | None:
+    """``"auto"`` (or None) -> None; a whole number >= 1 (or its text) -> that number.
+
+    Raises
+    ------
+    ValueError
+        Anything else, in one line that names what is accepted.
+    """
+    if value is None:
+        return None
+    threads = 0  # refused below
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return None
+        if text.isdecimal():
+            threads = int(text)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        threads = value
+    if threads < 1:
+        raise ValueError(f"CPU threads must be 'auto' or a whole number >= 1, got {value!r}")
     return threads
+
+
+# torch's own choice, read before anything here changes it (the upper bound of "auto").
+_TORCH_DEFAULT_THREADS = torch.get_num_threads()
+
+
+def set_cpu_threads(threads: int | str | None = None) -> int:
+    """Set the CPU threads torch computes with (``torch.set_num_threads``); returns the count.
+
+    The one place the CLI and the widgets set them. ``None`` or ``"auto"``: see
+    :func:`auto_cpu_threads`; a number >= 1 is taken as given.
+
+    Raises
+    ------
+    ValueError
+        ``threads`` is not ``"auto"``, None or a whole number >= 1.
+    """
+    requested = parse_cpu_threads(threads)
+    count = (
+        auto_cpu_threads(cpu_count(), _TORCH_DEFAULT_THREADS) if requested is None else requested
+    )
+    if count != torch.get_num_threads():
+        torch.set_num_threads(count)
+    return count
+
+
+@contextlib.contextmanager
+def cpu_threads(threads: int | str | None = None) -> Iterator[int]:
+    """:func:`set_cpu_threads` for a ``with`` block, torch's previous count restored after (a
+    command run inside a longer-lived process, such as a test, leaves it as it was)."""
+    before = torch.get_num_threads()
+    try:
+        yield set_cpu_threads(threads)
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
+def configure_cpu_threads(leave_free: int = 1) -> int:
+    """Let torch use all cores but ``leave_free``, so a GUI stays responsive; returns the count.
+
+    Kept for the widgets; :func:`set_cpu_threads` (``None``: the same rule for one core left
+    free) is what new callers use.
+    """
+    return set_cpu_threads(max(1, cpu_count() - max(0, leave_free)))
 
 
 def autocast_dtype(device: torch.device | str) -> torch.dtype | None:
