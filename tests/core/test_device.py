@@ -14,7 +14,6 @@ from napari_distill.core.device import (
     auto_cpu_threads,
     autocast_dtype,
     available_devices,
-    configure_cpu_threads,
     cpu_threads,
     free_memory_bytes,
     parse_cpu_threads,
@@ -112,13 +111,17 @@ def test_autocast_dtype(fake_hardware):
     assert autocast_dtype("cuda") == torch.float16
 
 
-def test_configure_cpu_threads_keeps_a_core_free(monkeypatch):
+def test_widgets_threads_go_through_the_core_rule(monkeypatch):
+    from napari_distill._widgets.common.device import use_cpu_threads
+
     before = torch.get_num_threads()
     monkeypatch.setattr(device_module, "cpu_count", lambda: 8)
+    monkeypatch.setattr(device_module, "_TORCH_DEFAULT_THREADS", 8)
     try:
-        assert configure_cpu_threads() == 7
+        assert use_cpu_threads() == 7
         assert torch.get_num_threads() == 7
-        assert configure_cpu_threads(leave_free=20) == 1
+        assert use_cpu_threads(3) == 3
+        assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
 

@@ -290,15 +290,6 @@ def cpu_threads(threads: int | str | None = None) -> Iterator[int]:
             torch.set_num_threads(before)
 
 
-def configure_cpu_threads(leave_free: int = 1) -> int:
-    """Let torch use all cores but ``leave_free``, so a GUI stays responsive; returns the count.
-
-    Kept for the widgets; :func:`set_cpu_threads` (``None``: the same rule for one core left
-    free) is what new callers use.
-    """
-    return set_cpu_threads(max(1, cpu_count() - max(0, leave_free)))
-
-
 def autocast_dtype(device: torch.device | str) -> torch.dtype | None:
     """The mixed-precision dtype for ``device``: bf16 where CUDA supports it, else fp16;
     fp16 on MPS; None on the CPU (CPU autocast is slower than float32 for these networks)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from qtpy.QtWidgets import QComboBox, QWidget
 
-from napari_distill.core.device import available_devices, configure_cpu_threads, cpu_count
+from napari_distill.core.device import available_devices, set_cpu_threads
 
 
 class DevicePicker(QComboBox):
@@ -37,10 +37,8 @@ def use_cpu_threads(threads: int | None = None) -> int:
     """Set the CPU threads torch computes with before a run starts; returns the count.
 
     ``threads`` as chosen (*Advanced > CPU threads*), or None for automatic: every core but
-    one, which the GUI keeps to itself so napari stays responsive. Every widget goes through
-    here, so a change in :mod:`napari_distill.core.device` is adapted in one place.
+    one, which the GUI keeps to itself so napari stays responsive, and beside other work no
+    thread spins against a busy core (:func:`~napari_distill.core.device.auto_cpu_threads`,
+    the CLI's ``--threads auto``). Every widget goes through here.
     """
-    if threads is None:
-        return configure_cpu_threads(leave_free=1)
-    # configure_cpu_threads counts the cores left free: leave all but ``threads``
-    return configure_cpu_threads(leave_free=cpu_count() - threads)
+    return set_cpu_threads(threads)
