@@ -7,7 +7,7 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 # torch 2.13.0 (CPU build) is on this kind of machine's disk; an unpinned torch pulls a CUDA build
-# of several GB. Elsewhere: `make TORCH_SPEC=torch` (CUDA/MPS), see README "Installing torch".
+# of several GB. Elsewhere: `make TORCH_SPEC=torch` (CUDA/MPS), see README "Installing into your own napari".
 TORCH_SPEC ?= torch==2.13.0
 DEMO_DIR ?= demo_output
 
