@@ -38,6 +38,7 @@ import napari
 import numpy as np
 from qtpy.QtWidgets import QApplication, QFileDialog
 
+from napari_distill._widgets.common.handoff import teacher_prediction_layers
 from napari_distill.core.io import read_image
 
 logger = logging.getLogger("screenshot_tour")
@@ -164,10 +165,7 @@ class Tour:
         review.reject_current()
         logger.info("review: %s", review.counts.text())
         self.quality.tabs.setCurrentIndex(1)
-        teacher_labels = next(
-            layer for layer in reversed(self.viewer.layers) if layer.name.endswith("teacher labels")
-        )
-        self.show_labels(teacher_labels)
+        self.show_labels(teacher_prediction_layers(self.viewer)[-1])
         review.plot.canvas.draw()
         self.shoot("widget_quality", self.quality)
 
