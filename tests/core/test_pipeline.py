@@ -18,6 +18,7 @@ from napari_distill.core.config import (
     QualityConfig,
     TrainConfig,
 )
+from napari_distill.core.device import device_text as _device_text
 from napari_distill.core.evaluation import clean_semantic
 from napari_distill.core.inference import predict_bundle
 from napari_distill.core.models import load_checkpoint
@@ -25,7 +26,6 @@ from napari_distill.core.pipeline import (
     OUTPUT_FILES,
     PipelineConfig,
     PipelineProgress,
-    _device_text,
     check_out_dir,
     run_pipeline,
 )

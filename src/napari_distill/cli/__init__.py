@@ -19,6 +19,7 @@ from napari_distill.cli import (  # noqa: F401  (register their commands)
     engine,
     propagate,
     quality,
+    teacher,
 )
 from napari_distill.cli._base import COMMANDS, UserError, add_threads_argument, threads_setting
 from napari_distill.core.allocator import retained_freed_memory

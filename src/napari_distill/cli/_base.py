@@ -96,22 +96,82 @@ def add_teachers_argument(p: argparse.ArgumentParser) -> None:
         help="train N teachers side by side (each from its own start, holding out its own "
         "validation slices where it can) and predict with the mean of their probabilities: "
         "N times the training and prediction time, steadier when one teacher misses an organ "
-        "by the luck of its training (default: 1, or 3 with --views)",
+        "by the luck of its training (default: 1, or 3 with --views or planned views)",
     )
     p.add_argument(
         "--views",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="for a volume (a CT stack, not a stack of separate fields): the teachers slice it "
         "along its three axes in turn; those across the slices see each painted slice "
         "edge-on, as painted rows, and learn how the organs continue between painted slices; "
-        "the prediction is the mean of all three views (needs at least 3 teachers)",
+        "the prediction is the mean of all three views (needs at least 3 teachers; default: "
+        "planned from the data, off with --no-plan)",
     )
 
 
 def ensemble_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """``members`` and ``views`` of :class:`ModelConfig` from ``--teachers`` and ``--views``."""
-    default = VIEW_AXES if args.views else 1
-    return {"members": default if args.teachers is None else args.teachers, "views": args.views}
+    """``members`` and ``views`` of :class:`ModelConfig` from ``--teachers`` and ``--views``
+    (not given: no views)."""
+    views = bool(args.views)
+    default = VIEW_AXES if views else 1
+    return {"members": default if args.teachers is None else args.teachers, "views": views}
+
+
+def add_plan_argument(p: argparse.ArgumentParser) -> None:
+    """``--no-plan``: the fixed defaults instead of the teacher's plan from the data."""
+    p.add_argument(
+        "--no-plan",
+        dest="plan",
+        action="store_false",
+        help="use the fixed defaults instead of planning the teacher from the data (by "
+        "default its working scale, views, validation split, intensity clipping and batch "
+        "are chosen from the slices, the painted structures and the voxel spacing, each "
+        "decision logged with its reason; any of them given as an option is kept)",
+    )
+
+
+def given_settings(args: argparse.Namespace, **more: Any) -> dict[str, Any]:
+    """The planned settings the user gave on the command line (``--downsample``,
+    ``--teachers``, ``--views`` and ``more``), by their names in the plan."""
+    given = {
+        "downsample": args.downsample,
+        "members": args.teachers,
+        "views": args.views,
+        **more,
+    }
+    if args.views and args.teachers is None:
+        given["members"] = VIEW_AXES
+    return {key: value for key, value in given.items() if value is not None}
+
+
+def teacher_plan(
+    args: argparse.Namespace,
+    image: Any,
+    labels: Any,
+    image_data: Any,
+    given: dict[str, Any],
+    model_config: Any,
+    train_config: Any,
+    class_names: dict[int, str] | None = None,
+) -> Any:
+    """The teacher's plan from the data (None with ``--no-plan``): ``given`` kept."""
+    if not args.plan:
+        log.info("--no-plan: the teacher uses the fixed defaults and the options given")
+        return None
+    from napari_distill.core.device import select_device
+    from napari_distill.core.training import measure, plan_teacher
+
+    try:
+        fingerprint = measure(
+            image, labels, getattr(image_data, "scale", None), getattr(image_data, "rgb", None)
+        )
+        return plan_teacher(
+            fingerprint, select_device(args.device), given=given,
+            model_config=model_config, train_config=train_config, class_names=class_names,
+        )  # fmt: skip
+    except ValueError as error:
+        raise UserError(str(error)) from error
 
 
 def add_threads_argument(p: argparse.ArgumentParser) -> None:
@@ -144,13 +204,14 @@ def add_downsample_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--downsample",
         type=int,
-        default=1,
+        default=None,
         metavar="N",
         help="the network sees each slice reduced N times per side and its labels are scaled "
         "back up: for slices much larger than the structures need (the organs wider than about "
         "a third of a training patch), more context and N*N times less compute per slice; "
-        "structures thinner than a few pixels at that scale are lost (default: 1, full "
-        "resolution; students keep their teacher's)",
+        "structures thinner than a few pixels at that scale are lost (default: planned from "
+        "the painted structures, 1 (full resolution) with --no-plan; students keep their "
+        "teacher's)",
     )
 
 

@@ -12,14 +12,17 @@ from napari_distill.cli._base import (
     UserError,
     add_cleanup_arguments,
     add_downsample_argument,
+    add_plan_argument,
     add_teachers_argument,
     check_training_output,
     cleanup_config,
     command,
     drive,
     ensemble_settings,
+    given_settings,
     load_image,
     load_labels,
+    teacher_plan,
 )
 from napari_distill.core.config import KDConfig, QualityConfig, TrainConfig
 
@@ -185,6 +188,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_teachers_argument(p)
     add_downsample_argument(p)
+    add_plan_argument(p)
     add_cleanup_arguments(p, "student_labels.tif")
     p.add_argument(
         "--smaller-student",
@@ -200,7 +204,8 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _load_run_inputs(args: argparse.Namespace):
-    """(image, labels, class_names, scale, rgb) from the files or the sample."""
+    """(image, labels, class_names, scale, rgb) from the files or the sample (the voxel size
+    from the file's metadata, or the sample's)."""
     if args.sample is not None:
         if args.labels:
             raise UserError("--labels is not used with --sample (the sample has its own)")
@@ -226,7 +231,9 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
         return dataclasses.replace(
             base,
             model=dataclasses.replace(
-                base.model, downsample=args.downsample, **ensemble_settings(args)
+                base.model,
+                downsample=args.downsample or base.model.downsample,
+                **ensemble_settings(args),
             ),
             teacher=dataclasses.replace(base.teacher, seed=args.seed),
             student=dataclasses.replace(base.student, seed=args.seed),
@@ -252,6 +259,12 @@ def run_all(args: argparse.Namespace) -> None:
     check_out_dir(args.out_dir, args.overwrite)  # fail before the slow part
     image, labels, class_names, scale, rgb = _load_run_inputs(args)
     config = pipeline_config(args)
+    source = argparse.Namespace(scale=scale, rgb=rgb)
+    given = given_settings(args, steps=args.steps)
+    plan = teacher_plan(
+        args, image, labels, source, given, config.model, config.teacher, class_names
+    )
+    config = dataclasses.replace(config, plan=plan)
     records = run_pipeline(
         image, labels, args.out_dir, config=config, device=args.device,
         overwrite=args.overwrite, class_names=class_names, scale=scale, rgb=rgb,

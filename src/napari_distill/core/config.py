@@ -194,6 +194,9 @@ class TrainConfig:
     # Intensity scale and shift range, in normalised units. Small: the model is trained and
     # used on the same stack, where the intensity of a tissue is the best cue it has.
     intensity_jitter: float = 0.05
+    # Intensities clipped to the painted foreground's 0.5-99.5 % window (nnU-Net's CT rule;
+    # Normalization.from_foreground) instead of all voxels' 1-99 % window, unclipped.
+    clip_to_foreground: bool = False
     elastic: bool = False  # elastic deformation (slower)
     seed: int = 0
     max_minutes: float | None = None  # wall-clock budget on top of steps

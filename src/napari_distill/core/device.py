@@ -300,3 +300,13 @@ def autocast_dtype(device: torch.device | str) -> torch.dtype | None:
     if device.type == "mps":
         return torch.float16
     return None
+
+
+def device_text(device: torch.device) -> str:
+    """``"cpu (1 thread)"``, ``"cuda:0 (its name)"`` or the device: for logs and reports."""
+    if device.type == "cpu":
+        threads = torch.get_num_threads()
+        return f"cpu ({threads} thread{'' if threads == 1 else 's'})"
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)

@@ -39,7 +39,7 @@ from .config import (
     QualityConfig,
     TrainConfig,
 )
-from .device import select_device
+from .device import device_text, select_device
 from .evaluation import apply_instance_config, check_cleanup_classes, describe_cleanup
 from .inference import Prediction, predict_bundle
 from .io import check_output_folder, write_labels
@@ -48,7 +48,7 @@ from .preprocess import annotated_slices
 from .quality import Selection, SnapshotRecorder, fit_quality, save_quality, score_slices
 from .report import LEAST_CONFIDENT_LISTED, RunSummary, plot_scores, write_report
 from .strategies import get_strategy
-from .training import members_held_out_apart, stored_splits, train_teacher
+from .training import TeacherPlan, members_held_out_apart, stored_splits, train_teacher
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +101,9 @@ class PipelineConfig:
     cleanup:
         The clean-up of the student's labels (``"semantic"`` :class:`InstanceConfig`: one
         piece of the classes named, small pieces removed; the default does nothing).
+    plan:
+        The teacher's settings planned from the data (``core.training.plan_for_data``), applied
+        over ``model`` and ``teacher``, logged and stored in ``teacher.pt``; None: as they are.
     """
 
     model: ModelConfig = ModelConfig()
@@ -111,6 +114,7 @@ class PipelineConfig:
     student: TrainConfig = TrainConfig()
     predict: PredictConfig = PredictConfig()
     cleanup: InstanceConfig = InstanceConfig()
+    plan: TeacherPlan | None = None
 
     def __post_init__(self) -> None:
         if self.cleanup.mode != "semantic":
@@ -191,15 +195,6 @@ def check_out_dir(out_dir: str | os.PathLike[str], overwrite: bool) -> dict[str,
     return paths
 
 
-def _device_text(device: torch.device) -> str:
-    if device.type == "cpu":
-        threads = torch.get_num_threads()
-        return f"cpu ({threads} thread{'' if threads == 1 else 's'})"
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return str(device)
-
-
 def _stage(
     records: Generator[Any, None, Any], index: int
 ) -> Generator[PipelineProgress, None, Any]:
@@ -269,7 +264,7 @@ def run_pipeline(
     started = time.perf_counter()
     run = train_teacher(
         image, labels, model_config=config.model, train_config=config.teacher,
-        device=torch_device, class_names=class_names, rgb=rgb,
+        device=torch_device, class_names=class_names, rgb=rgb, plan=config.plan,
     )  # fmt: skip
     recorder = SnapshotRecorder(run.model)
     yield from _stage(recorder.record(run.steps()), 0)
@@ -356,7 +351,7 @@ def run_pipeline(
         views=teacher.model_config.views,
         member_validation=_members_held_out(teacher),
         stage_seconds=seconds,
-        device=_device_text(torch_device),
+        device=device_text(torch_device),
         files={_DESCRIPTIONS[k]: p.name for k, p in paths.items() if k in _DESCRIPTIONS},
     )
     plot_scores(

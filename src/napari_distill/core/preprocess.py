@@ -13,10 +13,14 @@ Conventions used everywhere in the core:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 RGB_CHANNELS = (3, 4)
+# Percentiles of the painted foreground's intensities that bound a clipped window (nnU-Net's
+# for CT): the rare extremes of what was painted fall outside.
+FOREGROUND_PERCENTILES = (0.5, 99.5)
 
 
 def is_rgb(image: np.ndarray, rgb: bool | None = None) -> bool:
@@ -127,12 +131,14 @@ def indices_to_labels(indices: np.ndarray, class_ids: tuple[int, ...]) -> np.nda
 class Normalization:
     """Per-colour-channel intensity window from robust percentiles: ``(x - low) / (high - low)``.
 
-    Values outside the window are kept (not clipped): dense bone or air still differ from soft
-    tissue after normalisation.
+    Values outside the window are kept (not clipped) unless ``clip``: dense bone or air still
+    differ from soft tissue after normalisation. With ``clip`` (:meth:`from_foreground`, the
+    window of the painted structures, as nnU-Net normalises CT) they are clipped to [0, 1].
     """
 
     low: tuple[float, ...]
     high: tuple[float, ...]
+    clip: bool = False
 
     @classmethod
     def from_image(
@@ -157,18 +163,56 @@ class Normalization:
         high = np.where(high - low < 1e-6, low + 1.0, high)
         return cls(tuple(float(v) for v in low), tuple(float(v) for v in high))
 
+    @classmethod
+    def from_foreground(
+        cls,
+        image_stack: np.ndarray,
+        labels_stack: np.ndarray,
+        slices: np.ndarray,
+        percentiles: tuple[float, float] = FOREGROUND_PERCENTILES,
+        max_samples: int = 2_000_000,
+        seed: int = 0,
+    ) -> Normalization:
+        """The window of the painted foreground (labels > 0 on ``slices``), clipped.
+
+        Raises
+        ------
+        ValueError
+            Nothing is painted on ``slices``.
+        """
+        c = image_stack.shape[-1]
+        parts = [
+            np.asarray(image_stack[i], dtype=np.float32)[np.asarray(labels_stack[i]) > 0]
+            for i in slices
+        ]
+        sample = np.concatenate(parts) if parts else np.zeros((0, c), np.float32)
+        if sample.shape[0] == 0:
+            raise ValueError("no painted foreground to take the intensity window from")
+        if sample.shape[0] > max_samples:
+            rng = np.random.default_rng(seed)
+            sample = sample[rng.choice(sample.shape[0], max_samples, replace=False)]
+        low = np.percentile(sample, percentiles[0], axis=0)
+        high = np.percentile(sample, percentiles[1], axis=0)
+        high = np.where(high - low < 1e-6, low + 1.0, high)
+        return cls(tuple(float(v) for v in low), tuple(float(v) for v in high), clip=True)
+
     def apply(self, data: np.ndarray) -> np.ndarray:
         """Normalise ``(..., C)`` data to float32."""
         low = np.asarray(self.low, dtype=np.float32)
         scale = 1.0 / (np.asarray(self.high, dtype=np.float32) - low)
-        return (np.asarray(data, dtype=np.float32) - low) * scale
+        out = (np.asarray(data, dtype=np.float32) - low) * scale
+        return np.clip(out, 0.0, 1.0, out=out) if self.clip else out
 
-    def to_dict(self) -> dict[str, list[float]]:
-        return {"low": list(self.low), "high": list(self.high)}
+    def to_dict(self) -> dict[str, Any]:
+        return {"low": list(self.low), "high": list(self.high), "clip": self.clip}
 
     @classmethod
-    def from_dict(cls, values: dict[str, list[float]]) -> Normalization:
-        return cls(tuple(float(v) for v in values["low"]), tuple(float(v) for v in values["high"]))
+    def from_dict(cls, values: dict[str, Any]) -> Normalization:
+        return cls(
+            tuple(float(v) for v in values["low"]),
+            tuple(float(v) for v in values["high"]),
+            bool(values.get("clip", False)),  # checkpoints before clipping existed: False
+        )
 
 
 def context_indices(index: int, n_slices: int, context_slices: int) -> list[int]:

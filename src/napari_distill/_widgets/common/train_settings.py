@@ -31,6 +31,7 @@ from napari_distill.core.config import (
     TrainConfig,
 )
 from napari_distill.core.device import cpu_count
+from napari_distill.core.training.plan import PLANNED, TeacherPlan
 
 # (config, field, label, minimum, maximum, decimals, tooltip); decimals None = integer.
 # An integer field with minimum 0 and a None default shows "auto" / "none" at 0.
@@ -131,6 +132,10 @@ SWITCHES = (
      "When the run completes, keep the final network rather than the step that scored best on "
      "the few held-out slices (with few slices that 'best' is mostly luck). A run stopped "
      "early keeps its best."),
+    ("train", "clip_to_foreground", "Clip to the painted intensities",
+     "Map the intensities of what you painted (0.5-99.5 %) to the network's range and clip "
+     "the rest, as is usual for CT: when most of the image is air or other unpainted matter, "
+     "the painted tissues otherwise share a sliver of the range. Planned from the data."),
     ("model", "deep_supervision", "Deep supervision",
      "While training, also ask the network for the labels at half and quarter size, which "
      "helps it with few painted slices; prediction is unchanged. Leave it on."),
@@ -160,6 +165,9 @@ class TrainSettings(QWidget):
         The CPU threads box (0 shows "auto"); read it with :meth:`cpu_threads`.
     advanced:
         The collapsible *Advanced* section (closed at first).
+    edited:
+        The ``(config, field)`` the user changed since the form was filled: a plan from the
+        data (:meth:`show_plan`) leaves them alone, and :meth:`given` passes them to it.
     """
 
     def __init__(
@@ -171,6 +179,8 @@ class TrainSettings(QWidget):
         super().__init__(parent)
         self.fields: dict[tuple[str, str], QSpinBox | QDoubleSpinBox] = {}
         self.switches: dict[tuple[str, str], QCheckBox] = {}
+        self.edited: set[tuple[str, str]] = set()
+        self._filling = False  # values set by the form itself are not the user's edits
         main = QFormLayout()
         for spec in MAIN_SETTINGS:
             main.addRow(self._label(spec[2], spec[6]), self._field(*spec))
@@ -200,6 +210,39 @@ class TrainSettings(QWidget):
         layout.addLayout(main)
         layout.addWidget(self.advanced)
         self.show_configs(model_config or ModelConfig(), train_config or TrainConfig())
+        for key, box in self.fields.items():
+            box.valueChanged.connect(lambda _=None, key=key: self._edited(key))
+        for key, box in self.switches.items():
+            box.toggled.connect(lambda _=None, key=key: self._edited(key))
+
+    def _edited(self, key: tuple[str, str]) -> None:
+        if not self._filling:
+            self.edited.add(key)
+
+    def show_plan(self, plan: TeacherPlan) -> None:
+        """Fill the planned fields the user has not changed with the plan's values."""
+        self._filling = True
+        try:
+            for decision in plan.decisions:
+                key = (PLANNED[decision.setting], decision.setting)
+                if key in self.edited:
+                    continue
+                if key in self.switches:
+                    self.switches[key].setChecked(bool(decision.value))
+                elif key in self.fields:
+                    self.fields[key].setValue(0 if decision.value is None else decision.value)
+        finally:
+            self._filling = False
+
+    def given(self) -> dict[str, Any]:
+        """``{setting: value}`` of the planned settings the user changed (for the plan)."""
+        model, train = self.configs()
+        configs = {"model": model, "train": train}
+        return {
+            name: getattr(configs[config], name)
+            for config, name in self.edited
+            if PLANNED.get(name) == config
+        }
 
     @staticmethod
     def _label(text: str, tooltip: str) -> QLabel:
@@ -237,6 +280,14 @@ class TrainSettings(QWidget):
     def show_configs(self, model_config: ModelConfig, train_config: TrainConfig | None) -> None:
         """Show the values of ``model_config`` and ``train_config`` (None: keep the train
         settings)."""
+        self._filling = True
+        try:
+            self._show(model_config, train_config)
+        finally:
+            self._filling = False
+        self.edited.clear()  # a loaded model's settings are the form's, not edits
+
+    def _show(self, model_config: ModelConfig, train_config: TrainConfig | None) -> None:
         configs = {"model": model_config, "train": train_config}
         for (config, name), box in self.fields.items():
             if configs[config] is not None:

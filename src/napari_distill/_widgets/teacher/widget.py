@@ -43,6 +43,7 @@ from napari_distill._widgets.common.train_settings import TrainSettings
 from napari_distill._widgets.common.training_panel import TrainingPanel
 from napari_distill._widgets.common.training_session import TrainingSession
 from napari_distill._widgets.common.workers import WorkerRunner
+from napari_distill._widgets.teacher.plan import PlanLine, layer_plan
 from napari_distill.core.models import ModelBundle
 from napari_distill.core.preprocess import annotated_slices, class_ids_from_labels
 from napari_distill.core.training import TrainingRun, TrainStep, train_teacher
@@ -87,6 +88,7 @@ class TeacherWidget(PluginDock):
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.settings = TrainSettings()
+        self.plan_line = PlanLine(self.settings)  # the form filled from the data, and why
         self.panel = TrainingPanel(
             train_text="Train teacher",
             score_label="validation Dice",
@@ -144,6 +146,7 @@ class TeacherWidget(PluginDock):
         layout = QVBoxLayout(self.content)
         layout.addLayout(form)
         layout.addWidget(self.summary)
+        layout.addWidget(self.plan_line)
         layout.addWidget(self.settings)
         layout.addWidget(self.panel)
         layout.addWidget(model_box)
@@ -185,6 +188,8 @@ class TeacherWidget(PluginDock):
     def _update_summary(self, *_) -> None:
         image = self.image_picker.layer()
         labels = self.labels_picker.layer()
+        names = class_names_of(image, labels) if image is not None else {}
+        self.plan_line.schedule(image, labels, self.device_picker.device(), names)
         if image is None:
             self.summary.setText("Open an image (a CT stack or a Pap smear) to start.")
             return
@@ -248,6 +253,8 @@ class TeacherWidget(PluginDock):
             return
         try:
             model_config, train_config = self.settings.configs()
+            names = class_names_of(image, labels)
+            plan = layer_plan(image, painted, self.device_picker.device(), self.settings, names)
         except ValueError as error:
             show_error(f"Invalid setting: {error}")
             return
@@ -264,6 +271,7 @@ class TeacherWidget(PluginDock):
             class_names=class_names_of(image, labels),
             rgb=image.rgb,
             resume_from=resume_from,
+            plan=None if resume_from is not None else plan,
         )
         self._update_buttons()
 

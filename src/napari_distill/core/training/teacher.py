@@ -31,6 +31,7 @@ from ..preprocess import (
 from .loop import TrainingRun
 from .losses import class_weights_from_labels
 from .objectives import EnsembleObjective, EnsembleValidator, SliceValidator, SupervisedObjective
+from .plan import TeacherPlan
 from .sampler import Augmentation, SliceSampler
 from .schedule import auto_steps
 from .splits import Split, early_stopping_allowed, member_splits, saved_splits, splits_extra
@@ -104,12 +105,18 @@ def new_teacher_bundle(
     class_ids = class_ids_from_labels(labels_stack, annotated)
     config = teacher_model_config(model_config, stack.shape[-1], class_ids)
     names = {0: "background", **(class_names or {})}
+    if train_config.clip_to_foreground:
+        normalization = Normalization.from_foreground(
+            stack, labels_stack, annotated, seed=train_config.seed
+        )
+    else:
+        normalization = Normalization.from_image(stack, seed=train_config.seed)
     return ModelBundle(
         model=build_model(config),
         model_config=config,
         class_ids=class_ids,
         class_names={c: names[c] for c in class_ids if c in names},
-        normalization=Normalization.from_image(stack, seed=train_config.seed),
+        normalization=normalization,
         kind="teacher",
         train_config=train_config,
         extra=splits_extra(splits),
@@ -228,6 +235,7 @@ def train_teacher(
     class_names: dict[int, str] | None = None,
     resume_from: str | os.PathLike[str] | None = None,
     rgb: bool | None = None,
+    plan: TeacherPlan | None = None,
 ) -> TrainingRun:
     """Prepare a teacher run on the annotated slices of ``labels`` (then iterate ``run.steps()``).
 
@@ -252,6 +260,12 @@ def train_teacher(
         :func:`resume_training`); ``model_config`` and ``train_config`` are then ignored.
     rgb:
         Whether the last axis of ``image`` is colour (None: guess as napari does).
+    plan:
+        Settings planned from the data (:func:`~napari_distill.core.training.plan.plan_teacher`
+        or ``plan_for_data``): its values replace those of ``model_config`` and
+        ``train_config`` (the settings the user gave are in it as given), every decision is
+        logged, and the plan is stored in the checkpoint (``bundle.extra["plan"]``). None:
+        the configs as they are.
 
     Raises
     ------
@@ -263,6 +277,9 @@ def train_teacher(
             resume_from, image, labels, device=device, class_names=class_names, rgb=rgb
         )
     stack, labels_stack, annotated = prepare_pair(image, labels, rgb)
+    if plan is not None:
+        model_config, train_config = plan.apply(model_config, train_config)
+        plan.log(logger)
     torch_device = select_device(device)
     members = (model_config or ModelConfig()).members
     splits = member_splits(labels_stack, annotated, train_config, members)
@@ -270,6 +287,8 @@ def train_teacher(
     bundle = new_teacher_bundle(
         stack, labels_stack, annotated, splits, model_config, train_config, class_names
     )
+    if plan is not None:
+        bundle.extra["plan"] = plan.to_dict()
     objective, validator = teacher_components(
         stack, labels_stack, splits, bundle, train_config, torch_device
     )
