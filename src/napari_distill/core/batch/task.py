@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..allocator import retained_freed_memory
 from ..config import InstanceConfig, PredictConfig
 from ..evaluation import apply_instance_config
 from ..inference import predict_bundle
@@ -73,16 +74,19 @@ def voxels_per_class(labels: np.ndarray, class_ids: tuple[int, ...]) -> dict[int
 
 
 def _predict(bundle: ModelBundle, image: Any, options: VolumeOptions, **kwargs: Any) -> Any:
-    return run_to_completion(
-        predict_bundle(
-            bundle,
-            image,
-            config=options.config,
-            device=options.device,
-            keep_probabilities=False,
-            **kwargs,
+    # Freed activations kept for reuse, as the command line predicts: a Dask worker's
+    # MALLOC_TRIM_THRESHOLD_ (64 KiB) would otherwise page every layer's memory in again.
+    with retained_freed_memory():
+        return run_to_completion(
+            predict_bundle(
+                bundle,
+                image,
+                config=options.config,
+                device=options.device,
+                keep_probabilities=False,
+                **kwargs,
+            )
         )
-    )
 
 
 def predict_volume(
