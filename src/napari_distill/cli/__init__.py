@@ -17,6 +17,7 @@ from napari_distill import __version__
 from napari_distill.cli import (  # noqa: F401  (register their commands)
     distill,
     engine,
+    predict,
     propagate,
     quality,
     teacher,

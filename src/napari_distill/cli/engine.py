@@ -1,4 +1,5 @@
-"""Engine commands: ``predict``, ``evaluate``, ``sample`` (``train-teacher``: :mod:`.teacher`)."""
+"""Engine commands: ``evaluate`` and ``sample`` (``train-teacher``: :mod:`.teacher`; ``predict``:
+:mod:`.predict`)."""
 
 from __future__ import annotations
 
@@ -8,141 +9,16 @@ import logging
 import numpy as np
 
 from napari_distill.cli._base import (
-    TIFF,
     UserError,
-    add_cleanup_arguments,
-    check_distinct,
     check_output,
-    cleanup_config,
     command,
-    drive,
-    load_image,
     load_labels,
-    parse_class_ids,
     parse_slices,
     write_json,
 )
-from napari_distill.core.config import InstanceConfig, PredictConfig
 from napari_distill.core.io import check_output_folder
 
 log = logging.getLogger("napari_distill")
-
-
-# ------------------------------------------------------------------------------- predict
-def _predict_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="a teacher or student checkpoint (.pt)")
-    p.add_argument("--image", required=True, help="TIFF stack, 2D image or folder of slices")
-    p.add_argument("--out", required=True, help="labels TIFF to write")
-    p.add_argument("--probabilities", help="also write class probabilities (TIFF, classes first)")
-    p.add_argument("--instances", help="also write instance labels (TIFF)")
-    p.add_argument(
-        "--instance-classes",
-        help="class ids split into touching instances (cells, nuclei), e.g. 2; "
-        "other classes stay one label per class",
-    )
-    add_cleanup_arguments(p, "the labels written (--out, --instances)")
-    p.add_argument("--tile-size", type=int, help="pixels (default: from device memory)")
-    p.add_argument("--overlap", type=float, default=PredictConfig.overlap)
-    p.add_argument("--no-crop", action="store_true", help="do not crop slices to the tissue")
-    p.add_argument(
-        "--mirror",
-        action="store_true",
-        help="average over the slice and its three mirror images (4x slower, a little better)",
-    )
-    p.add_argument("--work-dir", help="keep intermediate arrays as memory maps here (huge stacks)")
-
-
-def load_model(path: str, device: str = "cpu"):
-    """Load a checkpoint that predicts segmentations (teacher or student)."""
-    from napari_distill.core.models import load_checkpoint
-
-    bundle, _ = load_checkpoint(path, device="cpu")
-    if bundle.kind not in ("teacher", "student"):
-        raise UserError(f"{path} is a {bundle.kind} checkpoint, not a teacher or a student")
-    return bundle
-
-
-def _label_options(args: argparse.Namespace, bundle) -> tuple[InstanceConfig, tuple[int, ...]]:
-    """The semantic clean-up and the classes split into instances that ``predict``'s
-    arguments ask for, checked against the model's classes before anything is predicted."""
-    names = {c: bundle.class_names.get(c, f"class {c}") for c in bundle.class_ids[1:]}
-    cleanup = cleanup_config(args, names)
-    return cleanup, parse_class_ids(args.instance_classes, "--instance-classes", names)
-
-
-@command(
-    "predict",
-    "Segment every slice of an image with a teacher or student checkpoint.",
-    add_arguments=_predict_arguments,
-)
-def predict_command(args: argparse.Namespace) -> None:
-    from napari_distill.core.evaluation import apply_instance_config
-    from napari_distill.core.inference import predict_bundle
-    from napari_distill.core.io import write_labels, write_probabilities
-
-    check_distinct(out=args.out, probabilities=args.probabilities, instances=args.instances)
-    out = check_output(args.out, args.overwrite, TIFF)
-    for path in (args.probabilities, args.instances):
-        if path:
-            check_output(path, args.overwrite, TIFF)
-    if args.work_dir:
-        check_output_folder(args.work_dir, create=True)
-    bundle = load_model(args.model)
-    cleanup, instance_classes = _label_options(args, bundle)
-    image_data, image = load_image(args.image)
-    config = PredictConfig(
-        tile_size=args.tile_size,
-        overlap=args.overlap,
-        crop_to_tissue=not args.no_crop,
-        mirror=args.mirror,
-    )
-    prediction = drive(
-        predict_bundle(
-            bundle,
-            image,
-            config=config,
-            device=args.device,
-            keep_probabilities=bool(args.probabilities),
-            out_dir=args.work_dir,
-            rgb=image_data.rgb,
-        ),
-        desc="predict",
-        quiet=args.quiet,
-        unit="slice",
-    )
-    squeeze = image.ndim - (1 if image_data.rgb else 0) == 2  # a 2D image gives 2D labels
-    labels = prediction.labels[0] if squeeze else prediction.labels
-    labels = apply_instance_config(labels, cleanup)  # unchanged unless a clean-up is asked for
-    write_labels(out, labels, image_data.scale, unit=image_data.unit, overwrite=args.overwrite)
-    log.info("wrote %s", out)
-    if args.probabilities:
-        probabilities = prediction.probabilities
-        if squeeze:
-            probabilities = probabilities[:, 0]
-        write_probabilities(
-            args.probabilities,
-            probabilities,
-            image_data.scale,
-            class_ids=prediction.class_ids,
-            unit=image_data.unit,
-            overwrite=args.overwrite,
-        )
-        log.info("wrote %s", args.probabilities)
-    if args.instances:
-        instances = np.asarray(labels)  # without --instance-classes: the cleaned labels
-        if instance_classes:
-            config = InstanceConfig(
-                mode="instances", min_size=args.min_size, instance_classes=instance_classes
-            )
-            instances = apply_instance_config(instances, config)
-        write_labels(
-            args.instances,
-            instances,
-            image_data.scale,
-            unit=image_data.unit,
-            overwrite=args.overwrite,
-        )
-        log.info("wrote %s", args.instances)
 
 
 # ------------------------------------------------------------------------------ evaluate

@@ -195,6 +195,7 @@ def predict_stack(
     keep_probabilities: bool = True,
     out_dir: str | Path | None = None,
     rgb: bool | None = None,
+    background: BackgroundModel | None = None,
 ) -> Generator[PredictProgress, None, Prediction]:
     """Predict every slice (or ``slices``) of a stack, yielding progress after each slice.
 
@@ -220,6 +221,10 @@ def predict_stack(
         files of those names are replaced) instead of holding them in memory.
     rgb:
         Whether the last axis is colour (None guesses as napari does).
+    background:
+        The background that tissue is told from (:func:`estimate_background` of ``image``
+        when None). A chunk of slices cut from a larger volume passes the whole volume's, so
+        that its slices are cropped, and so predicted, exactly as in the whole volume.
 
     Yields
     ------
@@ -258,7 +263,10 @@ def predict_stack(
     model.to(torch_device)
     predictor = SlicePredictor(model, torch_device, config, in_channels, len(ids))
     needs_tissue = config.crop_to_tissue or config.skip_empty_tiles
-    background = estimate_background(stack) if needs_tissue else None
+    if not needs_tissue:
+        background = None
+    elif background is None:
+        background = estimate_background(stack)
     was_training = model.training
     model.eval()
     start = time.perf_counter()

@@ -1,0 +1,146 @@
+"""``predict --out-dir``: many volumes on a Dask cluster, a labels file and a summary row each.
+
+The ``predict`` command (:mod:`.predict`) hands over here when it is given ``--out-dir``
+instead of ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from napari_distill.cli._base import UserError, check_output, drive, threads_setting
+from napari_distill.core.config import PredictConfig
+from napari_distill.core.io import check_output_folder
+
+log = logging.getLogger("napari_distill")
+
+SUMMARY_NAME = "summary.csv"
+
+
+def add_batch_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of a batch (``--out-dir`` and what goes with it)."""
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="with --out-dir: the address of a running Dask scheduler, e.g. tcp://node:8786 "
+        "(default: a local cluster of one single-threaded worker process per core)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="with --out-dir and no --scheduler: worker processes of the local cluster "
+        "(default: one per core)",
+    )
+    p.add_argument(
+        "--chunk-slices",
+        type=int,
+        metavar="N",
+        help="with --out-dir: predict volumes in chunks of N slices (with the model's context "
+        "slices as a halo; the labels are those of the whole volume); 0 never cuts (default: "
+        "only volumes too large for a worker's memory are cut)",
+    )
+
+
+def _check(args: argparse.Namespace) -> None:
+    for option in ("probabilities", "instances", "work_dir"):
+        if getattr(args, option):
+            flag = "--" + option.replace("_", "-")
+            raise UserError(f"{flag} writes one file: use it with --out, not --out-dir")
+    if args.chunk_slices is not None and args.chunk_slices < 0:
+        raise UserError(f"--chunk-slices must be >= 0, got {args.chunk_slices}")
+    if args.workers is not None and args.workers < 1:
+        raise UserError(f"--workers must be >= 1, got {args.workers}")
+
+
+@contextlib.contextmanager
+def _client(args: argparse.Namespace) -> Iterator[Any]:
+    """A client of the cluster at ``--scheduler``, or of a local cluster closed afterwards."""
+    from distributed import Client
+
+    from napari_distill.core.batch import dashboard_link, local_cluster
+
+    # Dask's own records of its workers' comings and goings: only its warnings and errors
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+    if args.scheduler:
+        try:
+            client = Client(args.scheduler, timeout="30s")
+        except OSError as exc:
+            raise UserError(f"--scheduler: no Dask scheduler answers at {args.scheduler}") from exc
+        with client:
+            yield client
+        return
+    with local_cluster(args.workers) as cluster, Client(cluster) as client:
+        link = dashboard_link(client)
+        workers = len(cluster.workers)
+        log.info("local Dask cluster: %d worker process%s", workers, "" if workers == 1 else "es")
+        if link:
+            log.info("Dask dashboard: %s", link)
+        yield client
+
+
+def predict_batch(args: argparse.Namespace, bundle: Any, cleanup: Any) -> None:
+    """Predict every volume of ``--image`` into ``--out-dir`` with ``bundle`` (the model loaded
+    from ``--model``) and the semantic ``cleanup``; write the summary CSV."""
+    from napari_distill.core.batch import (
+        VolumeOptions,
+        list_volumes,
+        output_paths,
+        run_batch,
+        write_summary,
+    )
+
+    _check(args)
+    out_dir = check_output_folder(args.out_dir, create=True)
+    summary = check_output(out_dir / SUMMARY_NAME, overwrite=True, suffixes=(".csv",))
+    try:
+        volumes = list_volumes(args.image)
+        outputs = output_paths(volumes, out_dir)
+    except ValueError as exc:
+        raise UserError(f"--image: {exc}") from exc
+    checkpoint = Path(args.model).read_bytes()
+    options = VolumeOptions(
+        config=PredictConfig(
+            tile_size=args.tile_size,
+            overlap=args.overlap,
+            crop_to_tissue=not args.no_crop,
+            mirror=args.mirror,
+        ),
+        cleanup=cleanup,
+        device=args.device,
+        overwrite=args.overwrite,
+    )
+    threads = threads_setting(args) or 1  # auto: one torch thread per worker process
+    log.info("%d volume%s -> %s", len(volumes), "" if len(volumes) == 1 else "s", out_dir)
+    with _client(args) as client:
+        results = drive(
+            run_batch(
+                client,
+                bundle,
+                checkpoint,
+                volumes,
+                outputs,
+                options,
+                chunk_slices=args.chunk_slices,
+                threads=threads,
+            ),  # fmt: skip
+            desc="predict",
+            quiet=args.quiet,
+            unit="volume",
+        )
+    write_summary(summary, results)
+    counts = {s: sum(r.status == s for r in results) for s in ("done", "skipped", "failed")}
+    log.info(
+        "%d predicted, %d skipped (already done), %d failed; summary: %s",
+        counts["done"], counts["skipped"], counts["failed"], summary,
+    )  # fmt: skip
+    for result in results:
+        if result.status == "failed":
+            log.warning("failed: %s: %s", result.volume, result.error)
+    if counts["failed"]:
+        raise UserError(f"{counts['failed']} of {len(results)} volumes failed (see {summary})")

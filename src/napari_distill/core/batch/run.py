@@ -1,0 +1,248 @@
+"""A batch of volumes on a Dask distributed cluster: one task per volume, or per chunk of
+slices for a volume larger than a worker's memory; a summary row per volume.
+
+Dask does the distribution (scheduling, moving results, retrying the tasks of a worker that
+died); this module only submits the tasks and gathers the results as they complete. A failed
+volume (unreadable, wrong channels) is a row with its error, and the others go on. The model
+travels once, as a worker plugin (:class:`~.task.ModelPlugin`).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import time
+from collections.abc import Generator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..models import ModelBundle
+from .task import (
+    ModelPlugin,
+    VolumeOptions,
+    VolumeResult,
+    background_task,
+    chunk_task,
+    finish_task,
+    volume_task,
+)
+from .volumes import chunk_slices_for_memory, plan_chunks, read_header
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_FIELDS = (
+    "volume", "output", "status", "shape", "seconds", "chunks", "classes_found",
+    "voxels_per_class", "error",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """A volume finished (done, skipped or failed): ``done`` of ``total``."""
+
+    done: int
+    total: int
+    result: VolumeResult
+
+
+def local_cluster(workers: int | None = None, **kwargs: Any) -> Any:
+    """A ``LocalCluster`` of single-threaded worker processes, one per usable core unless
+    ``workers`` says otherwise (each worker's torch uses one thread; see docs/benchmarks.md)."""
+    from distributed import LocalCluster
+
+    count = workers or len(os.sched_getaffinity(0))
+    kwargs.setdefault("dashboard_address", ":0")
+    kwargs.setdefault("silence_logs", logging.ERROR)
+    return LocalCluster(n_workers=count, threads_per_worker=1, processes=True, **kwargs)
+
+
+def dashboard_link(client: Any) -> str | None:
+    """The cluster's dashboard address, when its scheduler runs one (it needs bokeh)."""
+    services = client.scheduler_info().get("services", {})
+    return client.dashboard_link if "dashboard" in services else None
+
+
+def smallest_memory_limit(client: Any) -> int | None:
+    """The smallest memory limit of the cluster's workers in bytes (None: no limit)."""
+    limits = [w.get("memory_limit") or 0 for w in client.scheduler_info()["workers"].values()]
+    return min(limits) if limits and min(limits) > 0 else None
+
+
+def run_batch(
+    client: Any,
+    bundle: ModelBundle,
+    checkpoint: bytes,
+    volumes: Sequence[Path],
+    outputs: Sequence[Path],
+    options: VolumeOptions = VolumeOptions(),  # noqa: B008 - frozen, never mutated
+    *,
+    chunk_slices: int | None = None,
+    threads: int | None = 1,
+) -> Generator[BatchProgress, None, list[VolumeResult]]:
+    """Predict every volume on the cluster behind ``client``; yield as each one ends.
+
+    Parameters
+    ----------
+    client:
+        A ``distributed.Client``.
+    bundle, checkpoint:
+        The model (read here for its classes and context) and its file's bytes (sent to each
+        worker once).
+    volumes, outputs:
+        The inputs and the labels file each one writes. A volume whose output exists is
+        skipped unless ``options.overwrite``.
+    chunk_slices:
+        Slices per chunk; None cuts only volumes too large for a worker's memory
+        (:func:`~.volumes.chunk_slices_for_memory`), 0 never cuts. A teacher with views
+        always predicts whole volumes (its members slice the volume along all three axes).
+    threads:
+        torch's CPU threads on each worker.
+
+    Returns
+    -------
+    list of VolumeResult
+        One per volume, in the order of ``volumes``.
+    """
+    from distributed import as_completed
+
+    plugin = ModelPlugin(checkpoint, threads)
+    client.register_plugin(plugin)
+    halo = bundle.model_config.context_slices
+    can_cut = not bundle.model_config.views and chunk_slices != 0
+    memory_limit = smallest_memory_limit(client)
+    label_dtype = np.min_scalar_type(max(bundle.class_ids))
+    results: list[VolumeResult | None] = [None] * len(volumes)
+    pending: dict[Any, int] = {}
+    ready: list[int] = []
+    token = f"{os.getpid()}-{time.time_ns()}"
+    for index, (volume, out) in enumerate(zip(volumes, outputs, strict=True)):
+        if out.exists() and not options.overwrite:
+            results[index] = VolumeResult(str(volume), str(out), "skipped")
+            ready.append(index)
+            continue
+        key = f"napari-distill-{index}-{volume.name}-{token}"
+        try:
+            header = read_header(volume) if can_cut else None
+        except (OSError, ValueError) as exc:  # tifffile's errors for an unreadable header
+            results[index] = VolumeResult(str(volume), str(out), "failed", error=_message(exc))
+            ready.append(index)
+            continue
+        per_chunk = None
+        if header is not None:
+            per_chunk = chunk_slices or chunk_slices_for_memory(header, memory_limit, halo)
+        spans = plan_chunks(header.shape[0], per_chunk) if header is not None else [(0, 0)]
+        if len(spans) == 1:
+            future = client.submit(
+                volume_task, plugin.name, str(volume), str(out), options, key=key, pure=False
+            )
+        else:
+            future = _submit_chunked(
+                client, plugin.name, volume, out, options, header.shape[:3], label_dtype,
+                spans, key,
+            )  # fmt: skip
+        pending[future] = index
+    done = 0
+    for index in ready:
+        done += 1
+        yield BatchProgress(done, len(volumes), results[index])
+    for future in as_completed(list(pending)):
+        index = pending.pop(future)
+        try:
+            result = future.result()
+        except Exception as exc:  # noqa: BLE001 - one volume's failure, whatever it is, is
+            # a row of the summary and the batch goes on
+            result = VolumeResult(
+                str(volumes[index]), str(outputs[index]), "failed", error=_message(exc)
+            )
+        results[index] = result
+        done += 1
+        yield BatchProgress(done, len(volumes), result)
+    return [r for r in results if r is not None]
+
+
+def _submit_chunked(
+    client: Any,
+    plugin_name: str,
+    volume: Path,
+    out: Path,
+    options: VolumeOptions,
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    spans: list[tuple[int, int]],
+    key: str,
+) -> Any:
+    """The tasks of a volume cut into chunks: its background, each chunk writing its slices
+    of one ``.npy`` beside the output, and the task writing the TIFF from it."""
+    part = out.parent / f".{out.name}.part.npy"
+    np.lib.format.open_memmap(part, mode="w+", dtype=dtype, shape=shape).flush()
+    started = time.time()
+    background = client.submit(
+        background_task, plugin_name, str(volume), options, key=f"{key}-background", pure=False
+    )
+    chunks = [
+        client.submit(
+            chunk_task,
+            plugin_name,
+            str(volume),
+            start,
+            stop,
+            background,
+            options,
+            str(part),
+            key=f"{key}-chunk-{start}",
+            pure=False,
+        )  # fmt: skip
+        for start, stop in spans
+    ]
+    return client.submit(
+        finish_task, plugin_name, str(volume), str(part), str(out), options, started, chunks,
+        key=key, pure=False,
+    )  # fmt: skip
+
+
+def _message(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())
+
+
+def write_summary(path: Path, results: Sequence[VolumeResult]) -> Path:
+    """The batch's summary as CSV: a row per volume (``SUMMARY_FIELDS``).
+
+    A volume skipped because its output existed keeps its row from the summary already at
+    ``path`` (of the run that predicted it), so the file always describes every volume.
+    """
+    previous: dict[str, dict[str, str]] = {}
+    if path.exists():
+        with path.open(newline="") as handle:
+            previous = {row["volume"]: row for row in csv.DictReader(handle)}
+    rows = []
+    for result in results:
+        old = previous.get(result.volume)
+        if result.status == "skipped" and old is not None and old.get("status") == "done":
+            rows.append(old)
+            continue
+        rows.append(summary_row(result))
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=SUMMARY_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, path)
+    return path
+
+
+def summary_row(result: VolumeResult) -> dict[str, str]:
+    return {
+        "volume": result.volume,
+        "output": result.output,
+        "status": result.status,
+        "shape": "x".join(map(str, result.shape)),
+        "seconds": f"{result.seconds:.2f}" if result.status == "done" else "",
+        "chunks": str(result.chunks) if result.status == "done" else "",
+        "classes_found": " ".join(map(str, result.classes_found)),
+        "voxels_per_class": " ".join(f"{k}:{v}" for k, v in result.voxels.items()),
+        "error": result.error,
+    }
