@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (fixtures imported from test_widget_student are parameters here)
 """The Student widget with strategies ``mixed`` (a scribbles layer beside the full labels) and
 ``mutual``: real viewer, real workers, train then predict."""
 
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
-def widget(make_napari_viewer, sample, taught):  # noqa: F811
+def widget(make_napari_viewer, sample, taught):
     viewer = open_sample(make_napari_viewer, sample)
     publish_teacher(viewer, sample, taught, selection_for(sample))
     widget = StudentWidget(viewer)
@@ -50,7 +51,7 @@ def test_mixed_takes_a_scribbles_layer_counts_slices_trains_and_predicts(
     qtbot,
     widget,
     sample,
-    errors,  # noqa: F811
+    errors,
 ):
     inputs = widget.inputs
     assert inputs.weak.isHidden()  # kd takes no weak labels
@@ -78,7 +79,7 @@ def test_mixed_takes_a_scribbles_layer_counts_slices_trains_and_predicts(
     assert set(np.unique(layer.data)) <= set(widget.bundle.class_ids)
 
 
-def test_mixed_without_weak_labels_says_what_to_do(qtbot, widget, errors):  # noqa: F811
+def test_mixed_without_weak_labels_says_what_to_do(qtbot, widget, errors):
     choose(widget, "mixed")
     click(qtbot, widget.panel.train_button)
     assert errors and "scribbles or of points" in errors[0]
@@ -89,7 +90,7 @@ def test_mutual_trains_two_networks_and_predicts_with_their_average(
     qtbot,
     widget,
     sample,
-    errors,  # noqa: F811
+    errors,
 ):
     choose(widget, "mutual")
     assert widget.inputs.weak.isHidden()
