@@ -141,6 +141,7 @@ class StudentInputsForm(QWidget):
         self.weak = WeakInputs(viewer, self.image_picker.layer, self.labels_picker.layer)
         self.weak.setVisible(False)
         self.wants_weak = False
+        self.uses_selection = True
         self._build_layout()
 
         self.image_picker.currentIndexChanged.connect(self._image_changed)
@@ -193,9 +194,11 @@ class StudentInputsForm(QWidget):
         self.weak.refresh()
         self.update_summary()
 
-    def show_weak_inputs(self, shown: bool) -> None:
-        """Offer the weak labels pickers (for a strategy that takes them) or hide them."""
+    def show_weak_inputs(self, shown: bool, uses_selection: bool = True) -> None:
+        """Offer the weak labels pickers (for a strategy that takes them) or hide them;
+        ``uses_selection``: whether the strategy learns from the accepted slices (kd)."""
         self.wants_weak = shown
+        self.uses_selection = uses_selection
         self.weak.setVisible(shown)
         self.update_summary()
 
@@ -283,6 +286,8 @@ class StudentInputsForm(QWidget):
         data = np.asarray(labels.data)
         annotated = set(annotated_slices(data).tolist())
         n_slices = 1 if data.ndim == 2 else data.shape[0]
+        if not self.uses_selection:  # mixed, mutual: no pseudo-labels, no slice selection
+            return f"Painted slices: {len(annotated)} of {n_slices}."
         selection, source = self.selection()
         accepted = [] if selection is None else sorted(set(selection.accepted) - annotated)
         text = (

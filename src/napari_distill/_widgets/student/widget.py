@@ -169,7 +169,8 @@ class StudentWidget(PluginDock):
         super().enterEvent(event)
 
     def _strategy_changed(self, *_: Any) -> None:
-        self.inputs.show_weak_inputs("weak_labels" in get_strategy(self.strategy.name()).inputs)
+        spec = get_strategy(self.strategy.name())
+        self.inputs.show_weak_inputs("weak_labels" in spec.inputs, spec.name == "kd")
 
     # ------------------------------------------------------------------ training
     def train(self) -> None:
