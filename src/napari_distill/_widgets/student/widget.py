@@ -238,6 +238,7 @@ class StudentWidget(PluginDock):
         self.strategy.show_saved(
             self.bundle.extra.get("strategy"), self.bundle.extra.get("strategy_config")
         )
+        self._strategy_changed()  # show_saved changes the strategy without signals
         if self.bundle.train_config is not None:
             self.settings.show_configs(self.bundle.model_config, self.bundle.train_config)
         self._describe_model(f"Loaded from {self.session.resume_path.name}: ")
