@@ -7,6 +7,7 @@ import pytest
 import tifffile
 
 import napari_distill.cli.distill  # noqa: F401  (registers run and distill)
+import napari_distill.cli.engine  # noqa: F401  (registers predict)
 from napari_distill.cli import main
 from napari_distill.core.models import load_checkpoint
 from napari_distill.core.samples import corrupt_labels, simulate_points, simulate_scribbles
@@ -59,6 +60,13 @@ def test_run_mixed_writes_both_branches(files, tmp_path, weak):
     assert student.extra["strategy"] == "mixed"
     assert student.extra["accepted_slices"] == [0, 2, 3, 5]  # the weakly labelled slices
     assert "weak labels" in (out / "report.md").read_text()
+    # predict with the checkpoint: the student branch, as student_labels.tif
+    labels = tmp_path / "again.tif"
+    argv = ["predict", "--model", str(out / "student.pt"), "--image", str(files / "image.tif")]
+    assert main([*argv, "--out", str(labels), "--device", "cpu", "--quiet"]) == 0
+    np.testing.assert_array_equal(
+        tifffile.imread(labels), tifffile.imread(out / "student_labels.tif")
+    )
 
 
 def test_run_mutual_writes_the_control_and_the_pair(files, tmp_path):
