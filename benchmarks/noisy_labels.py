@@ -6,7 +6,7 @@ The Medaka sample, reduced (see ``weak_common``): every other slice that shows o
 training slice, painted with masks corrupted by ``corrupt_labels`` at a share of wrong pixels;
 the other slices are the test slices, scored against the clean ground truth. Conditions: the
 mixture of every kind of corruption at shares 0.3, 0.5 and 0.8 (seeds 0 and 1 by default), and
-each kind alone at 0.5 (seed 0). Per condition, with the same step budget:
+each kind alone at ``--kind-share`` (seed 0; ``--kinds``). Per condition, with the same step budget:
 
 - ``plain``: one network trained on the noisy masks (the teacher's ordinary training);
 - ``mutual``: the pair (average of the two networks), ``noise_rate`` set to the true share (the

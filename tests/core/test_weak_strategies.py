@@ -129,6 +129,16 @@ def test_coteaching_keeps_exactly_the_intended_share_of_the_peers_easiest_pixels
     assert bool(smallest_share(loss_a, 1.0).all())
 
 
+def test_coteaching_per_class_keeps_the_share_of_every_class():
+    target = torch.zeros(1, 10, 10, dtype=torch.long)
+    target[0, :2] = 1  # a rare class with the larger losses
+    loss_b = torch.rand(1, 10, 10) + target  # every class-1 loss above every class-0 loss
+    keep_a, _ = coteaching_masks(torch.rand(1, 10, 10), loss_b, 0.5, target, 2)
+    assert int(keep_a[target == 1].sum()) == 10 and int(keep_a[target == 0].sum()) == 40
+    global_keep, _ = coteaching_masks(torch.rand(1, 10, 10), loss_b, 0.5)
+    assert int(global_keep[target == 1].sum()) == 0  # what per-class selection avoids
+
+
 def test_reliability_selection_picks_the_peers_lowest_disagreement():
     probabilities = torch.tensor([[0.9, 0.5, 0.2, 0.6], [0.1, 0.5, 0.8, 0.4]]).view(1, 2, 1, 4)
     augmented = torch.tensor([[0.9, 0.1, 0.3, 0.6], [0.1, 0.9, 0.7, 0.4]]).view(1, 2, 1, 4)

@@ -3,8 +3,9 @@
 Two networks of the teacher's shape train side by side, from different random weights, on the
 painted (noisy) masks. Every step both see the same patches, and:
 
-- **co-teaching, per pixel**: each network learns (the teacher's supervised loss) only on the
-  ``1 - R`` share of pixels where its *peer* has the smallest cross-entropy; ``R`` grows
+- **co-teaching, per pixel**: each network learns (the teacher's supervised loss, its
+  deep-supervision heads included) only on the ``1 - R`` share of each class's pixels where
+  its *peer* has the smallest cross-entropy; ``R`` grows
   linearly from 0 to :attr:`MutualConfig.noise_rate` over the first
   :attr:`MutualConfig.ramp_share` of the steps;
 - **reliability**: a pixel is reliable for a network when its prediction survives augmentation,
@@ -17,7 +18,10 @@ painted (noisy) masks. Every step both see the same patches, and:
 - ``L = L_coteach + lambda_kd * w * L_kd`` per network, ``w = exp(-5 (1 - t)^2)`` with ``t``
   the ramp-up's progress.
 
-Choices: steps stand for the paper's epochs; the reliability augmentation is flips and noise
+Choices: the share is kept per class of the (noisy) mask: selected over all pixels together,
+the rare classes' pixels, which have the larger losses, went first, and on the Medaka sample the
+pair fell to half the plain network's Dice (docs/benchmarks.md); steps stand for the paper's
+epochs; the reliability augmentation is flips and noise
 (the paper later adds elastic deformation, rotation and zoom); the KL is a mean over the chosen
 pixels, so its weight is 1 rather than the paper's 0.0009 (a weight on another reduction); the
 pair always starts from scratch (two copies of one teacher would agree on its mistakes). The
@@ -61,7 +65,14 @@ from .base import (
     teacher_split,
 )
 from .configs import MutualConfig
-from .weak_losses import kl_loss, ramp, rampup_weight, reliability, smallest_share
+from .weak_losses import (
+    kl_loss,
+    ramp,
+    rampup_weight,
+    reliability,
+    smallest_share,
+    smallest_share_per_class,
+)
 
 if TYPE_CHECKING:
     from ..training import TrainingRun
@@ -109,11 +120,20 @@ def disagreement(
 
 
 def coteaching_masks(
-    loss_a: torch.Tensor, loss_b: torch.Tensor, forget: float
+    loss_a: torch.Tensor,
+    loss_b: torch.Tensor,
+    forget: float,
+    target: torch.Tensor | None = None,
+    num_classes: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Which pixels each network trains on: network A on the ``1 - forget`` share where B's
-    loss is smallest, and B where A's is."""
-    return smallest_share(loss_b, 1.0 - forget), smallest_share(loss_a, 1.0 - forget)
+    loss is smallest, and B where A's is; with ``target``, that share of each class."""
+    if target is None:
+        return smallest_share(loss_b, 1.0 - forget), smallest_share(loss_a, 1.0 - forget)
+    return (
+        smallest_share_per_class(loss_b, target, 1.0 - forget, num_classes),
+        smallest_share_per_class(loss_a, target, 1.0 - forget, num_classes),
+    )
 
 
 def peer_distillation(
@@ -149,6 +169,29 @@ class MutualObjective:
         self.num_classes = sampler.num_classes
         self.progress = 0.0
 
+    def _supervised(
+        self,
+        logits: torch.Tensor,
+        auxiliary: list[torch.Tensor],
+        target: torch.Tensor,
+        weight: torch.Tensor | None,
+        keep: torch.Tensor,
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """The teacher's loss on the kept pixels (deep-supervision heads weighted as there)."""
+        loss, terms = ce_dice_loss(
+            logits, target, self.num_classes, weight, self.dice_weight, ignore_mask=~keep
+        )
+        for level, extra in enumerate(auxiliary, start=1):
+            upsampled = F.interpolate(extra, size=logits.shape[-2:], mode="bilinear")
+            loss = (
+                loss
+                + 0.5**level
+                * ce_dice_loss(
+                    upsampled, target, self.num_classes, weight, self.dice_weight, ignore_mask=~keep
+                )[0]
+            )
+        return loss, terms
+
     def before_step(self, step: int, total_steps: int) -> None:
         self.progress = ramp(step, total_steps, self.config.ramp_share)
 
@@ -169,18 +212,14 @@ class MutualObjective:
     ) -> tuple[torch.Tensor, dict[str, float]]:
         a, b = ensemble_members(model)
         x, y = batch["x"], batch["y"]
-        logits_a, logits_b = a(x), b(x)
+        (logits_a, aux_a), (logits_b, aux_b) = _forward(a, x), _forward(b, x)
         with torch.no_grad():
             ce_a = F.cross_entropy(logits_a.float(), y, reduction="none")
             ce_b = F.cross_entropy(logits_b.float(), y, reduction="none")
-        keep_a, keep_b = coteaching_masks(ce_a, ce_b, self.forget)
+        keep_a, keep_b = coteaching_masks(ce_a, ce_b, self.forget, y, self.num_classes)
         weight = None if self.class_weight is None else self.class_weight.to(x.device)
-        loss_a, terms = ce_dice_loss(
-            logits_a, y, self.num_classes, weight, self.dice_weight, ignore_mask=~keep_a
-        )
-        loss_b, _ = ce_dice_loss(
-            logits_b, y, self.num_classes, weight, self.dice_weight, ignore_mask=~keep_b
-        )
+        loss_a, terms = self._supervised(logits_a, aux_a, y, weight, keep_a)
+        loss_b, _ = self._supervised(logits_b, aux_b, y, weight, keep_b)
         total = loss_a + loss_b
         w = rampup_weight(self.progress)
         share = min(MAX_RELIABLE_SHARE * w, 1.0)
@@ -194,6 +233,14 @@ class MutualObjective:
             total = total + self.config.lambda_kd * w * (kd_a + kd_b)
             terms["kd"] = float((kd_a + kd_b).detach()) / 2
         return total, terms
+
+
+def _forward(network: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Logits and, for a network with deep-supervision heads, their logits too."""
+    if not getattr(network, "auxiliary_heads", None):
+        return network(x), []
+    logits, features = network(x, return_features=True)
+    return logits, network.auxiliary_logits(features)
 
 
 def mutual_prediction(bundle: ModelBundle) -> ModelBundle:
@@ -251,9 +298,7 @@ def build_mutual(
     training, validation = teacher_split(teacher, labels_stack, painted, train_config)
     data = StudentData(stack, labels_stack, training, validation, [], {})
     if checkpoint is None:
-        config = dataclasses.replace(
-            teacher.model_config.single(), members=2, deep_supervision=False
-        )
+        config = dataclasses.replace(teacher.model_config.single(), members=2)
         torch.manual_seed(train_config.seed)  # the two members start from different weights
         student = new_student_bundle(
             teacher, build_model(config), config, strategy=NAME,

@@ -73,6 +73,25 @@ def smallest_share(values: torch.Tensor, share: float) -> torch.Tensor:
     return keep.reshape(values.shape)
 
 
+def smallest_share_per_class(
+    values: torch.Tensor, target: torch.Tensor, share: float, num_classes: int
+) -> torch.Tensor:
+    """:func:`smallest_share` within each class of ``target`` (same shape as ``values``):
+    exactly ``round(share * n_c)`` of the ``n_c`` pixels labelled ``c``, for every class.
+
+    Selecting over all pixels together would drop the rare classes first (their pixels have
+    the larger losses), so a network would learn less of the small structures the more noise
+    it expects.
+    """
+    keep = torch.zeros_like(values, dtype=torch.bool)
+    for c in range(num_classes):
+        members = target == c
+        if bool(members.any()):
+            chosen = smallest_share(values[members], share)
+            keep[members] = chosen
+    return keep
+
+
 def ramp(step: int, total_steps: int, ramp_share: float) -> float:
     """Progress through the ramp-up, from 0 at the first step to 1 after ``ramp_share`` of
     the steps (RMD's ``e / 10``, with training steps for epochs)."""
