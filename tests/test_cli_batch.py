@@ -9,7 +9,9 @@ reached with ``--scheduler``; one test starts the command's own local cluster.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
+import pickle
 import shutil
 import signal
 
@@ -19,6 +21,7 @@ import tifffile
 
 from napari_distill.cli import main
 from napari_distill.core.batch import (
+    ModelPlugin,
     VolumeOptions,
     list_volumes,
     local_cluster,
@@ -153,6 +156,22 @@ def test_a_views_teacher_predicts_whole_volumes_even_when_asked_for_chunks(
     assert rows(tmp_path / "out" / "summary.csv")["fish_1.tif"]["chunks"] == "1"
     written = read_labels(tmp_path / "out" / "fish_1_labels.tif").data
     np.testing.assert_array_equal(written, whole.labels)
+
+
+def _as_student(bundle):
+    return dataclasses.replace(bundle, kind="prepared")
+
+
+def test_the_worker_plugin_prepares_the_model_it_loads(files):
+    """A checkpoint whose strategy chooses what predicts (a ``mixed`` student's branch) is
+    turned into that model on each worker, as the command line does in process."""
+    plugin = ModelPlugin((files / "teacher.pt").read_bytes(), threads=None, prepare=_as_student)
+    plugin.setup(worker=None)
+    assert plugin.bundle.kind == "prepared"
+    assert pickle.loads(pickle.dumps(plugin)).prepare is _as_student  # travels by name
+    plain = ModelPlugin((files / "teacher.pt").read_bytes(), threads=None)
+    plain.setup(worker=None)
+    assert plain.bundle.kind == "teacher"
 
 
 def test_volume_list_and_output_names(files, tmp_path):

@@ -94,6 +94,7 @@ def predict_batch(args: argparse.Namespace, bundle: Any, cleanup: Any) -> None:
         run_batch,
         write_summary,
     )
+    from napari_distill.core.strategies import prediction_bundle
 
     _check(args)
     out_dir = check_output_folder(args.out_dir, create=True)
@@ -128,6 +129,7 @@ def predict_batch(args: argparse.Namespace, bundle: Any, cleanup: Any) -> None:
                 options,
                 chunk_slices=args.chunk_slices,
                 threads=threads,
+                prepare=prediction_bundle,
             ),  # fmt: skip
             desc="predict",
             quiet=args.quiet,

@@ -24,6 +24,7 @@ from napari_distill.cli._base import (
     load_labels,
     teacher_plan,
 )
+from napari_distill.cli.weak import add_weak_arguments, check_weak_arguments, run_weak
 from napari_distill.core.config import KDConfig, QualityConfig, TrainConfig
 
 if TYPE_CHECKING:
@@ -70,8 +71,11 @@ def _strategy_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _strategy_config(args: argparse.Namespace) -> KDConfig:
-    if args.strategy != "kd":  # pragma: no cover - only kd exists so far
-        raise UserError(f"the command line has no settings for strategy {args.strategy!r} yet")
+    if args.strategy != "kd":
+        raise UserError(
+            f"distill trains kd students; for strategy {args.strategy!r} use "
+            f"'napari-distill run --strategy {args.strategy}'"
+        )
     if args.smaller_student and not args.from_scratch:
         log.info("--smaller-student: the student is trained from scratch")
     try:
@@ -201,6 +205,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
         help="predict every slice and its three mirror images, averaged (4x slower "
         "predictions, slightly better pseudo-labels and labels)",
     )
+    add_weak_arguments(p)
 
 
 def _load_run_inputs(args: argparse.Namespace):
@@ -250,12 +255,19 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
 
 @command(
     "run",
-    "Teacher, quality classifier, student and labels in one go (method 1).",
+    "Teacher, quality classifier, student and labels in one go (method 1; --strategy mixed or "
+    "mutual: methods 3 and 4, without quality review).",
     add_arguments=_run_arguments,
 )
 def run_all(args: argparse.Namespace) -> None:
     from napari_distill.core.pipeline import check_out_dir, run_pipeline
 
+    check_weak_arguments(args)
+    if args.strategy != "kd":  # no quality review: core.pipeline_weak
+        from napari_distill.core.pipeline_weak import check_weak_out_dir
+
+        check_weak_out_dir(args.out_dir, args.overwrite)
+        return run_weak(args, pipeline_config(args), _load_run_inputs(args))
     check_out_dir(args.out_dir, args.overwrite)  # fail before the slow part
     image, labels, class_names, scale, rgb = _load_run_inputs(args)
     config = pipeline_config(args)

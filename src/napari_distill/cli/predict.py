@@ -62,13 +62,15 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_model(path: str, device: str = "cpu"):
-    """Load a checkpoint that predicts segmentations (teacher or student)."""
+    """Load a checkpoint that predicts segmentations (teacher or student; a student predicts
+    with the branch or network its strategy's settings name)."""
     from napari_distill.core.models import load_checkpoint
+    from napari_distill.core.strategies import prediction_bundle
 
     bundle, _ = load_checkpoint(path, device="cpu")
     if bundle.kind not in ("teacher", "student"):
         raise UserError(f"{path} is a {bundle.kind} checkpoint, not a teacher or a student")
-    return bundle
+    return prediction_bundle(bundle)
 
 
 def _label_options(args: argparse.Namespace, bundle) -> tuple[InstanceConfig, tuple[int, ...]]:

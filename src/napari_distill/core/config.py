@@ -89,6 +89,10 @@ class ModelConfig:
         (:mod:`~napari_distill.core.inference.views`).
         Needs at least three members and a stack of slices, not a single image nor a stack of
         unrelated fields (docs/benchmarks.md, "Three views").
+    decoders:
+        Decoders sharing the one encoder: 1 is a U-Net; 2 is the ``mixed`` strategy's network
+        (:class:`~napari_distill.core.models.BranchedUNet`), a teacher branch that learns from
+        full masks and a student branch that learns from weak labels and from the teacher.
     """
 
     in_channels: int = 1
@@ -102,6 +106,7 @@ class ModelConfig:
     downsample: int = 1
     members: int = 1
     views: bool = False
+    decoders: int = 1
 
     def __post_init__(self) -> None:
         if self.in_channels < 1 or self.num_classes < 2:
@@ -124,6 +129,11 @@ class ModelConfig:
             raise ValueError(
                 f"members (teachers in an ensemble) must be between 1 and {MAX_MEMBERS}, "
                 f"got {self.members}"
+            )
+        if self.decoders not in (1, 2) or (self.decoders == 2 and self.members > 1):
+            raise ValueError(
+                f"decoders must be 1, or 2 for a single network, got {self.decoders} with "
+                f"{self.members} member(s)"
             )
         if self.views and self.members < VIEW_AXES:
             raise ValueError(

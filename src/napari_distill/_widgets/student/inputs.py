@@ -13,7 +13,7 @@ may keep editing) for a worker.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +40,7 @@ from napari_distill._widgets.common.handoff import (
     teacher_prediction_layers,
 )
 from napari_distill._widgets.common.layers import LayerPicker
+from napari_distill._widgets.student.weak_inputs import WeakInputs, WeakInputsError
 from napari_distill.core.preprocess import annotated_slices
 from napari_distill.core.quality import Selection, SelectionFileError
 
@@ -73,6 +74,9 @@ class StudentInputs:
     pseudo_labels:
         The teacher layer's labels as ``(N, H, W)`` (with the user's corrections), or None
         when the teacher comes from a file (it then predicts the accepted slices itself).
+    weak:
+        For a strategy that takes weak labels: ``{"weak_labels": scribbles or None,
+        "points": rows (slice, y, x, class) or None}``; empty otherwise.
     """
 
     image_layer: Image
@@ -80,6 +84,7 @@ class StudentInputs:
     teacher: ModelBundle
     accepted: list[int]
     pseudo_labels: np.ndarray | None
+    weak: dict[str, Any] = field(default_factory=dict)
 
     @property
     def image(self) -> Any:
@@ -133,10 +138,17 @@ class StudentInputsForm(QWidget):
         self.clear_scores_button.setToolTip("Forget the scores file.")
         self.summary = QLabel()
         self.summary.setWordWrap(True)
+        self.weak = WeakInputs(viewer, self.image_picker.layer, self.labels_picker.layer)
+        self.weak.setVisible(False)
+        self.wants_weak = False
+        self.uses_selection = True
         self._build_layout()
 
         self.image_picker.currentIndexChanged.connect(self._image_changed)
         self.labels_picker.currentIndexChanged.connect(self.update_summary)
+        self.labels_picker.currentIndexChanged.connect(self.weak.refresh)
+        self.weak.scribbles_picker.currentIndexChanged.connect(self.update_summary)
+        self.weak.points_picker.currentIndexChanged.connect(self.update_summary)
         self.teacher_box.currentIndexChanged.connect(self._teacher_changed)
         self.load_teacher_button.clicked.connect(self.load_teacher)
         self.scores_button.clicked.connect(self.load_scores)
@@ -164,6 +176,7 @@ class StudentInputsForm(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
+        layout.addWidget(self.weak)
         layout.addWidget(self.summary)
 
     # ------------------------------------------------------------------ layers
@@ -178,6 +191,15 @@ class StudentInputsForm(QWidget):
 
     def _image_changed(self, *_: Any) -> None:
         self.labels_picker.refresh()
+        self.weak.refresh()
+        self.update_summary()
+
+    def show_weak_inputs(self, shown: bool, uses_selection: bool = True) -> None:
+        """Offer the weak labels pickers (for a strategy that takes them) or hide them;
+        ``uses_selection``: whether the strategy learns from the accepted slices (kd)."""
+        self.wants_weak = shown
+        self.uses_selection = uses_selection
+        self.weak.setVisible(shown)
         self.update_summary()
 
     def _watch_layer(self, event: Any) -> None:
@@ -247,6 +269,9 @@ class StudentInputsForm(QWidget):
         """Say which teacher is used and how many slices the student learns from."""
         self.clear_scores_button.setEnabled(self.file_selection is not None)
         self.summary.setText(self._summary_text())
+        if self.wants_weak:
+            labels = self.labels_picker.layer()
+            self.weak.describe(None if labels is None else np.asarray(labels.data))
         self.changed.emit()
 
     def _summary_text(self) -> str:
@@ -261,6 +286,8 @@ class StudentInputsForm(QWidget):
         data = np.asarray(labels.data)
         annotated = set(annotated_slices(data).tolist())
         n_slices = 1 if data.ndim == 2 else data.shape[0]
+        if not self.uses_selection:  # mixed, mutual: no pseudo-labels, no slice selection
+            return f"Painted slices: {len(annotated)} of {n_slices}."
         selection, source = self.selection()
         accepted = [] if selection is None else sorted(set(selection.accepted) - annotated)
         text = (
@@ -310,8 +337,21 @@ class StudentInputsForm(QWidget):
             pseudo_labels = pseudo.reshape((-1, *pseudo.shape[-2:]))
         selection, _ = self.selection()
         accepted = [] if selection is None else sorted(set(selection.accepted) - annotated)
+        weak = self._weak_inputs() if self.wants_weak else {}
         self.labels_picker.layer_as_labels()  # an image chosen becomes a labels copy
-        return StudentInputs(image, painted, teacher, accepted, pseudo_labels)
+        return StudentInputs(image, painted, teacher, accepted, pseudo_labels, weak)
+
+    def _weak_inputs(self) -> dict[str, Any]:
+        try:
+            weak = {"weak_labels": self.weak.scribbles(), "points": self.weak.points()}
+        except WeakInputsError as error:
+            raise InputError(str(error)) from error
+        if weak["weak_labels"] is None and weak["points"] is None:
+            raise InputError(
+                "This strategy learns from weak labels: choose a layer of scribbles or of "
+                "points beside the fully painted labels."
+            )
+        return weak
 
     # ------------------------------------------------------------------ files
     def load_teacher(self) -> None:

@@ -55,11 +55,13 @@ from napari_distill._widgets.student.tasks import (
     student_training,
 )
 from napari_distill.core.models import ModelBundle
-from napari_distill.core.strategies import STRATEGIES
+from napari_distill.core.strategies import STRATEGIES, get_strategy, prediction_bundle
 from napari_distill.core.training import TrainingRun
 
 if TYPE_CHECKING:
     import napari
+
+GUIDE_URL = "https://github.com/napari-distill/napari-distill/blob/main/docs/strategies.md"
 
 
 class StudentWidget(PluginDock):
@@ -106,10 +108,17 @@ class StudentWidget(PluginDock):
             "Export the student's latest labels layer to a TIFF file (File > Save Selected "
             "Layers works too)."
         )
+        self.guide_link = QLabel(f'<a href="{GUIDE_URL}">Which strategy for my annotations?</a>')
+        self.guide_link.setOpenExternalLinks(True)
+        self.guide_link.setToolTip(
+            "The strategy guide: a few full slices, scribbles or points, "
+            "or coarse outlines, with the benchmarks behind each advice."
+        )
         self.session = TrainingSession(self.runner, self.panel, "student", self._after_training)
         self._build_layout()
 
         self.inputs.changed.connect(self._update_buttons)
+        self.strategy.combo.currentIndexChanged.connect(self._strategy_changed)
         self.panel.train_clicked.connect(self.train)
         self.panel.stop_clicked.connect(self.runner.stop)
         self.panel.resume_clicked.connect(self.resume)
@@ -148,6 +157,7 @@ class StudentWidget(PluginDock):
         layout.addWidget(self.inputs)
         layout.addLayout(form)
         layout.addWidget(self.strategy)
+        layout.addWidget(self.guide_link)
         layout.addWidget(self.settings)
         layout.addWidget(self.panel)
         layout.addWidget(model_box)
@@ -157,6 +167,10 @@ class StudentWidget(PluginDock):
         # the Quality review changes the selection in place: recount when the user comes back
         self.inputs.update_summary()
         super().enterEvent(event)
+
+    def _strategy_changed(self, *_: Any) -> None:
+        spec = get_strategy(self.strategy.name())
+        self.inputs.show_weak_inputs("weak_labels" in spec.inputs, spec.name == "kd")
 
     # ------------------------------------------------------------------ training
     def train(self) -> None:
@@ -208,6 +222,7 @@ class StudentWidget(PluginDock):
             pseudo_labels=inputs.pseudo_labels,
             resume_from=resume_from,
             rgb=inputs.image_layer.rgb,
+            **inputs.weak,
         )
         self._update_buttons()
 
@@ -223,6 +238,7 @@ class StudentWidget(PluginDock):
         self.strategy.show_saved(
             self.bundle.extra.get("strategy"), self.bundle.extra.get("strategy_config")
         )
+        self._strategy_changed()  # show_saved changes the strategy without signals
         if self.bundle.train_config is not None:
             self.settings.show_configs(self.bundle.model_config, self.bundle.train_config)
         self._describe_model(f"Loaded from {self.session.resume_path.name}: ")
@@ -260,7 +276,7 @@ class StudentWidget(PluginDock):
         classes = self.instance_class_box.currentData() if self.instances_box.isChecked() else None
         self.runner.start(
             student_prediction,
-            self.bundle,
+            prediction_bundle(self.bundle),  # the branch or network the settings name
             image_data(image),
             SourceLayer.from_layer(image),
             self.device_picker.device(),

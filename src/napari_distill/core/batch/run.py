@@ -13,7 +13,7 @@ import csv
 import logging
 import os
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,7 @@ def run_batch(
     *,
     chunk_slices: int | None = None,
     threads: int | None = 1,
+    prepare: Callable[[ModelBundle], ModelBundle] | None = None,
 ) -> Generator[BatchProgress, None, list[VolumeResult]]:
     """Predict every volume on the cluster behind ``client``; yield as each one ends.
 
@@ -101,6 +102,9 @@ def run_batch(
         always predicts whole volumes (its members slice the volume along all three axes).
     threads:
         torch's CPU threads on each worker.
+    prepare:
+        Turns the loaded checkpoint into the model that predicts, on each worker
+        (:class:`~.task.ModelPlugin`); ``bundle`` is that model already.
 
     Returns
     -------
@@ -109,7 +113,7 @@ def run_batch(
     """
     from distributed import as_completed
 
-    plugin = ModelPlugin(checkpoint, threads)
+    plugin = ModelPlugin(checkpoint, threads, prepare)
     client.register_plugin(plugin)
     halo = bundle.model_config.context_slices
     can_cut = not bundle.model_config.views and chunk_slices != 0

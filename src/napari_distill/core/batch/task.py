@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -192,12 +193,22 @@ class ModelPlugin(WorkerPlugin):
 
     Registered with ``client.register_plugin``: Dask runs :meth:`setup` on every worker of
     the cluster, and on each worker that joins later. ``threads`` sets torch's CPU threads on
-    the worker (None leaves them as the worker started them).
+    the worker (None leaves them as the worker started them). ``prepare`` (a module-level
+    function, so that it pickles by name) turns the loaded checkpoint into the model that
+    predicts, as the command line does in process (a ``mixed`` student's branch, a ``mutual``
+    pair's average: :func:`napari_distill.core.strategies.prediction_bundle`, which this layer
+    may not import).
     """
 
-    def __init__(self, checkpoint: bytes, threads: int | None = 1) -> None:
+    def __init__(
+        self,
+        checkpoint: bytes,
+        threads: int | None = 1,
+        prepare: Callable[[ModelBundle], ModelBundle] | None = None,
+    ) -> None:
         self.checkpoint = checkpoint
         self.threads = threads
+        self.prepare = prepare
         self.name = "napari-distill-model-" + hashlib.sha1(checkpoint).hexdigest()[:12]
         self.bundle: ModelBundle | None = None
 
@@ -212,7 +223,8 @@ class ModelPlugin(WorkerPlugin):
         folder = getattr(worker, "local_directory", None) or tempfile.gettempdir()
         path = Path(folder) / f"{self.name}.pt"
         path.write_bytes(self.checkpoint)
-        self.bundle, _ = load_checkpoint(path, device="cpu")
+        bundle, _ = load_checkpoint(path, device="cpu")
+        self.bundle = bundle if self.prepare is None else self.prepare(bundle)
 
 
 def worker_bundle(plugin_name: str) -> ModelBundle:

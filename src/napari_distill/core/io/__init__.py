@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .common import MICROMETER, ImageData, ProbabilityData, ReadError, natural_sort_key
 from .kinds import looks_like_labels
+from .points import POINT_COLUMNS, points_to_labels, read_points_csv
 from .read import (
     LAZY_THRESHOLD_BYTES,
     ReadWarning,
@@ -29,6 +30,7 @@ from .read import (
 __all__ = [
     "LAZY_THRESHOLD_BYTES",
     "MICROMETER",
+    "POINT_COLUMNS",
     "ImageData",
     "ProbabilityData",
     "ReadError",
@@ -40,10 +42,12 @@ __all__ = [
     "file_kind",
     "looks_like_labels",
     "natural_sort_key",
+    "points_to_labels",
     "read_any",
     "read_image",
     "read_image_stack",
     "read_labels",
+    "read_points_csv",
     "read_probabilities",
     "write_image",
     "write_labels",

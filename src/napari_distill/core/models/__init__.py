@@ -6,6 +6,7 @@ May import: torch, and napari_distill.core's config and preprocess.
 
 from __future__ import annotations
 
+from .branched import STUDENT_BRANCH, TEACHER_BRANCH, BranchedUNet, BranchView
 from .checkpoint import (
     CheckpointError,
     ModelBundle,
@@ -27,6 +28,10 @@ from .networks import (
 
 __all__ = [
     "MIN_PROBABILITY",
+    "STUDENT_BRANCH",
+    "TEACHER_BRANCH",
+    "BranchView",
+    "BranchedUNet",
     "CheckpointError",
     "MemberMean",
     "ModelBundle",

@@ -263,10 +263,14 @@ class ModelEnsemble(nn.Module):
 
 
 def build_model(config: ModelConfig) -> UNet | ModelEnsemble:
-    """The network described by ``config`` (freshly initialised): a U-Net, or an ensemble
-    of them when ``config.members > 1``."""
+    """The network described by ``config`` (freshly initialised): a U-Net, an ensemble of
+    them when ``config.members > 1``, or a two-decoder U-Net when ``config.decoders == 2``."""
     if config.members > 1:
         return ModelEnsemble(config)
+    if config.decoders == 2:
+        from .branched import BranchedUNet  # it subclasses UNet, defined here
+
+        return BranchedUNet(config)
     return UNet(config)
 
 

@@ -9,14 +9,22 @@ from __future__ import annotations
 
 from .medaka import MEDAKA_CLASSES, MedakaSample, make_medaka
 from .medaka_anatomy import REFERENCE_SHAPE
+from .noise import NOISE_KINDS, corrupt_labels, noise_share
 from .pap import PAP_CLASSES, PapSample, make_pap_smear
+from .scribbles import DEFAULT_BACKGROUND_LABEL, simulate_points, simulate_scribbles
 
 __all__ = [
+    "DEFAULT_BACKGROUND_LABEL",
     "MEDAKA_CLASSES",
+    "NOISE_KINDS",
     "PAP_CLASSES",
     "REFERENCE_SHAPE",
     "MedakaSample",
     "PapSample",
+    "corrupt_labels",
     "make_medaka",
     "make_pap_smear",
+    "noise_share",
+    "simulate_points",
+    "simulate_scribbles",
 ]

@@ -15,7 +15,10 @@ student::
 
 Builders accept the keyword arguments ``train_config``, ``strategy_config``, ``device``,
 ``pseudo_labels`` (the teacher's predicted labels when already computed), ``predict_config``,
-``resume_from`` (a student checkpoint of the same strategy) and ``rgb``.
+``resume_from`` (a student checkpoint of the same strategy) and ``rgb``; a strategy that takes
+more says so in :attr:`StrategySpec.inputs` (``mixed``: ``weak_labels`` and ``points``).
+:func:`prediction_bundle` gives the model a student checkpoint predicts with (the branch or
+network its settings name).
 """
 
 from __future__ import annotations
@@ -26,12 +29,28 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..config import KDConfig
+from .configs import MixedConfig, MutualConfig
 from .kd import build_kd
+from .mixed import build_mixed, mixed_prediction, weak_slice_counts, weak_targets
+from .mutual import build_mutual, mutual_prediction
 
 if TYPE_CHECKING:
+    from ..models import ModelBundle
     from ..training import TrainingRun
 
-__all__ = ["STRATEGIES", "StrategySpec", "build_kd", "get_strategy"]
+__all__ = [
+    "STRATEGIES",
+    "MixedConfig",
+    "MutualConfig",
+    "StrategySpec",
+    "build_kd",
+    "build_mixed",
+    "build_mutual",
+    "get_strategy",
+    "prediction_bundle",
+    "weak_slice_counts",
+    "weak_targets",
+]
 
 
 @dataclass(frozen=True)
@@ -51,6 +70,12 @@ class StrategySpec:
     build:
         ``build(teacher, image, labels, accepted, *, train_config, strategy_config, device,
         **options) -> TrainingRun``.
+    inputs:
+        Extra keyword inputs the builder takes beyond the common ones (``"weak_labels"``,
+        ``"points"``); the GUI offers their pickers only for such a strategy.
+    prediction:
+        ``prediction(bundle) -> bundle`` choosing the model a checkpoint predicts with (None:
+        the bundle's model as it is).
     """
 
     name: str
@@ -58,6 +83,8 @@ class StrategySpec:
     description: str
     config_class: type
     build: Callable[..., TrainingRun]
+    inputs: tuple[str, ...] = ()
+    prediction: Callable[[ModelBundle], ModelBundle] | None = None
 
     def default_config(self) -> Any:
         """The strategy's settings at their defaults."""
@@ -80,7 +107,42 @@ STRATEGIES: dict[str, StrategySpec] = {
         config_class=KDConfig,
         build=build_kd,
     ),
+    "mixed": StrategySpec(
+        name="mixed",
+        title="Mixed supervision (scribbles, points)",
+        description=(
+            "Full masks on some slices, scribbles or points on others: a teacher branch "
+            "learns the full masks, a student branch the weak labels, plus KL(teacher || "
+            "student) and entropy minimisation (Liu et al., MedIA 2022)."
+        ),
+        config_class=MixedConfig,
+        build=build_mixed,
+        inputs=("weak_labels", "points"),
+        prediction=mixed_prediction,
+    ),
+    "mutual": StrategySpec(
+        name="mutual",
+        title="Mutual distillation (noisy masks)",
+        description=(
+            "Masks painted quickly or coarsely: two networks teach each other, each learning "
+            "only the pixels its partner finds easy and its partner's most reliable "
+            "predictions (Fang et al., IEEE TMI 2023)."
+        ),
+        config_class=MutualConfig,
+        build=build_mutual,
+        prediction=mutual_prediction,
+    ),
 }
+
+
+def prediction_bundle(bundle: ModelBundle) -> ModelBundle:
+    """The model ``bundle`` predicts with: for a student of a strategy with a choice (the
+    ``mixed`` branch, the ``mutual`` network or the pair's average), the one its settings
+    name; any other bundle as it is."""
+    spec = STRATEGIES.get(str(bundle.extra.get("strategy")))
+    if bundle.kind != "student" or spec is None or spec.prediction is None:
+        return bundle
+    return spec.prediction(bundle)
 
 
 def get_strategy(name: str) -> StrategySpec:
