@@ -39,6 +39,13 @@ NO_HELD_OUT = (
 )
 
 
+# CPU seconds per pixel of one TV-L1 flow estimated and followed (0.24 s at 256 x 128 on the
+# benchmarks' 2-core VM, docs/benchmarks.md "Label propagation"): what a quick comparison may
+# spend is counted in these.
+FLOW_SECONDS_PER_PIXEL = 0.24 / (256 * 128)
+QUICK_SECONDS = 30.0  # what a command may add to a run to log the comparison
+
+
 @dataclass(frozen=True)
 class ComparisonProgress:
     """``source`` (``"teacher"`` or ``"propagation"``) predicting held-out set ``done`` of
@@ -72,6 +79,42 @@ def held_out_groups(
             "score"
         )
     return groups, note
+
+
+def held_out_flows(labels: np.ndarray, held_out: Sequence[Sequence[int]]) -> int:
+    """Flows between neighbouring slices that propagating into the held-out slices follows
+    (each held-out set erased in turn; an upper bound: a flow is counted once per set)."""
+    painted = {int(i) for i in np.flatnonzero(labels_as_stack(np.asarray(labels)).any(axis=(1, 2)))}
+    total = 0
+    for held in held_out:
+        others = sorted(painted - {int(i) for i in held})
+        for index in held:
+            below = [i for i in others if i < index]
+            above = [i for i in others if i > index]
+            total += (index - below[-1] if below else 0) + (above[0] - index if above else 0)
+    return total
+
+
+def quick_method(
+    bundle: ModelBundle,
+    image_shape: Sequence[int],
+    labels: np.ndarray,
+    splits: Sequence[tuple[Sequence[int], Sequence[int]]],
+    budget_s: float = QUICK_SECONDS,
+) -> tuple[str, str]:
+    """``"flow"`` when its comparison should take at most ``budget_s`` CPU seconds, else
+    ``"nearest"`` (instant); and the reason, in words."""
+    groups, _ = held_out_groups(bundle, splits)
+    flows = held_out_flows(labels, list(groups))
+    pixels = int(image_shape[1]) * int(image_shape[2])
+    seconds = flows * pixels * FLOW_SECONDS_PER_PIXEL
+    if seconds <= budget_s:
+        return "flow", f"{flows} flows, about {seconds:.0f} CPU s"
+    return "nearest", (
+        f"flow propagation would follow {flows} flows of {pixels} pixels (about "
+        f"{seconds:.0f} CPU s); compare with it by `napari-distill run`, or propagate with "
+        "`napari-distill propagate --method flow`"
+    )
 
 
 def _aligned(probabilities: np.ndarray, ids: Sequence[int], wanted: Sequence[int]) -> np.ndarray:
@@ -178,7 +221,11 @@ def _records(source: str, done: int, total: int, records: Generator) -> Generato
 
 __all__ = [
     "NO_HELD_OUT",
+    "FLOW_SECONDS_PER_PIXEL",
+    "QUICK_SECONDS",
     "ComparisonProgress",
     "compare_with_propagation",
+    "held_out_flows",
     "held_out_groups",
+    "quick_method",
 ]
