@@ -229,6 +229,43 @@ def record(case: Case, name: str, outcome: Outcome) -> dict[str, Any]:
     return row
 
 
+def comparison_summary(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (k, seed) with a "combined" run: whether the combination is at least as good as the
+    better of teacher and flow on the unpainted slices, and whether the leave-out comparison
+    ranked the two as the truth does, overall and per organ."""
+    out = []
+    keys = sorted({(r["k"], r["seed"]) for r in runs if r["method"] == "combined"})
+    for k, seed in keys:
+        by = {r["method"]: r for r in runs if (r["k"], r["seed"]) == (k, seed)}
+        teacher, flow, combined = by["teacher3"], by["flow_tvl1"], by["combined"]
+        agree, organs = 0, {}
+        for row in combined["comparison"]["classes"]:
+            name = row["name"]
+            true_t, true_f = teacher["iou"].get(name), flow["iou"].get(name)
+            if true_t is None or true_f is None:
+                continue
+            loo = row["teacher_iou"] - row["propagation_iou"]
+            right = (loo >= 0) == (true_t >= true_f)
+            agree += right
+            organs[name] = {
+                "true_teacher": true_t, "true_flow": true_f, "loo_teacher": row["teacher_iou"],
+                "loo_flow": row["propagation_iou"], "used": row["used"],
+                "combined": combined["iou"].get(name), "ranked_right": right,
+            }  # fmt: skip
+        best = max(teacher["miou"], flow["miou"])
+        out.append(
+            {
+                "k": k, "seed": seed, "teacher": teacher["miou"], "flow": flow["miou"],
+                "combined": combined["miou"], "combined_minus_best": combined["miou"] - best,
+                "loo_teacher": teacher["loo_miou"], "loo_flow": flow["loo_miou"],
+                "overall_ranked_right": (teacher["loo_miou"] >= flow["loo_miou"])
+                == (teacher["miou"] >= flow["miou"]),
+                "organs_ranked_right": agree, "organs": organs,
+            }
+        )  # fmt: skip
+    return out
+
+
 def _commit() -> str:
     try:
         return subprocess.run(
@@ -260,7 +297,17 @@ def main(argv: list[str] | None = None) -> int:
         help="training steps of the 3-teacher ensemble of --methods combined",
     )
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument(
+        "--summarise", help="only add the comparison summary to this results JSON and print it"
+    )
     args = parser.parse_args(argv)
+    if args.summarise:
+        payload = json.loads(Path(args.summarise).read_text())
+        payload["comparison_summary"] = comparison_summary(payload["runs"])
+        text = json.dumps(payload, indent=2, default=float)
+        Path(args.summarise).write_text(text + "\n")
+        print(json.dumps(payload["comparison_summary"], indent=2, default=float))
+        return 0
     methods = [m for m in args.methods.split(",") if m]
     unknown = sorted(set(methods) - set(METHODS) - set(GROUPS))
     if unknown:
@@ -303,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
             "teacher_steps": args.teacher_steps,
         },
         "runs": runs,
+        "comparison_summary": comparison_summary(runs),
     }
     text = json.dumps(payload, indent=2, default=float)
     print(text)
