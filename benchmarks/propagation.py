@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -232,21 +233,28 @@ def record(case: Case, name: str, outcome: Outcome) -> dict[str, Any]:
 def comparison_summary(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per (k, seed) with a "combined" run: whether the combination is at least as good as the
     better of teacher and flow on the unpainted slices, and whether the leave-out comparison
-    ranked the two as the truth does, overall and per organ."""
+    ranked the two as the truth does, overall and per organ (``organs_ranked``: organs both
+    sources were scored on and not level; ``ranked_right`` None for the others)."""
     out = []
     keys = sorted({(r["k"], r["seed"]) for r in runs if r["method"] == "combined"})
     for k, seed in keys:
         by = {r["method"]: r for r in runs if (r["k"], r["seed"]) == (k, seed)}
         teacher, flow, combined = by["teacher3"], by["flow_tvl1"], by["combined"]
-        agree, organs = 0, {}
+        agree, ranked, organs = 0, 0, {}
         for row in combined["comparison"]["classes"]:
             name = row["name"]
             true_t, true_f = teacher["iou"].get(name), flow["iou"].get(name)
             if true_t is None or true_f is None:
                 continue
-            loo = row["teacher_iou"] - row["propagation_iou"]
-            right = (loo >= 0) == (true_t >= true_f)
-            agree += right
+            # Ranked only where both sources were scored and differ by the margin: elsewhere
+            # the comparison had no evidence (a class absent from the held-out slices) or
+            # called them level, and took the teacher or the mean by rule.
+            decided = row["used"] != "mean" and not (
+                math.isnan(row["teacher_iou"]) or math.isnan(row["propagation_iou"])
+            )
+            right = (row["used"] == "teacher") == (true_t >= true_f) if decided else None
+            agree += bool(right)
+            ranked += decided
             organs[name] = {
                 "true_teacher": true_t, "true_flow": true_f, "loo_teacher": row["teacher_iou"],
                 "loo_flow": row["propagation_iou"], "used": row["used"],
@@ -260,7 +268,7 @@ def comparison_summary(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "loo_teacher": teacher["loo_miou"], "loo_flow": flow["loo_miou"],
                 "overall_ranked_right": (teacher["loo_miou"] >= flow["loo_miou"])
                 == (teacher["miou"] >= flow["miou"]),
-                "organs_ranked_right": agree, "organs": organs,
+                "organs_ranked": ranked, "organs_ranked_right": agree, "organs": organs,
             }
         )  # fmt: skip
     return out
