@@ -263,7 +263,7 @@ def shoot_teacher_settings(out_dir: Path) -> None:
 
 def shoot_teacher_propagation(out_dir: Path, steps: int | None) -> None:
     """``widget_teacher_propagation(_dock).png``: three teachers compared with propagation."""
-    tour = Tour("medaka", out_dir, "", steps)
+    tour = Tour("medaka_ct", out_dir, "", steps)
     teacher = tour.teacher
     tour.show(WIDGETS[0])
     teacher.settings.fields[("model", "members")].setValue(3)
