@@ -87,6 +87,9 @@ def test_each_source_wins_its_own_class_and_the_combination_gets_both():
     assert {r.source for r in records} == {"teacher", "propagation"}
     assert all(isinstance(r, ComparisonProgress) for r in records)
     assert "disk" in result.summary() and "square" in result.summary()
+    assert "the two scored level (mIoU teacher 0.500, nearest propagation 0.500)" in (
+        result.summary()
+    )
 
     # The whole stack: the combination follows the choice; painted slices keep their paint.
     ids = np.asarray(result.class_ids).reshape(-1, 1, 1, 1)

@@ -138,9 +138,14 @@ class Comparison:
         fg = self.foreground()
         by_source = {s: [c.name for c in fg if c.source == s] for s in ("teacher", "propagation")}
         level = [c.name for c in fg if c.source == "mean"]
-        leader = "the teacher" if self.teacher_miou >= self.propagation_miou else "propagation"
+        if abs(self.teacher_miou - self.propagation_miou) < self.margin:
+            outcome = "the two scored level"
+        elif self.teacher_miou > self.propagation_miou:
+            outcome = "the teacher scored higher"
+        else:
+            outcome = "propagation scored higher"
         parts = [
-            f"On {held} painted slice(s) the teacher never trained on, {leader} scored higher "
+            f"On {held} painted slice(s) the teacher never trained on, {outcome} "
             f"(mIoU teacher {self.teacher_miou:.3f}, {self.method} propagation "
             f"{self.propagation_miou:.3f})"
         ]
