@@ -34,8 +34,8 @@ from .propagation import propagate
 
 NO_HELD_OUT = (
     "the teacher trained on every painted slice, so none is left to score it on; train "
-    "3 teachers (--teachers 3, or Teachers in the widget) with 3 or more painted slices: "
-    "each then holds out other slices"
+    "3 teachers (--teachers 3, or Teachers in the widget) on 3 or more painted slices with a "
+    "validation fraction above 0: each network then holds out other slices"
 )
 
 
