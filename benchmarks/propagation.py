@@ -24,6 +24,14 @@ with either flow estimator; each run estimates its own flows (so its seconds inc
 its leave-one-out estimate reuses them, as the ``propagate`` command does. To add a method (a
 teacher, a teacher combined with propagation), add a function and an entry.
 
+``combined`` (not a default method) trains a 3-teacher ensemble (``--teacher-steps``, default
+300: fewer than the automatic budget, to keep the run within minutes on a CPU), propagates by
+TV-L1 flow, compares the two on the painted slices the members held out
+(:func:`~napari_distill.core.inference.compare_with_propagation`) and combines them per class;
+it records three runs, ``teacher3``, ``flow_tvl1`` and ``combined``, each with
+``comparison`` (per class: both sources' leave-out IoU and the choice) and ``loo_miou`` (the
+source's mIoU on the held-out slices; the combination's was chosen there, so it flatters).
+
 Prints the JSON; ``--json`` also writes it.
 """
 
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import subprocess
@@ -43,9 +52,19 @@ from typing import Any
 
 import numpy as np
 
-from napari_distill.core.config import PropagationConfig
-from napari_distill.core.evaluation import LeaveOneOutScore, evaluate_semantic
-from napari_distill.core.inference import NeighbourFlows, propagate, propagation_leave_one_out
+from napari_distill.core.config import ModelConfig, PropagationConfig, TrainConfig
+from napari_distill.core.evaluation import (
+    LeaveOneOutScore,
+    combine_probabilities,
+    evaluate_semantic,
+)
+from napari_distill.core.inference import (
+    NeighbourFlows,
+    compare_with_propagation,
+    predict_bundle,
+    propagate,
+    propagation_leave_one_out,
+)
 from napari_distill.core.progress import run_to_completion
 from napari_distill.core.samples import MedakaSample, make_medaka
 
@@ -115,11 +134,78 @@ def propagation_method(config: PropagationConfig) -> Callable[[Case], Outcome]:
     return run
 
 
+# The teacher of the "combined" runs: an ensemble of TEACHERS members (each holds out other
+# painted slices, which is what the comparison scores), trained for --teacher-steps steps.
+TEACHERS = 3
+
+
+def combined_runs(case: Case, steps: int) -> list[tuple[str, Outcome]]:
+    """A 3-teacher ensemble, TV-L1 flow propagation, their comparison on the painted slices
+    the members held out, and the per-class combination: three outcomes ("teacher3",
+    "flow_tvl1", "combined"), each with the comparison's per-class leave-out scores."""
+    from napari_distill.core.training import stored_splits, train_teacher
+
+    image, painted = case.sample.image, case.sample.labels_sparse
+    config = PropagationConfig(method="flow", flow="tvl1")
+    started, cpu_started = time.perf_counter(), time.process_time()
+    run = train_teacher(
+        image, painted, model_config=ModelConfig(members=TEACHERS),
+        train_config=TrainConfig(steps=steps, seed=case.seed), device="cpu", rgb=False,
+    )  # fmt: skip
+    teacher = run_to_completion(run.steps())
+    prediction = run_to_completion(predict_bundle(teacher, image, device="cpu", rgb=False))
+    teacher_s = time.perf_counter() - started
+    teacher_cpu = time.process_time() - cpu_started
+    started, cpu_started = time.perf_counter(), time.process_time()
+    flows = NeighbourFlows(image, config)
+    propagated = run_to_completion(propagate(image, painted, config, flows=flows))
+    flow_s, flow_cpu = time.perf_counter() - started, time.process_time() - cpu_started
+    started = time.perf_counter()
+    comparison = run_to_completion(
+        compare_with_propagation(
+            teacher, image, painted, stored_splits(teacher), config, device="cpu", rgb=False,
+            flows=flows,
+        )
+    )  # fmt: skip
+    compare_s = time.perf_counter() - started
+    ids = comparison.class_ids
+    where = {c: k for k, c in enumerate(propagated.class_ids)}
+    flow_probs = np.zeros(prediction.probabilities.shape, np.float32)
+    for k, class_id in enumerate(ids):
+        if class_id in where:
+            flow_probs[k] = propagated.probabilities[where[class_id]]
+    combined = combine_probabilities(comparison, prediction.probabilities, flow_probs, painted)
+    combined_labels = np.asarray(ids)[combined.argmax(axis=0)]
+    names = case.sample.class_names
+    facts = {
+        "teacher_steps": run.step,
+        "teachers": TEACHERS,
+        "held_out": [list(s) for s in comparison.held_out],
+        "comparison": {
+            **comparison.to_dict(),
+            "classes": [{**row, "name": names.get(row["class_id"], row["name"])}
+                        for row in comparison.rows()],
+        },
+        "compare_seconds": compare_s,
+    }  # fmt: skip
+    return [
+        ("teacher3", Outcome(np.asarray(prediction.labels), teacher_s, teacher_cpu, None, None,
+                             {**facts, "loo_miou": comparison.teacher_miou})),
+        ("flow_tvl1", Outcome(propagated.labels, flow_s, flow_cpu, None, None,
+                              {**facts, "loo_miou": comparison.propagation_miou})),
+        ("combined", Outcome(combined_labels, teacher_s + flow_s + compare_s,
+                             teacher_cpu + flow_cpu, None, None,
+                             {**facts, "loo_miou": comparison.combined_miou})),
+    ]  # fmt: skip
+
+
 METHODS: dict[str, Callable[[Case], Outcome]] = {
     "nearest": propagation_method(PropagationConfig(method="nearest")),
     "flow_tvl1": propagation_method(PropagationConfig(method="flow", flow="tvl1")),
     "flow_ilk": propagation_method(PropagationConfig(method="flow", flow="ilk")),
 }
+# Methods run together by combined_runs (they share the teacher, the flows and the comparison).
+GROUPS = ("combined",)
 
 
 def record(case: Case, name: str, outcome: Outcome) -> dict[str, Any]:
@@ -142,6 +228,50 @@ def record(case: Case, name: str, outcome: Outcome) -> dict[str, Any]:
         row["loo_seconds"] = outcome.loo_seconds
     row.update(outcome.extra)
     return row
+
+
+def comparison_summary(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (k, seed) with a "combined" run: whether the combination is at least as good as the
+    better of teacher and flow on the unpainted slices, and whether the leave-out comparison
+    ranked the two as the truth does, overall and per organ (``organs_ranked``: organs both
+    sources were scored on and not level; ``ranked_right`` None for the others)."""
+    out = []
+    keys = sorted({(r["k"], r["seed"]) for r in runs if r["method"] == "combined"})
+    for k, seed in keys:
+        by = {r["method"]: r for r in runs if (r["k"], r["seed"]) == (k, seed)}
+        teacher, flow, combined = by["teacher3"], by["flow_tvl1"], by["combined"]
+        agree, ranked, organs = 0, 0, {}
+        for row in combined["comparison"]["classes"]:
+            name = row["name"]
+            true_t, true_f = teacher["iou"].get(name), flow["iou"].get(name)
+            if true_t is None or true_f is None:
+                continue
+            # Ranked only where both sources were scored and differ by the margin: elsewhere
+            # the comparison had no evidence (a class absent from the held-out slices) or
+            # called them level, and took the teacher or the mean by rule.
+            decided = row["used"] != "mean" and not (
+                math.isnan(row["teacher_iou"]) or math.isnan(row["propagation_iou"])
+            )
+            right = (row["used"] == "teacher") == (true_t >= true_f) if decided else None
+            agree += bool(right)
+            ranked += decided
+            organs[name] = {
+                "true_teacher": true_t, "true_flow": true_f, "loo_teacher": row["teacher_iou"],
+                "loo_flow": row["propagation_iou"], "used": row["used"],
+                "combined": combined["iou"].get(name), "ranked_right": right,
+            }  # fmt: skip
+        best = max(teacher["miou"], flow["miou"])
+        out.append(
+            {
+                "k": k, "seed": seed, "teacher": teacher["miou"], "flow": flow["miou"],
+                "combined": combined["miou"], "combined_minus_best": combined["miou"] - best,
+                "loo_teacher": teacher["loo_miou"], "loo_flow": flow["loo_miou"],
+                "overall_ranked_right": (teacher["loo_miou"] >= flow["loo_miou"])
+                == (teacher["miou"] >= flow["miou"]),
+                "organs_ranked": ranked, "organs_ranked_right": agree, "organs": organs,
+            }
+        )  # fmt: skip
+    return out
 
 
 def _commit() -> str:
@@ -168,12 +298,28 @@ def main(argv: list[str] | None = None) -> int:
         default=1,
         help="torch threads (the propagation itself, SciPy and scikit-image, uses one core)",
     )
+    parser.add_argument(
+        "--teacher-steps",
+        type=int,
+        default=300,
+        help="training steps of the 3-teacher ensemble of --methods combined",
+    )
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument(
+        "--summarise", help="only add the comparison summary to this results JSON and print it"
+    )
     args = parser.parse_args(argv)
+    if args.summarise:
+        payload = json.loads(Path(args.summarise).read_text())
+        payload["comparison_summary"] = comparison_summary(payload["runs"])
+        text = json.dumps(payload, indent=2, default=float)
+        Path(args.summarise).write_text(text + "\n")
+        print(json.dumps(payload["comparison_summary"], indent=2, default=float))
+        return 0
     methods = [m for m in args.methods.split(",") if m]
-    unknown = sorted(set(methods) - set(METHODS))
+    unknown = sorted(set(methods) - set(METHODS) - set(GROUPS))
     if unknown:
-        parser.error(f"unknown methods {unknown}; known: {', '.join(METHODS)}")
+        parser.error(f"unknown methods {unknown}; known: {', '.join([*METHODS, *GROUPS])}")
     import torch
 
     torch.set_num_threads(args.threads)
@@ -181,8 +327,17 @@ def main(argv: list[str] | None = None) -> int:
     for seed in (int(s) for s in args.seeds.split(",")):
         for k in (int(v) for v in args.ks.split(",")):
             case = Case(make_medaka(n_annotated=k, seed=seed), k, seed)
-            for name in methods:
-                row = record(case, name, METHODS[name](case))
+            outcomes = [
+                pair
+                for name in methods
+                for pair in (
+                    combined_runs(case, args.teacher_steps)
+                    if name == "combined"
+                    else [(name, METHODS[name](case))]
+                )
+            ]
+            for name, outcome in outcomes:
+                row = record(case, name, outcome)
                 runs.append(row)
                 print(
                     f"seed {seed} k {k} {name}: mIoU {row['miou']:.3f}, leave-one-out "
@@ -196,8 +351,14 @@ def main(argv: list[str] | None = None) -> int:
         "commit": _commit(),
         "date": time.strftime("%Y-%m-%d"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "settings": {"ks": args.ks, "seeds": args.seeds, "threads": args.threads},
+        "settings": {
+            "ks": args.ks,
+            "seeds": args.seeds,
+            "threads": args.threads,
+            "teacher_steps": args.teacher_steps,
+        },
         "runs": runs,
+        "comparison_summary": comparison_summary(runs),
     }
     text = json.dumps(payload, indent=2, default=float)
     print(text)

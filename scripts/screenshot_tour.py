@@ -19,7 +19,11 @@ After each step it writes the window and the whole dock (its controls, scrolled 
   (Medaka), ``widget_quality_pap.png``;
 - ``widget_student.png`` / ``widget_student_dock.png`` (Medaka), ``widget_student_pap.png``;
 - ``plugins_menu.png``: the Plugins menu with the three widgets;
-- ``widget_teacher_advanced.png``: the Teacher dock before any data, its *Advanced* settings open.
+- ``widget_teacher_advanced.png``: the Teacher dock before any data, its *Advanced* settings open;
+- ``widget_teacher_propagation.png`` / ``widget_teacher_propagation_dock.png``: the Teacher
+  dock after training three teachers on the Medaka sample (the comparison with flow
+  propagation it then shows by itself) and *Propagate* (flow), the propagated labels shown.
+  ``--propagation-only`` takes these two alone.
 
 ``--steps N`` trains every network N steps instead of the widgets' defaults: a quick check of
 the pictures, not the README's (they show the default settings).
@@ -255,7 +259,39 @@ def shoot_teacher_settings(out_dir: Path) -> None:
     viewer.close()
 
 
-def main(out_dir: Path, samples: list[str], steps: int | None = None) -> None:
+def shoot_teacher_propagation(out_dir: Path, steps: int | None) -> None:
+    """``widget_teacher_propagation(_dock).png``: three teachers compared with propagation."""
+    tour = Tour("medaka_ct", out_dir, "", steps)
+    teacher = tour.teacher
+    tour.show(WIDGETS[0])
+    teacher.settings.fields[("model", "members")].setValue(3)
+    press(teacher, teacher.panel.train_button)  # the comparison follows in the same runner
+    logger.info("teacher vs propagation: %s", teacher.propagation.result_label.text())
+    comparison = teacher.propagation.comparison
+    teacher.propagation.method_box.setCurrentText("flow")
+    press(teacher, teacher.propagation.propagate_button)
+    teacher.propagation.comparison = comparison  # shown again below the propagated layer's name
+    if comparison is not None:
+        from napari_distill._widgets.teacher.propagation_panel import comparison_html
+
+        teacher.propagation.result_label.setText(comparison_html(comparison))
+    propagated = tour.viewer.layers[-1]
+    tour.show_labels(propagated, tour.unannotated_slice(propagated))
+    teacher.panel.plot.redraw()
+    from qtpy.QtWidgets import QScrollArea
+
+    teacher.findChild(QScrollArea).ensureWidgetVisible(teacher.propagation)  # the new box
+    settle()
+    tour.shoot("widget_teacher_propagation", teacher)
+    tour.close()
+
+
+def main(
+    out_dir: Path, samples: list[str], steps: int | None = None, propagation_only: bool = False
+) -> None:
+    if propagation_only:
+        shoot_teacher_propagation(out_dir, steps)
+        return
     shoot_plugins_menu(out_dir)
     shoot_teacher_settings(out_dir)
     for sample in samples:
@@ -266,6 +302,7 @@ def main(out_dir: Path, samples: list[str], steps: int | None = None) -> None:
         tour.distil(instance_class, one_piece)
         tour.export()
         tour.close()
+    shoot_teacher_propagation(out_dir, steps)
 
 
 if __name__ == "__main__":
@@ -279,5 +316,9 @@ if __name__ == "__main__":
         "--steps", type=int, default=None,
         help="steps of every training (default: the widgets' own); for a quick look only",
     )  # fmt: skip
+    parser.add_argument(
+        "--propagation-only", action="store_true",
+        help="only widget_teacher_propagation(_dock).png",
+    )  # fmt: skip
     args = parser.parse_args()
-    main(args.out, args.samples, args.steps)
+    main(args.out, args.samples, args.steps, args.propagation_only)

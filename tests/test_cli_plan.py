@@ -61,7 +61,7 @@ def test_the_plan_is_logged_and_stored(files, tmp_path, caplog):
     assert decisions["steps"]["source"] == "user"  # --steps 1 was given
     assert decisions["views"]["value"] is True  # a volume whose ball spans many slices
     assert bundle.model_config.views and bundle.model_config.members == 3
-    assert bundle.train_config.validation_fraction == 0.0  # 3 painted: none held out
+    assert bundle.train_config.validation_fraction == 0.2  # 3 networks: each holds one out
     assert plan["fingerprint"]["spacing"] == [1.0, 1.0, 1.0]
 
 

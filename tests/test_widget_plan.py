@@ -40,7 +40,8 @@ def test_the_plan_fills_the_form_and_says_why(make_napari_viewer, qtbot, sample)
     assert len(line.toolTip().split("\n\n")) == len(line.plan.decisions)
     assert widget.settings.switches[("model", "views")].isChecked()
     assert widget.settings.fields[("model", "members")].value() == 3
-    assert widget.settings.fields[("train", "validation_fraction")].value() == 0.0
+    # the three networks hold out different slices: the run can score them against propagation
+    assert widget.settings.fields[("train", "validation_fraction")].value() == 0.2
 
 
 def test_thick_slices_from_the_layers_scale_turn_views_off(make_napari_viewer, qtbot, sample):
@@ -48,6 +49,8 @@ def test_thick_slices_from_the_layers_scale_turn_views_off(make_napari_viewer, q
     planned(qtbot, widget)
     assert "views off" in widget.plan_line.text()
     assert not widget.settings.switches[("model", "views")].isChecked()
+    # one network and few painted slices: every painted slice trains
+    assert widget.settings.fields[("train", "validation_fraction")].value() == 0.0
 
 
 def test_a_changed_field_wins_and_the_plan_is_stored(make_napari_viewer, qtbot, sample):

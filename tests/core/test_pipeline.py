@@ -19,19 +19,14 @@ from napari_distill.core.config import (
     TrainConfig,
 )
 from napari_distill.core.device import device_text as _device_text
-from napari_distill.core.evaluation import clean_semantic
+from napari_distill.core.evaluation import clean_semantic, no_comparison
 from napari_distill.core.inference import predict_bundle
 from napari_distill.core.models import load_checkpoint
-from napari_distill.core.pipeline import (
-    OUTPUT_FILES,
-    PipelineConfig,
-    PipelineProgress,
-    check_out_dir,
-    run_pipeline,
-)
+from napari_distill.core.pipeline import PipelineConfig, PipelineProgress, run_pipeline
 from napari_distill.core.progress import run_to_completion
 from napari_distill.core.quality import Selection
 from napari_distill.core.report import RunSummary, plot_scores, render_report
+from napari_distill.core.stages import OUTPUT_FILES, check_out_dir
 from synthetic import fixed_disk_square_volume as tiny_volume
 
 # The clean-up of the student's labels: one piece of class 1, and no piece smaller than the
@@ -120,18 +115,38 @@ def test_pipeline_writes_every_output(pipeline_run):
     assert (out_dir / "scores.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_pipeline_compares_the_teacher_with_propagation(pipeline_run):
+    result, _, image, labels, out_dir = pipeline_run
+    comparison = result.comparison
+    # The two members held out different painted slices: both sources are scored there.
+    assert comparison.fair and sorted(s for held in comparison.held_out for s in held) == [
+        s for s in (1, 3, 5, 6) if any(s in v for v in result.summary.member_validation)
+    ]
+    assert [c.class_id for c in comparison.classes] == [0, 1, 2]
+    pseudo = tifffile.imread(out_dir / "pseudo_labels.tif")
+    painted = [1, 3, 5, 6]
+    if comparison.uses_propagation:  # the paint is kept where it is
+        np.testing.assert_array_equal(pseudo[painted], labels[painted])
+    else:  # the teacher alone
+        np.testing.assert_array_equal(pseudo, result.teacher_labels)
+    report = (out_dir / "report.md").read_text()
+    assert "## Teacher vs propagation" in report and comparison.summary() in report
+    for choice in comparison.foreground():
+        assert f"| {choice.name} | " in report
+
+
 def test_pipeline_progress_names_its_stages(pipeline_run):
     result, records, *_ = pipeline_run
     assert all(isinstance(r, PipelineProgress) for r in records)
     stages = [r.stage for r in records]
     assert stages[0] == "teacher" and stages[-1] == "student labels"
     assert [r.stage_index for r in records] == sorted(r.stage_index for r in records)
-    assert {r.n_stages for r in records} == {5}
+    assert {r.n_stages for r in records} == {6}
     summary = result.summary
     assert summary.annotated == (1, 3, 5, 6) and summary.n_slices == 8
     assert set(summary.accepted) <= {0, 2, 4, 7}
     assert set(summary.stage_seconds) == {
-        "teacher", "teacher labels", "quality", "student", "student labels"
+        "teacher", "teacher labels", "propagation", "quality", "student", "student labels"
     }  # fmt: skip
 
 
@@ -174,6 +189,10 @@ def test_report_text_and_plot(tmp_path):
     assert "| quality score vs teacher confidence (Spearman) | 0.250 |" in sure
     assert "| slices the teacher is least sure of | 4, 0 |" in sure
     assert "n/a" in text and "1 min 15 s" in text
+    assert "Teacher vs propagation" not in text  # not compared
+    unfair = no_comparison("flow", (0, 1), "the teacher trained on every painted slice")
+    text = render_report(dataclasses.replace(summary, comparison=unfair))
+    assert "No fair comparison with propagation: the teacher trained on every" in text
     assert "validation slice(s) only" not in text  # none at all is said differently
     one = render_report(dataclasses.replace(summary, annotated=(1, 2, 3), validation=(2,)))
     assert "**1 validation slice(s) only**: these scores are noisy" in one

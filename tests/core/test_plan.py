@@ -98,6 +98,17 @@ def test_validation_off_when_few_slices_are_painted():
     assert many.decision("validation_fraction").value == TrainConfig().validation_fraction
 
 
+def test_networks_of_an_ensemble_keep_holding_out_different_slices():
+    """With several networks the held-out slices cost no paint (the others train on them) and
+    let the run score the teacher against label propagation: validation stays on."""
+    ensemble = plan_for_data(
+        *volume(painted=(4, 8, 12, 16, 20)), device="cpu", given={"members": 3}
+    )
+    decision = ensemble.decision("validation_fraction")
+    assert decision.value == TrainConfig().validation_fraction
+    assert "propagation" in decision.reason
+
+
 def test_air_around_the_painted_structures_is_clipped():
     plan = plan_for_data(*volume(air=0.4), device="cpu")
     assert plan.decision("clip_to_foreground").value is True

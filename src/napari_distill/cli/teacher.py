@@ -200,3 +200,6 @@ def train_teacher_command(args: argparse.Namespace) -> None:
         kept,
         out,
     )
+    from napari_distill.cli.comparison import log_comparison
+
+    log_comparison(run.best_bundle(), image, labels, args.device, quiet=args.quiet)

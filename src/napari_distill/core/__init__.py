@@ -67,6 +67,9 @@ _PUBLIC = {
     # labels propagated from the painted slices, without learning
     "propagate": "inference",
     "propagation_leave_one_out": "inference",
+    # the teacher against propagation on the painted slices it held out, and their combination
+    "compare_with_propagation": "inference",
+    "combine_probabilities": "evaluation",
     # the quality classifier and the selection of slices
     "Selection": "quality",
     "fit_quality": "quality",
@@ -118,6 +121,7 @@ if TYPE_CHECKING:  # what static tools see; at run time the names load on first 
     from .evaluation import (
         apply_instance_config,
         clean_semantic,
+        combine_probabilities,
         evaluate_semantic,
         iou_per_class,
         mean_dice,
@@ -125,6 +129,7 @@ if TYPE_CHECKING:  # what static tools see; at run time the names load on first 
     )
     from .inference import (
         Prediction,
+        compare_with_propagation,
         predict_bundle,
         predict_stack,
         propagate,

@@ -8,6 +8,10 @@ and returns a :class:`PipelineResult`. It writes into ``out_dir``:
     The three checkpoints (the teacher's and the student's also resume training).
 ``teacher_labels.tif``, ``student_labels.tif``
     Full stacks of predicted labels (annotated slices included, as predicted).
+``pseudo_labels.tif``
+    The labels the quality classifier scored and the student learnt from: the teacher's, or
+    per class combined with label propagation where that scored better on the painted slices
+    the teacher held out (:mod:`.stages`; ``report.md`` says which and why).
 ``scores.csv``, ``scores.json``
     Per-slice quality scores and the selection (accepted slices at ``tau``).
 ``report.md``, ``scores.png``
@@ -36,46 +40,32 @@ from .config import (
     KDConfig,
     ModelConfig,
     PredictConfig,
+    PropagationConfig,
     QualityConfig,
     TrainConfig,
 )
 from .device import device_text, select_device
-from .evaluation import apply_instance_config, check_cleanup_classes, describe_cleanup
+from .evaluation import Comparison, apply_instance_config, check_cleanup_classes, describe_cleanup
 from .inference import Prediction, predict_bundle
-from .io import check_output_folder, write_labels
+from .io import write_labels
 from .models import ModelBundle
 from .preprocess import annotated_slices
 from .quality import Selection, SnapshotRecorder, fit_quality, save_quality, score_slices
 from .report import LEAST_CONFIDENT_LISTED, RunSummary, plot_scores, write_report
+from .stages import (
+    OUTPUT_DESCRIPTIONS,
+    check_out_dir,
+    held_out,
+    members_held_out,
+    propagation_stage,
+    validated,
+)
 from .strategies import get_strategy
-from .training import TeacherPlan, members_held_out_apart, stored_splits, train_teacher
+from .training import TeacherPlan, train_teacher
 
 logger = logging.getLogger(__name__)
 
-STAGES = ("teacher", "teacher labels", "quality", "student", "student labels")
-
-OUTPUT_FILES = {
-    "teacher": "teacher.pt",
-    "quality": "quality.pt",
-    "student": "student.pt",
-    "teacher_labels": "teacher_labels.tif",
-    "student_labels": "student_labels.tif",
-    "scores_csv": "scores.csv",
-    "scores_json": "scores.json",
-    "report": "report.md",
-    "plot": "scores.png",
-}
-
-_DESCRIPTIONS = {
-    "teacher": "teacher checkpoint (resumable)",
-    "quality": "quality classifier checkpoint",
-    "student": "student checkpoint (resumable)",
-    "teacher_labels": "teacher's labels, every slice",
-    "student_labels": "student's labels, every slice",
-    "scores_csv": "per-slice quality scores and selection",
-    "scores_json": "the same, as JSON",
-    "plot": "per-slice scores with tau",
-}
+STAGES = ("teacher", "teacher labels", "propagation", "quality", "student", "student labels")
 
 
 @dataclass(frozen=True)
@@ -104,6 +94,9 @@ class PipelineConfig:
     plan:
         The teacher's settings planned from the data (``core.training.plan_for_data``), applied
         over ``model`` and ``teacher``, logged and stored in ``teacher.pt``; None: as they are.
+    propagation:
+        The label propagation the teacher is compared with on the painted slices it held out
+        (and combined with per class where it scored better); None: the teacher alone.
     """
 
     model: ModelConfig = ModelConfig()
@@ -115,6 +108,7 @@ class PipelineConfig:
     predict: PredictConfig = PredictConfig()
     cleanup: InstanceConfig = InstanceConfig()
     plan: TeacherPlan | None = None
+    propagation: PropagationConfig | None = PropagationConfig()
 
     def __post_init__(self) -> None:
         if self.cleanup.mode != "semantic":
@@ -165,34 +159,7 @@ class PipelineResult:
     student: ModelBundle
     teacher_labels: np.ndarray
     student_labels: np.ndarray
-
-
-def output_paths(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """The files a run writes into ``out_dir``."""
-    return {key: Path(out_dir) / name for key, name in OUTPUT_FILES.items()}
-
-
-def check_out_dir(out_dir: str | os.PathLike[str], overwrite: bool) -> dict[str, Path]:
-    """Create ``out_dir`` if needed and check it can be written; refuse if it holds a run's
-    files, unless ``overwrite``.
-
-    Raises
-    ------
-    FileExistsError
-        Some output files exist and ``overwrite`` is False (the message names them).
-    NotADirectoryError, PermissionError
-        ``out_dir`` (or a parent) is a file, or no file can be written into it.
-    """
-    directory = Path(out_dir)
-    paths = output_paths(directory)
-    existing = sorted(p.name for p in paths.values() if p.exists())
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"{directory} already holds {', '.join(existing)} from an earlier run: choose "
-            "another folder or pass overwrite=True (--overwrite) to replace them"
-        )
-    check_output_folder(directory, create=True)
-    return paths
+    comparison: Comparison | None = None
 
 
 def _stage(
@@ -285,7 +252,21 @@ def run_pipeline(
             1,
         )
         write_labels(paths["teacher_labels"], prediction.labels, label_scale, overwrite=True)
+        teacher_labels = np.array(prediction.labels)  # out of the memory map before it goes
         seconds["teacher labels"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        comparison = None
+        if config.propagation is not None:
+            prediction, comparison = yield from _stage(
+                propagation_stage(
+                    teacher, image, labels, prediction, config.propagation,
+                    predict_config=config.predict, device=torch_device, work_dir=work, rgb=rgb,
+                ),
+                2,
+            )  # fmt: skip
+        write_labels(paths["pseudo_labels"], prediction.labels, label_scale, overwrite=True)
+        seconds["propagation"] = time.perf_counter() - started
 
         started = time.perf_counter()
         quality = yield from _stage(
@@ -294,13 +275,13 @@ def run_pipeline(
                 teacher_snapshots=recorder.snapshots, device=torch_device,
                 predict_config=config.predict, rgb=rgb,
             ),
-            2,
+            3,
         )  # fmt: skip
         save_quality(paths["quality"], quality)
         scores = yield from _stage(
-            score_slices(quality, image, prediction, device=torch_device, rgb=rgb), 2
+            score_slices(quality, image, prediction, device=torch_device, rgb=rgb), 3
         )
-        teacher_labels = np.array(prediction.labels)  # out of the memory map before it goes
+        pseudo_labels = np.array(prediction.labels)
         del prediction
     annotated = tuple(int(i) for i in annotated_slices(labels))
     selection = scores.selection(config.quality.tau, annotated)
@@ -313,9 +294,9 @@ def run_pipeline(
     student_run = spec.build(
         teacher, image, labels, selection.accepted_slices,
         train_config=config.student, strategy_config=config.strategy_config,
-        device=torch_device, pseudo_labels=teacher_labels, predict_config=config.predict, rgb=rgb,
+        device=torch_device, pseudo_labels=pseudo_labels, predict_config=config.predict, rgb=rgb,
     )  # fmt: skip
-    yield from _stage(student_run.steps(), 3)
+    yield from _stage(student_run.steps(), 4)
     student_run.save(paths["student"])
     student = student_run.best_bundle()
     seconds["student"] = time.perf_counter() - started
@@ -326,7 +307,7 @@ def run_pipeline(
             student, image, config=config.predict, device=torch_device,
             keep_probabilities=False, rgb=rgb,
         ),
-        4,
+        5,
     )  # fmt: skip
     student_labels = apply_instance_config(student_prediction.labels, config.cleanup)
     cleanup = describe_cleanup(config.cleanup)
@@ -338,9 +319,9 @@ def run_pipeline(
     summary = RunSummary(
         n_slices=int(teacher_labels.shape[0]) if teacher_labels.ndim == 3 else 1,
         annotated=annotated,
-        validation=_held_out(teacher),
-        teacher_score=_validated(teacher),
-        student_score=_validated(student),
+        validation=held_out(teacher),
+        teacher_score=validated(teacher),
+        student_score=validated(student),
         quality_spearman=float("nan") if quality.report is None else quality.report.spearman,
         tau=float(config.quality.tau),
         accepted=tuple(selection.accepted_slices),
@@ -349,10 +330,13 @@ def run_pipeline(
         least_confident=tuple(selection.worst_first("confidence")[:LEAST_CONFIDENT_LISTED]),
         teachers=teacher.model_config.members,
         views=teacher.model_config.views,
-        member_validation=_members_held_out(teacher),
+        member_validation=members_held_out(teacher),
         stage_seconds=seconds,
         device=device_text(torch_device),
-        files={_DESCRIPTIONS[k]: p.name for k, p in paths.items() if k in _DESCRIPTIONS},
+        files={
+            OUTPUT_DESCRIPTIONS[k]: p.name for k, p in paths.items() if k in OUTPUT_DESCRIPTIONS
+        },
+        comparison=comparison,
     )
     plot_scores(
         paths["plot"], scores.quality, summary.tau, summary.annotated, summary.accepted,
@@ -369,24 +353,5 @@ def run_pipeline(
         student=student,
         teacher_labels=teacher_labels,
         student_labels=np.asarray(student_labels),
+        comparison=comparison,
     )
-
-
-def _validated(bundle: ModelBundle) -> float | None:
-    """The validation score of the bundle's kept weights (None when never validated)."""
-    score = bundle.extra.get("best_score")
-    return None if score is None else float(score)
-
-
-def _members_held_out(teacher: ModelBundle) -> tuple[tuple[int, ...], ...]:
-    """The slices each ensemble member held out, when they differ (else none)."""
-    if not members_held_out_apart(teacher):
-        return ()
-    return tuple(tuple(validation) for _, validation in stored_splits(teacher))
-
-
-def _held_out(teacher: ModelBundle) -> tuple[int, ...]:
-    """Validation slices the teacher did not train on (none when it validated on its own)."""
-    training = {int(i) for i in teacher.extra.get("train_slices", ())}
-    validation = tuple(int(i) for i in teacher.extra.get("validation_slices", ()))
-    return () if set(validation) <= training else validation

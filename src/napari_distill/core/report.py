@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .evaluation import Comparison
 from .training import MIN_SLICES_FOR_EARLY_STOPPING
 
 if TYPE_CHECKING:
@@ -66,6 +67,9 @@ class RunSummary:
         What computed it (e.g. ``"cpu (2 threads)"``).
     files:
         ``{what: file name}`` written next to the report.
+    comparison:
+        The teacher against label propagation on the painted slices the teacher held out,
+        and which source the pseudo-labels took per class (None: not compared).
     """
 
     n_slices: int
@@ -85,6 +89,7 @@ class RunSummary:
     stage_seconds: Mapping[str, float] = field(default_factory=dict)
     device: str = "cpu"
     files: Mapping[str, str] = field(default_factory=dict)
+    comparison: Comparison | None = None
 
 
 def _number(value: float | None, digits: int = 3) -> str:
@@ -183,12 +188,46 @@ def render_report(summary: RunSummary, plot_name: str | None = "scores.png") -> 
         "|---|---|",
         *(f"| {stage} | {_duration(s)} |" for stage, s in summary.stage_seconds.items()),
     ]
+    lines += comparison_lines(summary.comparison)
     if plot_name:
         lines += ["", "## Per-slice quality scores", "", f"![per-slice scores]({plot_name})"]
     if summary.files:
         lines += ["", "## Files", ""]
         lines += [f"- `{name}`: {what}" for what, name in summary.files.items()]
     return "\n".join(lines) + "\n"
+
+
+def comparison_lines(comparison: Comparison | None) -> list[str]:
+    """The report's "Teacher vs propagation" section (none without a comparison)."""
+    if comparison is None:
+        return []
+    lines = ["", "## Teacher vs propagation", "", comparison.summary()]
+    if not comparison.fair:
+        return lines
+    lines += [
+        "",
+        f"| class | teacher IoU (held out) | {comparison.method} propagation IoU (held out) "
+        "| pseudo-labels use |",
+        "|---|---|---|---|",
+        *(
+            f"| {row['name']} | {_number(row['teacher_iou'])} | "
+            f"{_number(row['propagation_iou'])} | {row['used']}: {row['reason']} |"
+            for row in comparison.rows()
+        ),
+        f"| **mIoU** | **{_number(comparison.teacher_miou)}** | "
+        f"**{_number(comparison.propagation_miou)}** | combination "
+        f"{_number(comparison.combined_miou)} (chosen on these slices: flatters) |",
+        "",
+        "Each painted slice scored here was held out by some of the teacher's networks "
+        f"(slices {'; '.join(_slice_list(s) for s in comparison.held_out)}) and predicted by "
+        "them, and by propagation from the other painted slices. A held-out slice lies twice as "
+        "far from its painted neighbours as the slices between them, which costs propagation "
+        "more than the teacher: the propagation's true score on the unpainted slices is higher "
+        '(docs/benchmarks.md, "Teacher against propagation").',
+    ]
+    if comparison.note:
+        lines += ["", f"Note: {comparison.note}."]
+    return lines
 
 
 def write_report(

@@ -44,6 +44,7 @@ from napari_distill._widgets.common.training_panel import TrainingPanel
 from napari_distill._widgets.common.training_session import TrainingSession
 from napari_distill._widgets.common.workers import WorkerRunner
 from napari_distill._widgets.teacher.plan import PlanLine, layer_plan
+from napari_distill._widgets.teacher.propagation_panel import PropagationPanel
 from napari_distill.core.models import ModelBundle
 from napari_distill.core.preprocess import annotated_slices, class_ids_from_labels
 from napari_distill.core.training import TrainingRun, TrainStep, train_teacher
@@ -109,6 +110,10 @@ class TeacherWidget(PluginDock):
         self.model_label = QLabel("No model yet: train one or load one.")
         self.model_label.setWordWrap(True)
         self.session = TrainingSession(self.runner, self.panel, "teacher", self._after_training)
+        self.propagation = PropagationPanel(
+            viewer, self.runner, lambda: (self.image_picker.layer(), self.labels_picker.layer()),
+            lambda: self.bundle, self.device_picker.device, self._update_buttons,
+        )  # fmt: skip
         self._build_layout()
 
         self.image_picker.currentIndexChanged.connect(self._image_changed)
@@ -150,6 +155,7 @@ class TeacherWidget(PluginDock):
         layout.addWidget(self.settings)
         layout.addWidget(self.panel)
         layout.addWidget(model_box)
+        layout.addWidget(self.propagation)
         layout.addStretch(1)
 
     # ------------------------------------------------------------------ layers
@@ -277,6 +283,7 @@ class TeacherWidget(PluginDock):
 
     def _after_training(self) -> None:
         self._describe_model()
+        self.propagation.compare_after(self.run)  # when quick: the teacher vs propagation
         self._update_buttons()
 
     # ------------------------------------------------------------------ model files
@@ -353,5 +360,7 @@ class TeacherWidget(PluginDock):
         self.panel.resume_button.setEnabled(not busy and self.session.resumable)
         self.save_button.setEnabled(not busy and self.bundle is not None)
         self.load_button.setEnabled(not busy)
-        self.predict_button.setEnabled(self.bundle is not None and not training)
+        predicting = busy and not training and not self.propagation.busy  # Predict cancels
+        self.predict_button.setEnabled(self.bundle is not None and (predicting or not busy))
         self.settings.setEnabled(not busy)
+        self.propagation.update_buttons(busy)

@@ -1,12 +1,20 @@
 """Metrics (Dice, IoU, AJI, Spearman), the leave-one-painted-slice-out scorer (any method that
-predicts a held-out slice from the others), and labels from probabilities: clean-up and
-instances.
+predicts a held-out slice from the others), two sources compared per class on held-out
+slices and combined, and labels from probabilities: clean-up and instances.
 
 May import: numpy, scipy, scikit-image, and the core's config and preprocess.
 """
 
 from __future__ import annotations
 
+from .comparison import (
+    ClassChoice,
+    Comparison,
+    HeldOut,
+    combine_probabilities,
+    compare_held_out,
+    no_comparison,
+)
 from .instances import (
     apply_instance_config,
     check_cleanup_classes,
@@ -23,6 +31,9 @@ from .leave_one_out import (
 from .metrics import aji, evaluate_semantic, f1_at_iou, iou_per_class, mean_dice, mean_iou, spearman
 
 __all__ = [
+    "ClassChoice",
+    "Comparison",
+    "HeldOut",
     "HeldOutPredictor",
     "LeaveOneOutProgress",
     "LeaveOneOutScore",
@@ -30,6 +41,8 @@ __all__ = [
     "apply_instance_config",
     "check_cleanup_classes",
     "clean_semantic",
+    "combine_probabilities",
+    "compare_held_out",
     "describe_cleanup",
     "evaluate_semantic",
     "f1_at_iou",
@@ -38,5 +51,6 @@ __all__ = [
     "leave_one_out",
     "mean_dice",
     "mean_iou",
+    "no_comparison",
     "spearman",
 ]

@@ -1,0 +1,231 @@
+"""Predict the painted slices a teacher held out, by its members and by propagation, and compare.
+
+:func:`compare_with_propagation` is a generator of :class:`ComparisonProgress` returning a
+:class:`~napari_distill.core.evaluation.comparison.Comparison`. No network is trained for it:
+the members of a teacher ensemble held out different painted slices
+(:func:`~napari_distill.core.training.splits.member_splits`, stored in the checkpoint; the
+caller passes :func:`~napari_distill.core.training.splits.stored_splits`), so the members that
+held out a set of slices predict them, and propagation predicts the same slices from the
+painted slices with the same ones erased.
+
+A teacher that held out no painted slice (a single network validated on its training slices,
+or too few painted slices) has no fair comparison: training 3 teachers (``--teachers 3``, the
+widget's *Teachers*) gives each member other slices to hold out. The members of a views
+teacher that slice along another axis are left out (they see a held-out slice only as rows
+among others); the note says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..config import PredictConfig, PropagationConfig
+from ..evaluation.comparison import Comparison, HeldOut, compare_held_out, no_comparison
+from ..models import MemberMean, ModelBundle, ensemble_members
+from ..preprocess import labels_as_stack
+from .flow import NeighbourFlows
+from .predict import predict_stack
+from .propagation import propagate
+
+NO_HELD_OUT = (
+    "the teacher trained on every painted slice, so none is left to score it on; train "
+    "3 teachers (--teachers 3, or Teachers in the widget) on 3 or more painted slices with a "
+    "validation fraction above 0: each network then holds out other slices"
+)
+
+
+# CPU seconds per pixel of one TV-L1 flow estimated and followed (0.24 s at 256 x 128 on the
+# benchmarks' 2-core VM, docs/benchmarks.md "Label propagation"): what a quick comparison may
+# spend is counted in these.
+FLOW_SECONDS_PER_PIXEL = 0.24 / (256 * 128)
+QUICK_SECONDS = 30.0  # what a command may add to a run to log the comparison
+
+
+@dataclass(frozen=True)
+class ComparisonProgress:
+    """``source`` (``"teacher"`` or ``"propagation"``) predicting held-out set ``done`` of
+    ``total``; ``detail`` is that source's own record."""
+
+    source: str
+    done: int
+    total: int
+    detail: Any = None
+
+
+def held_out_groups(
+    bundle: ModelBundle, splits: Sequence[tuple[Sequence[int], Sequence[int]]]
+) -> tuple[dict[tuple[int, ...], list[int]], str]:
+    """Members grouped by the painted slices they held out (never trained on), and a note of
+    the members left out (views members of another axis)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    other_axis = 0
+    for member, (training, validation) in enumerate(splits):
+        held = tuple(sorted(int(i) for i in set(validation) - set(training)))
+        if not held:
+            continue
+        if bundle.model_config.member_axis(member) != 0:
+            other_axis += 1
+            continue
+        groups.setdefault(held, []).append(member)
+    note = ""
+    if other_axis:
+        note = (
+            f"{other_axis} views member(s) slicing along another axis left out of the teacher's "
+            "score"
+        )
+    return groups, note
+
+
+def held_out_flows(labels: np.ndarray, held_out: Sequence[Sequence[int]]) -> int:
+    """Flows between neighbouring slices that propagating into the held-out slices follows
+    (each held-out set erased in turn; an upper bound: a flow is counted once per set)."""
+    painted = {int(i) for i in np.flatnonzero(labels_as_stack(np.asarray(labels)).any(axis=(1, 2)))}
+    total = 0
+    for held in held_out:
+        others = sorted(painted - {int(i) for i in held})
+        for index in held:
+            below = [i for i in others if i < index]
+            above = [i for i in others if i > index]
+            total += (index - below[-1] if below else 0) + (above[0] - index if above else 0)
+    return total
+
+
+def quick_method(
+    bundle: ModelBundle,
+    image_shape: Sequence[int],
+    labels: np.ndarray,
+    splits: Sequence[tuple[Sequence[int], Sequence[int]]],
+    budget_s: float = QUICK_SECONDS,
+) -> tuple[str, str]:
+    """``"flow"`` when its comparison should take at most ``budget_s`` CPU seconds, else
+    ``"nearest"`` (instant); and the reason, in words."""
+    groups, _ = held_out_groups(bundle, splits)
+    flows = held_out_flows(labels, list(groups))
+    pixels = int(image_shape[1]) * int(image_shape[2])
+    seconds = flows * pixels * FLOW_SECONDS_PER_PIXEL
+    if seconds <= budget_s:
+        return "flow", f"{flows} flows, about {seconds:.0f} CPU s"
+    return "nearest", (
+        f"flow propagation would follow {flows} flows of {pixels} pixels (about "
+        f"{seconds:.0f} CPU s); compare with it by `napari-distill run`, or propagate with "
+        "`napari-distill propagate --method flow`"
+    )
+
+
+def _aligned(probabilities: np.ndarray, ids: Sequence[int], wanted: Sequence[int]) -> np.ndarray:
+    """Channels reordered to ``wanted`` (a class missing from ``ids`` gets zeros)."""
+    where = {int(c): k for k, c in enumerate(ids)}
+    out = np.zeros((len(wanted), *probabilities.shape[1:]), dtype=np.float32)
+    for k, class_id in enumerate(wanted):
+        if int(class_id) in where:
+            out[k] = probabilities[where[int(class_id)]]
+    return out
+
+
+def compare_with_propagation(
+    bundle: ModelBundle,
+    image: Any,
+    labels: np.ndarray,
+    splits: Sequence[tuple[Sequence[int], Sequence[int]]],
+    propagation: PropagationConfig = PropagationConfig(),  # noqa: B008 - frozen, never mutated
+    *,
+    predict_config: PredictConfig = PredictConfig(),  # noqa: B008 - frozen, never mutated
+    device: str | torch.device = "auto",
+    rgb: bool | None = None,
+    flows: NeighbourFlows | None = None,
+    margin: float | None = None,
+    class_names: Mapping[int, str] | None = None,
+) -> Generator[ComparisonProgress, None, Comparison]:
+    """The teacher against propagation on the painted slices its members held out.
+
+    Parameters
+    ----------
+    bundle:
+        The teacher.
+    image, labels:
+        The stack and its paint (as the teacher was trained on).
+    splits:
+        Each member's (training, validation) slices, as stored with the teacher.
+    propagation:
+        The propagation method and its flow settings.
+    predict_config, device, rgb:
+        As for :func:`~napari_distill.core.inference.predict_stack`.
+    flows:
+        Flows to share (e.g. with the propagation of the whole stack); None estimates the
+        ones needed.
+    margin:
+        IoU difference below which the two are averaged (None: the default).
+    class_names:
+        Names for the text (None: the teacher's).
+
+    Returns
+    -------
+    Comparison
+        Per class scores and the choice; not fair when no slice was held out.
+    """
+    ids = tuple(int(c) for c in bundle.class_ids)
+    groups, note = held_out_groups(bundle, splits)
+    if not groups:
+        return no_comparison(propagation.method, ids, note or NO_HELD_OUT)
+    paint = labels_as_stack(np.asarray(labels))
+    if propagation.method == "flow" and flows is None:
+        flows = NeighbourFlows(image, propagation, rgb=rgb)
+    members = ensemble_members(bundle.model)
+    held_out = []
+    for done, (slices, group) in enumerate(groups.items()):
+        network = MemberMean([members[m] for m in group])
+        teacher = yield from _records(
+            "teacher", done, len(groups),
+            predict_stack(
+                network, image, normalization=bundle.normalization, class_ids=ids,
+                context_slices=bundle.model_config.context_slices, config=predict_config,
+                device=device, slices=slices, rgb=rgb,
+            ),
+        )  # fmt: skip
+        others = np.array(paint)
+        others[list(slices)] = 0
+        propagated = yield from _records(
+            "propagation", done, len(groups),
+            propagate(image, others, propagation, slices=slices, rgb=rgb, flows=flows),
+        )  # fmt: skip
+        assert teacher.probabilities is not None and propagated.probabilities is not None
+        index = list(slices)
+        held_out.append(
+            HeldOut(
+                slices,
+                paint[index],
+                _aligned(np.asarray(teacher.probabilities[:, index]), ids, ids),
+                _aligned(np.asarray(propagated.probabilities[:, index]), propagated.class_ids, ids),
+            )
+        )
+    names = bundle.class_names if class_names is None else class_names
+    kwargs = {} if margin is None else {"margin": margin}
+    return compare_held_out(
+        held_out, ids, propagation.method, class_names=names, note=note, **kwargs
+    )
+
+
+def _records(source: str, done: int, total: int, records: Generator) -> Generator:
+    while True:
+        try:
+            record = next(records)
+        except StopIteration as stop:
+            return stop.value
+        yield ComparisonProgress(source, done, total, record)
+
+
+__all__ = [
+    "NO_HELD_OUT",
+    "FLOW_SECONDS_PER_PIXEL",
+    "QUICK_SECONDS",
+    "ComparisonProgress",
+    "compare_with_propagation",
+    "held_out_flows",
+    "held_out_groups",
+    "quick_method",
+]
