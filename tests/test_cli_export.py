@@ -58,7 +58,7 @@ def files(tmp_path_factory):
     return folder
 
 
-def test_input_of(package):
+def read_test_input(package):
     with zipfile.ZipFile(package) as archive, archive.open("test_input.npy") as handle:
         return np.load(handle)
 
@@ -84,7 +84,7 @@ def test_the_package_validates_and_reproduces_predict(files, tmp_path):
     assert summary.status == "passed", [d.errors for d in summary.details]
 
     # predict on the test input's slices gives the labels bioimageio.core gives
-    raw = test_input_of(out)
+    raw = read_test_input(out)
     assert raw.shape == (1, 3, 64, 64)  # the slice and one neighbour on each side
     bundle = load_checkpoint(files / "teacher.pt")[0]
     tifffile.imwrite(tmp_path / "crop.tif", raw[0], photometric="minisblack")  # 3 slices
@@ -120,7 +120,7 @@ def test_an_rgb_ensemble_exports_its_mean_probabilities(tmp_path):
     assert [str(c) for c in model.outputs[0].axes[1].channel_names] == [
         "background", "eye_lens", "class5",
     ]  # fmt: skip
-    raw = test_input_of(out)
+    raw = read_test_input(out)
     low = np.asarray([10.0, 20.0, 30.0], np.float32).reshape(1, 3, 1, 1)
     high = np.asarray([200.0, 220.0, 250.0], np.float32).reshape(1, 3, 1, 1)
     normalised = np.clip((raw - low) * (np.float32(1) / (high - low)), 0, 1)
