@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
 
 from napari_distill._widgets.common.device import DevicePicker, use_cpu_threads
 from napari_distill._widgets.common.dock import PluginDock
+from napari_distill._widgets.common.export_model import ExportModelButton
 from napari_distill._widgets.common.handoff import (
     SourceLayer,
     add_layer_data,
@@ -109,6 +110,10 @@ class TeacherWidget(PluginDock):
         self.model_label = QLabel("No model yet: train one or load one.")
         self.model_label.setWordWrap(True)
         self.session = TrainingSession(self.runner, self.panel, "teacher", self._after_training)
+        self.export_model_button = ExportModelButton(
+            "teacher", lambda: self.bundle, self.image_picker.layer, self.runner,
+            self._update_buttons,
+        )  # fmt: skip
         self._build_layout()
 
         self.image_picker.currentIndexChanged.connect(self._image_changed)
@@ -142,6 +147,7 @@ class TeacherWidget(PluginDock):
         model_layout = QVBoxLayout(model_box)
         model_layout.addWidget(self.model_label)
         model_layout.addLayout(files)
+        model_layout.addWidget(self.export_model_button)  # its own row: the dock is narrow
         model_layout.addLayout(predict)
         layout = QVBoxLayout(self.content)
         layout.addLayout(form)
@@ -352,6 +358,7 @@ class TeacherWidget(PluginDock):
         self.panel.train_button.setEnabled(not busy)
         self.panel.resume_button.setEnabled(not busy and self.session.resumable)
         self.save_button.setEnabled(not busy and self.bundle is not None)
+        self.export_model_button.setEnabled(not busy and self.bundle is not None)
         self.load_button.setEnabled(not busy)
         self.predict_button.setEnabled(self.bundle is not None and not training)
         self.settings.setEnabled(not busy)
