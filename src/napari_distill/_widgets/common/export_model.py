@@ -52,8 +52,8 @@ class ExportModelButton(QPushButton):
         super().__init__("Export for bioimage.io...", parent)
         self.setToolTip(
             f"Write the {role} as a bioimage.io model package (.zip: TorchScript weights, "
-            "normalisation, a test slice from the image; validated) that deepImageJ, ilastik "
-            "and other bioimage.io tools can run."
+            "normalisation, a test slice from the image; validated), the format of the "
+            "bioimage.io model zoo's tools."
         )
         self.role, self._model, self._image = role, model, image
         self._runner, self._on_finish = runner, on_finish
