@@ -284,3 +284,22 @@ def test_the_decision_reads_a_bounded_sample_of_a_huge_stack():
     assert len(stack.read) == kinds.SAMPLE_SLICES
     assert stack.read[0] == 0 and stack.read[-1] == 4_999  # spread over the whole stack
     assert rows.size <= kinds.SAMPLE_VOXELS
+
+
+def test_napari_opens_an_ome_zarr_lazily_as_multiscale_layers(tmp_path):
+    """Through napari's own ``open`` and npe2 (a headless ViewerModel, no Qt)."""
+    import npe2
+    from napari.components import ViewerModel
+
+    npe2.PluginManager.instance().discover()  # as napari does when it starts
+    volume = np.arange(3 * 20 * 18, dtype=np.uint16).reshape(3, 20, 18)
+    path = io.write_ngff_image(tmp_path / "scan.ome.zarr", volume, (2.0, 0.5, 0.5), levels=2)
+    io.write_labels(path, (volume % 7 == 0).astype(np.uint8))
+    viewer = ViewerModel()
+    viewer.open(str(path), plugin="napari-distill")
+    image, labels = viewer.layers
+    assert (image._type_string, labels._type_string) == ("image", "labels")
+    assert image.multiscale and labels.multiscale
+    assert [level.shape for level in image.data] == [(3, 20, 18), (3, 10, 9)]
+    assert type(image.data[0]).__module__.startswith("dask")
+    assert tuple(image.scale) == (2.0, 0.5, 0.5) == tuple(labels.scale)

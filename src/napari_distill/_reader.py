@@ -1,4 +1,4 @@
-"""npe2 reader: TIFF stacks, folders of 2D slices and 2D images, as napari layer data.
+"""npe2 reader: TIFF stacks, OME-Zarr, folders of 2D slices and 2D images, as napari layer data.
 
 A thin adapter over :mod:`napari_distill.core.io.read`. ``napari_get_reader`` returns None for
 what it cannot read (so napari's other readers get their turn) and a reader function
@@ -22,8 +22,15 @@ PathOrPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
 
 def _layer_name(path: Path) -> str:
-    name = path.name if path.is_dir() else path.stem
+    name = path.name if path.is_dir() and path.suffix.lower() != ".zarr" else path.stem
     return name[: -len(".ome")] if name.lower().endswith(".ome") else name
+
+
+def _pixels(image: io.ImageData) -> tuple[Any, dict[str, Any]]:
+    """The layer's data: a list of levels (finest first) when the file holds a pyramid."""
+    if image.levels:
+        return [image.data, *image.levels], {"multiscale": True}
+    return image.data, {}
 
 
 def _metadata(image: io.ImageData | io.ProbabilityData) -> dict[str, Any]:
@@ -31,22 +38,26 @@ def _metadata(image: io.ImageData | io.ProbabilityData) -> dict[str, Any]:
 
 
 def _image_layer(image: io.ImageData) -> LayerData:
+    data, extra = _pixels(image)
     kwargs = {
         "name": _layer_name(image.path),
         "scale": image.scale,
         "rgb": image.rgb,
         "metadata": _metadata(image),
+        **extra,
     }
-    return image.data, kwargs, "image"
+    return data, kwargs, "image"
 
 
 def _labels_layer(labels: io.ImageData) -> LayerData:
+    data, extra = _pixels(labels)
     kwargs = {
         "name": _layer_name(labels.path),
         "scale": labels.scale,
         "metadata": _metadata(labels),
+        **extra,
     }
-    return labels.data, kwargs, "labels"
+    return data, kwargs, "labels"
 
 
 def read_labels_layer(path: str | os.PathLike[str]) -> LayerData:
@@ -80,9 +91,16 @@ def read_path(path: str | os.PathLike[str]) -> list[LayerData]:
     A labels image opens as a Labels layer: napari-distill's own labels files, and any other
     integer image whose values look like labels (0 the commonest value, flat non-zero
     patches) or whose name says so (``*_mask.tif``, ``labels/``...) and whose values agree
-    in part; see :mod:`napari_distill.core.io.kinds` for the exact rule.
+    in part; see :mod:`napari_distill.core.io.kinds` for the exact rule. An OME-Zarr image
+    comes with a Labels layer for each of its labels groups.
     """
-    return [_layer(*io.read_any(path))]
+    layers = [_layer(*io.read_any(path))]
+    if io.ngff_kind(path) == "image":
+        for group in io.ngff_labels(path):
+            layer = _labels_layer(io.read_ngff(group))
+            layer[1]["name"] = f"{_layer_name(Path(path))} {group.name}"
+            layers.append(layer)
+    return layers
 
 
 def read_stack(paths: Sequence[str | os.PathLike[str]]) -> list[LayerData]:

@@ -17,6 +17,7 @@ from napari_distill import __version__
 from napari_distill.cli import (  # noqa: F401  (register their commands)
     distill,
     engine,
+    export,
     predict,
     propagate,
     quality,
@@ -49,6 +50,7 @@ HELP_ORDER = (
     "sample",
     "train-teacher",
     "predict",
+    "export-model",
     "evaluate",
     "propagate",
     "quality-fit",

@@ -84,6 +84,15 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
         yield client
 
 
+def _suffix(out_format: str | None, volumes: list[Path]) -> str:
+    """The labels files' suffix: ``--out-format``, else OME-Zarr when every volume is one."""
+    from napari_distill.core.io import is_ngff
+
+    if out_format is None:
+        out_format = "zarr" if volumes and all(is_ngff(v) for v in volumes) else "tiff"
+    return ".ome.zarr" if out_format == "zarr" else ".tif"
+
+
 def predict_batch(args: argparse.Namespace, bundle: Any, cleanup: Any) -> None:
     """Predict every volume of ``--image`` into ``--out-dir`` with ``bundle`` (the model loaded
     from ``--model``) and the semantic ``cleanup``; write the summary CSV."""
@@ -101,7 +110,7 @@ def predict_batch(args: argparse.Namespace, bundle: Any, cleanup: Any) -> None:
     summary = check_output(out_dir / SUMMARY_NAME, overwrite=True, suffixes=(".csv",))
     try:
         volumes = list_volumes(args.image)
-        outputs = output_paths(volumes, out_dir)
+        outputs = output_paths(volumes, out_dir, _suffix(args.out_format, volumes))
     except ValueError as exc:
         raise UserError(f"--image: {exc}") from exc
     checkpoint = Path(args.model).read_bytes()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 import numpy as np
 
@@ -31,15 +32,28 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--image",
         required=True,
-        help="TIFF stack, 2D image or folder of slices; with --out-dir: many volumes, as a "
-        "quoted glob ('scans/*.tif'), a folder (each image file in it) or a .txt list",
+        help="TIFF stack, OME-Zarr image (.ome.zarr, read chunk by chunk), 2D image or folder "
+        "of slices; with --out-dir: many volumes, as a quoted glob ('scans/*.tif'), a folder "
+        "(each image file and OME-Zarr image in it) or a .txt list",
     )
     out = p.add_mutually_exclusive_group(required=True)
-    out.add_argument("--out", help="labels TIFF to write")
+    out.add_argument(
+        "--out",
+        help="labels to write: a TIFF, or an OME-Zarr (.zarr): into that image's container "
+        "as its labels/napari_distill group when it is one (e.g. the --image itself), else a "
+        "new container",
+    )
     out.add_argument(
         "--out-dir",
-        help="predict every volume of --image on a Dask cluster: NAME_labels.tif per volume "
-        "here (those already there are skipped unless --overwrite), and summary.csv",
+        help="predict every volume of --image on a Dask cluster: NAME_labels.tif (or "
+        ".ome.zarr) per volume here (those already there are skipped unless --overwrite), "
+        "and summary.csv",
+    )
+    p.add_argument(
+        "--out-format",
+        choices=("tiff", "zarr"),
+        help="with --out-dir: the labels files' format (default: OME-Zarr for OME-Zarr "
+        "volumes, else TIFF); with --out, the name's suffix decides",
     )
     p.add_argument("--probabilities", help="also write class probabilities (TIFF, classes first)")
     p.add_argument("--instances", help="also write instance labels (TIFF)")
@@ -59,6 +73,22 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--work-dir", help="keep intermediate arrays as memory maps here (huge stacks)")
     add_batch_arguments(p)
+
+
+def check_labels_output(path: str, overwrite: bool, out_format: str | None = None) -> Path:
+    """``--out``: a TIFF, or an OME-Zarr container (``.zarr``), checked before any work."""
+    from napari_distill.core.io import check_ngff_output
+
+    zarr = Path(path).suffix.lower() == ".zarr"
+    if out_format is not None and zarr != (out_format == "zarr"):
+        raise UserError(
+            f"--out-format {out_format} but --out {path}: name the file with the suffix of "
+            "its format (.tif or .zarr), or drop --out-format"
+        )
+    if zarr:
+        check_ngff_output(path, overwrite)
+        return Path(path)
+    return check_output(path, overwrite, TIFF)
 
 
 def load_model(path: str, device: str = "cpu"):
@@ -96,7 +126,7 @@ def predict_command(args: argparse.Namespace) -> None:
         predict_batch(args, bundle, _label_options(args, bundle)[0])
         return
     check_distinct(out=args.out, probabilities=args.probabilities, instances=args.instances)
-    out = check_output(args.out, args.overwrite, TIFF)
+    out = check_labels_output(args.out, args.overwrite, args.out_format)
     for path in (args.probabilities, args.instances):
         if path:
             check_output(path, args.overwrite, TIFF)

@@ -33,6 +33,7 @@ from qtpy.QtWidgets import (
 
 from napari_distill._widgets.common.device import DevicePicker, use_cpu_threads
 from napari_distill._widgets.common.dock import PluginDock
+from napari_distill._widgets.common.export_model import ExportModelButton
 from napari_distill._widgets.common.handoff import (
     SourceLayer,
     add_layer_data,
@@ -115,6 +116,10 @@ class StudentWidget(PluginDock):
             "or coarse outlines, with the benchmarks behind each advice."
         )
         self.session = TrainingSession(self.runner, self.panel, "student", self._after_training)
+        self.export_model_button = ExportModelButton(
+            "student", lambda: self.bundle, self.inputs.image_picker.layer, self.runner,
+            self._update_buttons,
+        )  # fmt: skip
         self._build_layout()
 
         self.inputs.changed.connect(self._update_buttons)
@@ -153,6 +158,7 @@ class StudentWidget(PluginDock):
         model_layout.addWidget(self.cleanup)
         model_layout.addLayout(instances)
         model_layout.addLayout(files)
+        model_layout.addWidget(self.export_model_button)  # its own row: the dock is narrow
         layout = QVBoxLayout(self.content)
         layout.addWidget(self.inputs)
         layout.addLayout(form)
@@ -337,6 +343,7 @@ class StudentWidget(PluginDock):
         self.panel.train_button.setEnabled(not busy)
         self.resume_button.setEnabled(not busy and ready and self.session.resumable)
         self.save_button.setEnabled(not busy and self.bundle is not None)
+        self.export_model_button.setEnabled(not busy and self.bundle is not None)
         self.load_button.setEnabled(not busy)
         self.predict_button.setEnabled(self.bundle is not None and not training)
         exportable = (

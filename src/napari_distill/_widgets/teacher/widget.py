@@ -29,6 +29,7 @@ from qtpy.QtWidgets import (
 
 from napari_distill._widgets.common.device import DevicePicker, use_cpu_threads
 from napari_distill._widgets.common.dock import PluginDock
+from napari_distill._widgets.common.export_model import ExportModelButton
 from napari_distill._widgets.common.handoff import (
     SourceLayer,
     add_layer_data,
@@ -114,6 +115,10 @@ class TeacherWidget(PluginDock):
             viewer, self.runner, lambda: (self.image_picker.layer(), self.labels_picker.layer()),
             lambda: self.bundle, self.device_picker.device, self._update_buttons,
         )  # fmt: skip
+        self.export_model_button = ExportModelButton(
+            "teacher", lambda: self.bundle, self.image_picker.layer, self.runner,
+            self._update_buttons,
+        )  # fmt: skip
         self._build_layout()
 
         self.image_picker.currentIndexChanged.connect(self._image_changed)
@@ -147,6 +152,7 @@ class TeacherWidget(PluginDock):
         model_layout = QVBoxLayout(model_box)
         model_layout.addWidget(self.model_label)
         model_layout.addLayout(files)
+        model_layout.addWidget(self.export_model_button)  # its own row: the dock is narrow
         model_layout.addLayout(predict)
         layout = QVBoxLayout(self.content)
         layout.addLayout(form)
@@ -359,6 +365,7 @@ class TeacherWidget(PluginDock):
         self.panel.train_button.setEnabled(not busy)
         self.panel.resume_button.setEnabled(not busy and self.session.resumable)
         self.save_button.setEnabled(not busy and self.bundle is not None)
+        self.export_model_button.setEnabled(not busy and self.bundle is not None)
         self.load_button.setEnabled(not busy)
         predicting = busy and not training and not self.propagation.busy  # Predict cancels
         self.predict_button.setEnabled(self.bundle is not None and (predicting or not busy))

@@ -1,10 +1,10 @@
 """Which volumes a batch predicts, where each one's labels go, and how a volume is cut.
 
-A batch is given as a glob pattern (``'scans/*.tif'``), a folder (every image file directly in
-it is one volume) or a text file listing volumes (one path a line, ``#`` starts a comment,
-relative paths are relative to the list). Each volume's labels are written to
-``<out_dir>/<stem>_labels.tif`` (``<stem>`` without ``.ome``): names are checked to be distinct
-before any work.
+A batch is given as a glob pattern (``'scans/*.tif'``), a folder (every image file and every
+OME-Zarr image directly in it is one volume), one OME-Zarr image, or a text file listing
+volumes (one path a line, ``#`` starts a comment, relative paths are relative to the list).
+Each volume's labels are written to ``<out_dir>/<stem>_labels.tif`` (or ``.ome.zarr``;
+``<stem>`` without ``.ome``): names are checked to be distinct before any work.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from ..io import ngff_header, ngff_kind
 from ..io.common import IMAGE_SUFFIXES, natural_sort_key
 
 LIST_SUFFIXES = (".txt", ".lst")
@@ -36,9 +37,14 @@ def list_volumes(spec: str) -> list[Path]:
         Nothing matches, or the list names a file that does not exist.
     """
     path = Path(spec)
+    if ngff_kind(path) == "image":
+        return [path]
     if path.is_dir():
-        volumes = [p for p in path.iterdir() if p.is_file() and _is_image(p)]
-        what = f"the folder {path} holds no image file ({', '.join(IMAGE_SUFFIXES)})"
+        volumes = [p for p in path.iterdir() if _is_image(p)]
+        what = (
+            f"the folder {path} holds no image file ({', '.join(IMAGE_SUFFIXES)}) "
+            "and no OME-Zarr image"
+        )
     elif path.is_file() and path.suffix.lower() in LIST_SUFFIXES:
         volumes = []
         for line in path.read_text().splitlines():
@@ -60,13 +66,15 @@ def list_volumes(spec: str) -> list[Path]:
 
 
 def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
+    if path.is_dir():
+        return ngff_kind(path) == "image"
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES
 
 
 def volume_stem(volume: Path) -> str:
-    """``fish_01.ome.tif`` -> ``fish_01``."""
+    """``fish_01.ome.tif`` -> ``fish_01``, ``fish_02.ome.zarr`` -> ``fish_02``."""
     name = volume.name
-    for suffix in (*IMAGE_SUFFIXES, ".ome"):
+    for suffix in (*IMAGE_SUFFIXES, ".zarr", ".ome"):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
     return name
@@ -103,8 +111,11 @@ class VolumeHeader:
 
 
 def read_header(volume: Path) -> VolumeHeader | None:
-    """The shape of a 3D TIFF stack from its header (no pixel read); None for anything else
-    (2D images, folders of slices: predicted whole)."""
+    """The shape of a 3D TIFF stack or OME-Zarr image from its metadata (no pixel read); None
+    for anything else (2D images, folders of slices: predicted whole)."""
+    if ngff_kind(volume) == "image":
+        header = ngff_header(volume)
+        return None if header is None else VolumeHeader(header[0], header[1].itemsize)
     if volume.suffix.lower() not in (".tif", ".tiff"):
         return None
     with tifffile.TiffFile(volume) as tiff:

@@ -1,5 +1,5 @@
-"""Reading images, stacks and labels with their voxel size; writing labels, probabilities and
-images as TIFF.
+"""Reading images, stacks and labels with their voxel size (TIFF, 2D formats, OME-Zarr);
+writing labels, probabilities and images as TIFF, and labels and images as OME-Zarr.
 
 May import: numpy, tifffile, imageio, dask, zarr; nothing else of napari-distill.
 """
@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from .common import MICROMETER, ImageData, ProbabilityData, ReadError, natural_sort_key
 from .kinds import looks_like_labels
+from .ngff import LABELS_NAME, is_ngff, ngff_header, ngff_kind, ngff_labels, read_ngff
+from .ngff_write import check_ngff_output, labels_target, write_ngff_image, write_ngff_labels
 from .points import POINT_COLUMNS, points_to_labels, read_points_csv
 from .read import (
     LAZY_THRESHOLD_BYTES,
@@ -28,6 +30,7 @@ from .read import (
 )
 
 __all__ = [
+    "LABELS_NAME",
     "LAZY_THRESHOLD_BYTES",
     "MICROMETER",
     "POINT_COLUMNS",
@@ -37,19 +40,28 @@ __all__ = [
     "ReadWarning",
     "as_labels",
     "can_read",
+    "check_ngff_output",
     "check_output_folder",
     "check_output_path",
     "file_kind",
+    "is_ngff",
+    "labels_target",
     "looks_like_labels",
     "natural_sort_key",
     "points_to_labels",
+    "ngff_header",
+    "ngff_kind",
+    "ngff_labels",
     "read_any",
     "read_image",
     "read_image_stack",
     "read_labels",
     "read_points_csv",
+    "read_ngff",
     "read_probabilities",
     "write_image",
     "write_labels",
+    "write_ngff_image",
+    "write_ngff_labels",
     "write_probabilities",
 ]

@@ -64,6 +64,9 @@ class ImageData:
         The file or folder read.
     unit:
         ``"micrometer"`` when the file states a physical unit, else None.
+    levels:
+        Coarser resolution levels of ``data`` (dask arrays, the same axes), when the file
+        holds a pyramid (OME-Zarr); empty otherwise.
     """
 
     data: Any = field(repr=False)  # a stack's repr would print its pixels
@@ -71,6 +74,7 @@ class ImageData:
     rgb: bool
     path: Path
     unit: str | None = None
+    levels: tuple[Any, ...] = field(default=(), repr=False)
 
     @property
     def spatial_ndim(self) -> int:

@@ -32,6 +32,8 @@ from .common import (
     ReadError,
 )
 from .kinds import looks_like_labels
+from .ngff import ZARR_SUFFIX, ngff_kind, read_ngff
+from .ngff_write import write_ngff_labels
 from .repair import ReadWarning, repair_non_finite
 from .slices import image_files_in, read_2d_or_tiff, read_slices
 from .tiff import load_series, napari_distill_metadata, open_tiff, tiff_scale
@@ -68,7 +70,7 @@ logger = logging.getLogger(__name__)
 #: Compressed TIFFs and stacks of slices larger than this many bytes are read lazily (dask).
 LAZY_THRESHOLD_BYTES = 512 * 1024**2
 
-_DECLINED_FOLDER_SUFFIXES = (".zarr", ".n5")  # chunked formats other readers own
+_DECLINED_FOLDER_SUFFIXES = (".zarr", ".n5")  # chunked formats other readers own, but OME-Zarr
 
 PathLike = str | os.PathLike[str]
 
@@ -76,9 +78,12 @@ PathLike = str | os.PathLike[str]
 def can_read(path: PathLike) -> bool:
     """Whether :func:`read_image` takes ``path``: decided by name, or a folder's file names.
 
-    Cheap: no file is opened. A folder is taken when it holds image files directly.
+    Cheap: no image file is opened. A folder is taken when it holds image files directly, or
+    when it is an OME-Zarr image or labels group (its small metadata file is read).
     """
     candidate = Path(path)
+    if ngff_kind(candidate) is not None:
+        return True
     if candidate.suffix.lower() in _DECLINED_FOLDER_SUFFIXES:
         return False
     if candidate.is_dir():
@@ -94,7 +99,8 @@ def _existing(path: PathLike) -> Path:
 
 
 def read_image(path: PathLike) -> ImageData:
-    """Read a 2D image, a 3D TIFF stack or a folder of 2D slices, with its voxel size.
+    """Read a 2D image, a 3D TIFF stack, an OME-Zarr image (``*.ome.zarr``: lazily, its
+    pyramid in ``levels``) or a folder of 2D slices, with its voxel size.
 
     NaN and infinite pixels of a floating-point image are replaced by the lowest finite value
     of their slice, with a :class:`ReadWarning` naming the file and the count (see
@@ -108,7 +114,9 @@ def read_image(path: PathLike) -> ImageData:
         ``path`` does not exist.
     """
     source = _existing(path)
-    if source.is_dir():
+    if ngff_kind(source) is not None:
+        image = read_ngff(source)
+    elif source.is_dir():
         image = read_slices(image_files_in(source), LAZY_THRESHOLD_BYTES, source)
     elif source.suffix.lower() not in IMAGE_SUFFIXES:
         raise ReadError(f"{source}: napari-distill reads {', '.join(IMAGE_SUFFIXES)} files")
@@ -138,6 +146,14 @@ def read_labels(path: PathLike) -> ImageData:
 
 def as_labels(image: ImageData) -> ImageData:
     """``image`` as labels, in memory and writable; see :func:`read_labels`."""
+    dtype = _check_labels_dtype(image)
+    data = np.array(image.data, dtype=np.uint8 if dtype.kind == "b" else dtype)
+    _refuse_negative_ids(image.path, data)
+    return ImageData(data=data, scale=image.scale, rgb=False, path=image.path, unit=image.unit)
+
+
+def _check_labels_dtype(image: ImageData) -> np.dtype:
+    """Raise :class:`ReadError` unless ``image`` holds one integer per pixel; its dtype."""
     dtype = np.dtype(image.data.dtype)
     if image.rgb:
         raise ReadError(f"{image.path} is an RGB image, not labels (one integer per pixel)")
@@ -145,9 +161,7 @@ def as_labels(image: ImageData) -> ImageData:
         raise ReadError(
             f"{image.path} holds {dtype} values; labels must be integers (0 = unlabelled)"
         )
-    data = np.array(image.data, dtype=np.uint8 if dtype.kind == "b" else dtype)
-    _refuse_negative_ids(image.path, data)
-    return ImageData(data=data, scale=image.scale, rgb=False, path=image.path, unit=image.unit)
+    return dtype
 
 
 def _refuse_negative_ids(path: Path, labels: np.ndarray) -> None:
@@ -212,6 +226,10 @@ def read_any(path: PathLike) -> tuple[str, ImageData | ProbabilityData]:
     either), read as :func:`read_labels` reads it; everything else is an image.
     """
     source = _existing(path)
+    if ngff_kind(source) == "labels":  # kept lazy (dask), as large as the image may be
+        labels = read_ngff(source)
+        _check_labels_dtype(labels)
+        return "labels", labels
     written = _written_kind(source)
     if written == "probabilities":
         return "probabilities", read_probabilities(source)
@@ -239,6 +257,10 @@ def write_labels(
 ) -> Path:
     """Write 2D or 3D labels (numpy, memmap or dask) to one TIFF; :func:`read_labels` reads it.
 
+    A ``path`` ending in ``.zarr`` writes OME-Zarr instead: into that image's container as its
+    ``labels/napari_distill`` group when it is an OME-Zarr image, else a new container (see
+    :func:`~napari_distill.core.io.ngff_write.write_ngff_labels`).
+
     The dtype is the smallest of uint8 / uint16 / uint32 holding the largest label, so nothing
     is truncated. ``scale`` (one value per axis) and ``unit`` (``"micrometer"`` or None) are
     kept in the file. The file is written to a temporary name and renamed into place.
@@ -251,6 +273,8 @@ def write_labels(
         Labels are not integers, are negative, exceed uint32, or are not 2D/3D.
     """
     _check_spatial(labels, (2, 3), "labels")
+    if Path(path).suffix.lower() == ZARR_SUFFIX:
+        return write_ngff_labels(path, labels, scale, unit=unit, overwrite=overwrite)
     target = check_target(path, overwrite)
     return write_tiff_atomically(
         target,
