@@ -10,6 +10,7 @@ travels once, as a worker plugin (:class:`~.task.ModelPlugin`).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import logging
 import os
 import time
@@ -123,6 +124,10 @@ def run_batch(
     pending: dict[Any, int] = {}
     ready: list[int] = []
     token = f"{os.getpid()}-{time.time_ns()}"
+    # Outputs found here are skipped (or overwrite was asked for): what a task finds at its
+    # output was written by an earlier attempt of that same task (a worker killed after its
+    # write, retried by Dask), so the tasks may replace it.
+    task_options = dataclasses.replace(options, overwrite=True)
     for index, (volume, out) in enumerate(zip(volumes, outputs, strict=True)):
         if out.exists() and not options.overwrite:
             results[index] = VolumeResult(str(volume), str(out), "skipped")
@@ -141,11 +146,11 @@ def run_batch(
         spans = plan_chunks(header.shape[0], per_chunk) if header is not None else [(0, 0)]
         if len(spans) == 1:
             future = client.submit(
-                volume_task, plugin.name, str(volume), str(out), options, key=key, pure=False
+                volume_task, plugin.name, str(volume), str(out), task_options, key=key, pure=False
             )
         else:
             future = _submit_chunked(
-                client, plugin.name, volume, out, options, header.shape[:3], label_dtype,
+                client, plugin.name, volume, out, task_options, header.shape[:3], label_dtype,
                 spans, key,
             )  # fmt: skip
         pending[future] = index
