@@ -112,7 +112,7 @@ def test_no_slice_held_out_says_so_and_keeps_the_teacher():
     assert not result.uses_propagation
 
 
-def test_members_are_grouped_by_the_slices_they_held_out_and_other_axes_left_out():
+def test_members_are_grouped_by_the_slices_they_held_out_views_members_too():
     config = ModelConfig(in_channels=1, num_classes=2, base_channels=4, depth=2, members=3)
     bundle = ModelBundle(build_model(config), config, (0, 1), {}, Normalization((0.0,), (1.0,)))
     splits = [([1, 2], [3]), ([1, 3], [2]), ([1, 2], [3])]
@@ -122,7 +122,27 @@ def test_members_are_grouped_by_the_slices_they_held_out_and_other_axes_left_out
                         views=True)  # fmt: skip
     bundle = ModelBundle(build_model(views), views, (0, 1), {}, Normalization((0.0,), (1.0,)))
     groups, note = held_out_groups(bundle, splits)
-    assert groups == {(3,): [0]} and "2 views member(s)" in note
+    assert groups == {(3,): [0, 2], (2,): [1]} and "2 views network(s)" in note
+
+
+def test_views_networks_score_their_held_out_slices_through_the_volume():
+    """Each views network predicts the slices it held out along its own axis: the
+    comparison is fair, on every held-out set, and needs no other network."""
+    image, truth = volume()
+    labels = painted(truth, [0, 2, 4, 6, 8])
+    config = ModelConfig(in_channels=1, num_classes=3, base_channels=4, depth=2, members=3,
+                         views=True)  # fmt: skip
+    torch.manual_seed(0)
+    bundle = ModelBundle(
+        build_model(config), config, (0, 1, 2), {}, Normalization((0.0,), (200.0,))
+    )
+    bundle.model.eval()
+    splits = [([0, 4, 6, 8], [2]), ([0, 2, 6, 8], [4]), ([0, 2, 4, 8], [6])]
+    result = run_to_completion(
+        compare_with_propagation(bundle, image, labels, splits, NEAREST, device="cpu")
+    )
+    assert result.fair and sorted(result.held_out) == [(2,), (4,), (6,)]
+    assert "views network" in result.note
 
 
 def test_level_classes_are_averaged_and_missing_classes_stay_with_the_teacher():

@@ -11,8 +11,10 @@ painted slices with the same ones erased.
 A teacher that held out no painted slice (a single network validated on its training slices,
 or too few painted slices) has no fair comparison: training 3 teachers (``--teachers 3``, the
 widget's *Teachers*) gives each member other slices to hold out. The members of a views
-teacher that slice along another axis are left out (they see a held-out slice only as rows
-among others); the note says so.
+teacher that slice along another axis held out their own painted slices too (their loss
+weighs only the rows of their training slices): they predict a held-out slice through the
+volume, along their axis (:func:`~napari_distill.core.inference.views.predict_views` with those
+members alone), as the teacher predicts it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ..preprocess import labels_as_stack
 from .flow import NeighbourFlows
 from .predict import predict_stack
 from .propagation import propagate
+from .views import predict_views
 
 NO_HELD_OUT = (
     "the teacher trained on every painted slice, so none is left to score it on; train "
@@ -60,25 +63,42 @@ class ComparisonProgress:
 def held_out_groups(
     bundle: ModelBundle, splits: Sequence[tuple[Sequence[int], Sequence[int]]]
 ) -> tuple[dict[tuple[int, ...], list[int]], str]:
-    """Members grouped by the painted slices they held out (never trained on), and a note of
-    the members left out (views members of another axis)."""
+    """Members grouped by the painted slices they held out (never trained on), and a note
+    (the views members among them, which predict along their own axis)."""
     groups: dict[tuple[int, ...], list[int]] = {}
-    other_axis = 0
     for member, (training, validation) in enumerate(splits):
         held = tuple(sorted(int(i) for i in set(validation) - set(training)))
-        if not held:
-            continue
-        if bundle.model_config.member_axis(member) != 0:
-            other_axis += 1
-            continue
-        groups.setdefault(held, []).append(member)
+        if held:
+            groups.setdefault(held, []).append(member)
+    other_axis = sum(
+        bundle.model_config.member_axis(m) != 0 for group in groups.values() for m in group
+    )
     note = ""
     if other_axis:
         note = (
-            f"{other_axis} views member(s) slicing along another axis left out of the teacher's "
-            "score"
+            f"{other_axis} views network(s) predict their held-out slices through the volume, "
+            "along their own axis"
         )
     return groups, note
+
+
+def _group_prediction(
+    bundle: ModelBundle, group: Sequence[int], image: Any, slices: Sequence[int], **kwargs: Any
+) -> Generator:
+    """The prediction of ``slices`` by the members in ``group`` alone (a views teacher's along
+    their axes, through the volume)."""
+    members = ensemble_members(bundle.model)
+    ids = tuple(int(c) for c in bundle.class_ids)
+    if bundle.model_config.views:
+        by_axis: dict[int, list] = {}
+        for m in group:
+            by_axis.setdefault(bundle.model_config.member_axis(m), []).append(members[m])
+        return predict_views(bundle, image, slices=slices, members=by_axis, **kwargs)
+    return predict_stack(
+        MemberMean([members[m] for m in group]), image, normalization=bundle.normalization,
+        class_ids=ids, context_slices=bundle.model_config.context_slices, slices=slices,
+        **kwargs,
+    )  # fmt: skip
 
 
 def held_out_flows(labels: np.ndarray, held_out: Sequence[Sequence[int]]) -> int:
@@ -175,16 +195,12 @@ def compare_with_propagation(
     paint = labels_as_stack(np.asarray(labels))
     if propagation.method == "flow" and flows is None:
         flows = NeighbourFlows(image, propagation, rgb=rgb)
-    members = ensemble_members(bundle.model)
     held_out = []
     for done, (slices, group) in enumerate(groups.items()):
-        network = MemberMean([members[m] for m in group])
         teacher = yield from _records(
             "teacher", done, len(groups),
-            predict_stack(
-                network, image, normalization=bundle.normalization, class_ids=ids,
-                context_slices=bundle.model_config.context_slices, config=predict_config,
-                device=device, slices=slices, rgb=rgb,
+            _group_prediction(
+                bundle, group, image, slices, config=predict_config, device=device, rgb=rgb
             ),
         )  # fmt: skip
         others = np.array(paint)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +106,7 @@ def predict_views(
     keep_probabilities: bool = True,
     out_dir: str | Path | None = None,
     rgb: bool | None = None,
+    members: Mapping[int, list[nn.Module]] | None = None,
 ) -> Generator[PredictProgress, None, Prediction]:
     """:func:`~napari_distill.core.inference.predict_stack` for a teacher with views.
 
@@ -115,6 +116,9 @@ def predict_views(
     back to the stack's axes and the mean of all members' is the prediction. With ``out_dir``
     every intermediate result is a memory map there (removed at the end), so memory stays
     bounded as in ``predict_stack``. Progress counts the slices of every view predicted.
+    ``members`` (``{axis: networks}``) predicts with those networks only, e.g. the members
+    that held out a slice (:mod:`~napari_distill.core.inference.comparison`); None: every
+    member of the teacher, each along its axis (:func:`members_by_axis`).
     """
     stack = as_stack(image, rgb)
     check_volume(stack)
@@ -123,7 +127,7 @@ def predict_views(
     outside = [i for i in wanted if not 0 <= i < n]
     if outside:
         raise ValueError(f"slices {outside} are outside the stack of {n} slice(s)")
-    groups = members_by_axis(bundle)
+    groups = {a: list(m) for a, m in members.items() if m} if members else members_by_axis(bundle)
     ids = tuple(int(c) for c in bundle.class_ids)
     directory = None if out_dir is None else Path(out_dir)
     if directory is not None:
