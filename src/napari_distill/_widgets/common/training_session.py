@@ -154,3 +154,36 @@ class TrainingSession:
             self.bundle = self.run.best_bundle()  # Stop keeps the best model so far
         self.panel.finish(ending_text(outcome, self.run))
         self.on_finished()
+
+
+class SessionControls:
+    """What the Train and Resume buttons do, and the run and model a dock's session holds:
+    the same in the Teacher and Student docks, which provide ``session``, their own
+    ``_start_training(resume_from)`` and ``_update_buttons()``."""
+
+    session: TrainingSession
+
+    def _start_training(self, resume_from: Path | None) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def _update_buttons(self) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def train(self) -> None:
+        """Start a new run on the chosen inputs (the Train button)."""
+        self._start_training(resume_from=None)
+
+    def resume(self) -> None:
+        """Continue the stopped run, or the loaded checkpoint (the Resume button)."""
+        self.session.resume(lambda path: self._start_training(resume_from=path))
+        self._update_buttons()
+
+    @property
+    def run(self) -> TrainingRun | None:
+        """The last training run (its best model survives a Stop)."""
+        return self.session.run
+
+    @property
+    def bundle(self) -> ModelBundle | None:
+        """The model Predict, Save and Export use."""
+        return self.session.bundle

@@ -42,7 +42,7 @@ from napari_distill._widgets.common.handoff import (
 )
 from napari_distill._widgets.common.train_settings import TrainSettings
 from napari_distill._widgets.common.training_panel import TrainingPanel
-from napari_distill._widgets.common.training_session import TrainingSession
+from napari_distill._widgets.common.training_session import SessionControls, TrainingSession
 from napari_distill._widgets.common.workers import WorkerRunner
 from napari_distill._widgets.student.cleanup import CleanupRow
 from napari_distill._widgets.student.inputs import InputError, StudentInputsForm
@@ -55,9 +55,7 @@ from napari_distill._widgets.student.tasks import (
     student_prediction,
     student_training,
 )
-from napari_distill.core.models import ModelBundle
 from napari_distill.core.strategies import STRATEGIES, get_strategy, prediction_bundle
-from napari_distill.core.training import TrainingRun
 
 if TYPE_CHECKING:
     import napari
@@ -65,7 +63,7 @@ if TYPE_CHECKING:
 GUIDE_URL = "https://github.com/napari-distill/napari-distill/blob/main/docs/strategies.md"
 
 
-class StudentWidget(PluginDock):
+class StudentWidget(SessionControls, PluginDock):
     """Distil a teacher into a student on the annotated and accepted slices, then predict."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -179,25 +177,6 @@ class StudentWidget(PluginDock):
         self.inputs.show_weak_inputs("weak_labels" in spec.inputs, spec.name == "kd")
 
     # ------------------------------------------------------------------ training
-    def train(self) -> None:
-        """Start a new student run (the Train button)."""
-        self._start_training(resume_from=None)
-
-    def resume(self) -> None:
-        """Continue the stopped run, or the loaded student checkpoint (the Resume button)."""
-        self.session.resume(lambda path: self._start_training(resume_from=path))
-        self._update_buttons()
-
-    @property
-    def run(self) -> TrainingRun | None:
-        """The last training run (its best student survives a Stop)."""
-        return self.session.run
-
-    @property
-    def bundle(self) -> ModelBundle | None:
-        """The student Predict and Save use."""
-        return self.session.bundle
-
     def _start_training(self, resume_from: Path | None) -> None:
         try:
             inputs = self.inputs.inputs()

@@ -42,7 +42,7 @@ from napari_distill._widgets.common.handoff import (
 from napari_distill._widgets.common.layers import LayerPicker, show_annotated_slice
 from napari_distill._widgets.common.train_settings import TrainSettings
 from napari_distill._widgets.common.training_panel import TrainingPanel
-from napari_distill._widgets.common.training_session import TrainingSession
+from napari_distill._widgets.common.training_session import SessionControls, TrainingSession
 from napari_distill._widgets.common.workers import WorkerRunner
 from napari_distill._widgets.teacher.plan import PlanLine, layer_plan
 from napari_distill._widgets.teacher.propagation_panel import PropagationPanel
@@ -67,7 +67,7 @@ def teacher_training(
     return (yield from run.steps())
 
 
-class TeacherWidget(PluginDock):
+class TeacherWidget(SessionControls, PluginDock):
     """Train a teacher on the annotated slices of a labels layer, then predict the rest."""
 
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
@@ -232,25 +232,6 @@ class TeacherWidget(PluginDock):
         )
 
     # ------------------------------------------------------------------ training
-    def train(self) -> None:
-        """Start training a new teacher on the chosen layers (the Train button)."""
-        self._start_training(resume_from=None)
-
-    def resume(self) -> None:
-        """Continue the stopped run, or the loaded teacher checkpoint (the Resume button)."""
-        self.session.resume(lambda path: self._start_training(resume_from=path))
-        self._update_buttons()
-
-    @property
-    def run(self) -> TrainingRun | None:
-        """The last training run (its best model survives a Stop)."""
-        return self.session.run
-
-    @property
-    def bundle(self) -> ModelBundle | None:
-        """The teacher Predict and Save use."""
-        return self.session.bundle
-
     def _start_training(self, resume_from: Path | None) -> None:
         image, labels = self.image_picker.layer(), self.labels_picker.layer()
         if image is None or labels is None:
