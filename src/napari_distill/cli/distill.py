@@ -24,6 +24,7 @@ from napari_distill.cli._base import (
     load_labels,
     teacher_plan,
 )
+from napari_distill.cli.project import add_project_arguments, run_project
 from napari_distill.cli.weak import add_weak_arguments, check_weak_arguments, run_weak
 from napari_distill.core.config import KDConfig, QualityConfig, TrainConfig
 
@@ -179,6 +180,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
     source.add_argument(
         "--sample", choices=SAMPLES, help="the bundled synthetic sample (with its labels)"
     )
+    add_project_arguments(source, p)  # --images, --project, --labels-dir: cli/project.py
     p.add_argument("--labels", help="labels with a few annotated slices (with --image)")
     p.add_argument("--out-dir", required=True, help="folder for checkpoints, labels and report")
     p.add_argument(
@@ -262,6 +264,8 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
 def run_all(args: argparse.Namespace) -> None:
     from napari_distill.core.pipeline import check_out_dir, run_pipeline
 
+    if args.images or args.project:  # many images: cli/project.py
+        return run_project(args)
     check_weak_arguments(args)
     if args.strategy != "kd":  # no quality review: core.pipeline_weak
         from napari_distill.core.pipeline_weak import check_weak_out_dir

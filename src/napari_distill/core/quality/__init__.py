@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from .fit import fit_quality, holdout_split
 from .model import QualityFitReport, QualityModel, QualityNet, load_quality, save_quality
+from .project_selection import ProjectSelection
 from .scoring import SliceScores, pseudo_label_confidence, score_slices
 from .selection import Selection, SelectionFileError
 from .snapshots import SnapshotRecorder
 from .variants import VariantProgress, quality_input, slice_iou
 
 __all__ = [
+    "ProjectSelection",
     "QualityFitReport",
     "QualityModel",
     "QualityNet",

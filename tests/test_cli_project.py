@@ -1,0 +1,88 @@
+"""``napari-distill run --images ... --labels-dir ...`` and ``run --project FILE``: three tiny
+volumes, one painted; outputs per image, scores with an image column, refusals by name."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import tifffile
+
+import napari_distill.cli.distill  # noqa: F401  (registers run)
+from napari_distill.cli import main
+from synthetic import fixed_disk_square_volume
+
+FAST = ["--steps", "2", "--device", "cpu", "--quiet", "--no-plan"]
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("project")
+    (root / "scans").mkdir()
+    (root / "painted").mkdir()
+    for k in range(3):
+        image, truth = fixed_disk_square_volume(seed=k)
+        tifffile.imwrite(root / "scans" / f"fish{k}.tif", image)
+        if k == 1:
+            labels = np.zeros_like(truth)
+            labels[[1, 3, 5, 6]] = truth[[1, 3, 5, 6]]
+            tifffile.imwrite(root / "painted" / "fish1_labels.tif", labels)
+    return root
+
+
+@pytest.fixture(scope="module")
+def run_dir(folders):
+    out = folders / "out"
+    code = main([
+        "run", "--images", str(folders / "scans" / "*.tif"),
+        "--labels-dir", str(folders / "painted"), "--out-dir", str(out), "--tau", "0", *FAST,
+    ])  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_run_images_writes_labels_per_image_and_scores_with_the_image(run_dir):
+    for k in range(3):
+        for suffix in ("_teacher_labels.tif", "_labels.tif"):
+            assert tifffile.imread(run_dir / f"fish{k}{suffix}").shape == (8, 32, 32)
+    with (run_dir / "scores.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["image"] for r in rows} == {"fish0", "fish1", "fish2"}
+    assert {r["image"] for r in rows if r["annotated"] == "1"} == {"fish1"}
+    assert {r["image"] for r in rows if r["accepted"] == "1"} == {"fish0", "fish1", "fish2"}
+    report = (run_dir / "report.md").read_text()
+    assert "| fish0 | 8 | 0 | 8 |" in report and "| fish1 | 8 | 4 | 4 |" in report
+    settings = json.loads((run_dir / "project.json").read_text())["settings"]
+    assert settings["steps"] == 2 and settings["tau"] == 0
+
+
+def test_run_project_repeats_a_run(run_dir, tmp_path):
+    out = tmp_path / "again"
+    assert main(["run", "--project", str(run_dir / "project.json"), "--out-dir", str(out),
+                 "--device", "cpu", "--quiet"]) == 0  # fmt: skip
+    assert (out / "fish2_labels.tif").is_file()
+    student = (out / "report.md").read_text()
+    assert "learnt from 20 pseudo-labelled" in student  # tau 0 and the steps, from the file
+
+
+def test_a_labels_file_of_another_shape_is_refused_by_name(folders, tmp_path, capsys):
+    painted = tmp_path / "painted"
+    painted.mkdir()
+    tifffile.imwrite(painted / "fish2.tif", np.ones((8, 32, 31), np.uint8))
+    code = main([
+        "run", "--images", str(folders / "scans"), "--labels-dir", str(painted),
+        "--out-dir", str(tmp_path / "out"), *FAST,
+    ])  # fmt: skip
+    assert code == 2
+    error = capsys.readouterr().err
+    assert "fish2.tif have shape (8, 32, 31)" in error and "(8, 32, 32)" in error
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_images_without_any_labels_are_refused(folders, tmp_path, capsys):
+    code = main(
+        ["run", "--images", str(folders / "scans"), "--out-dir", str(tmp_path / "o"), *FAST]
+    )
+    assert code == 2 and "no image of the project has labels" in capsys.readouterr().err
