@@ -133,4 +133,5 @@ def test_peak_memory_does_not_grow_with_the_number_of_volumes(project_run, tmp_p
     (the intensity window's sample of slices, at most 2 M voxels)."""
     two = _peak_bytes(2, tmp_path)
     eight = _peak_bytes(8, tmp_path)
-    assert eight < two + 7e6, (two / 1e6, eight / 1e6)
+    # measured: 4.1 MB and 8.4 MB; keeping them in memory would add about 14 MB more
+    assert eight < two + 10e6, (two / 1e6, eight / 1e6)
