@@ -1,12 +1,13 @@
-"""Metrics (Dice, IoU, AJI, Spearman), the leave-one-painted-slice-out scorer (any method that
-predicts a held-out slice from the others), and labels from probabilities: clean-up and
-instances.
+"""Metrics (Dice, IoU, AJI, Spearman; overlap-aware cell scores), the leave-one-painted-slice-out
+scorer (any method that predicts a held-out slice from the others), and labels from
+probabilities: clean-up and instances.
 
 May import: numpy, scipy, scikit-image, and the core's config and preprocess.
 """
 
 from __future__ import annotations
 
+from .cells import CellScores, score_cells, score_nuclei
 from .instances import (
     apply_instance_config,
     check_cleanup_classes,
@@ -23,6 +24,9 @@ from .leave_one_out import (
 from .metrics import aji, evaluate_semantic, f1_at_iou, iou_per_class, mean_dice, mean_iou, spearman
 
 __all__ = [
+    "CellScores",
+    "score_cells",
+    "score_nuclei",
     "HeldOutPredictor",
     "LeaveOneOutProgress",
     "LeaveOneOutScore",
