@@ -46,9 +46,24 @@ def normalise_field(field: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(scaled, -1, 0))
 
 
-def fields_as_input(image: np.ndarray, rgb: bool | None = None) -> np.ndarray:
-    """``(N, H, W)`` grey or ``(N, H, W, 3)`` RGB fields (or one field) -> ``(N, C, H, W)``."""
-    stack = as_stack(np.asarray(image), rgb)
+def fields_as_input(
+    image: np.ndarray, rgb: bool | None = None, channels: int | None = None
+) -> np.ndarray:
+    """``(N, H, W)`` grey or ``(N, H, W, 3)`` RGB fields (or one field) -> ``(N, C, H, W)``.
+
+    ``channels``: what a trained model takes; RGB fields are averaged to grey for a grey model
+    and grey fields repeated for an RGB one, so either model reads either kind of field.
+    """
+    stack = as_stack(np.asarray(image), rgb).astype(np.float32, copy=False)
+    if channels is not None and stack.shape[-1] != channels:
+        if channels == 1:
+            stack = stack.mean(-1, keepdims=True)
+        elif stack.shape[-1] == 1:
+            stack = np.repeat(stack, channels, axis=-1)
+        else:
+            raise ValueError(
+                f"the model takes {channels} channels, the fields have {stack.shape[-1]}"
+            )
     return np.stack([normalise_field(f) for f in stack])
 
 
@@ -178,7 +193,7 @@ def predict_cells(
     ``image``: ``(N, H, W)`` grey, ``(N, H, W, 3)`` RGB, or one field. Yields a record per
     field; returns the arrays (uint32, cell ids equal to their nucleus's id).
     """
-    fields = fields_as_input(image, rgb)
+    fields = fields_as_input(image, rgb, model.config.in_channels)
     planes, nuclei = [], []
     for index, field in enumerate(fields):
         field_planes, field_nuclei = predict_field(model, field)
