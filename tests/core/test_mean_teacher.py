@@ -122,6 +122,15 @@ def test_a_short_mean_teacher_run_lowers_its_loss(one_torch_thread):
     assert not off.mining  # the ablations are settings
 
 
+def test_adaptors_start_as_the_identity_so_equal_features_cost_nothing():
+    from napari_distill.core.strategies.mean_teacher import identity_adaptor
+
+    features = torch.rand(1, 4, 3, 3)
+    mask = torch.ones(1, 3, 3)
+    loss = mgd_loss([features], [features.clone()], nn.ModuleList([identity_adaptor(4)]), mask)
+    assert loss.item() == pytest.approx(0.0, abs=1e-10)
+
+
 def test_settings_have_tooltips():
     for field in dataclasses.fields(MeanTeacherConfig):
         assert field.metadata.get("help"), field.name

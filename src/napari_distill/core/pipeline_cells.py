@@ -178,7 +178,7 @@ def run_cell_pipeline(
     yield from _train(run, "teacher", 0, n_stages)
     run.save(paths["teacher_model"])
     t_cells, t_nuclei = yield from _predict(run.model, image, rgb, "teacher labels", 1, n_stages)
-    _write(paths["teacher_cells"], paths["teacher_nuclei"], t_cells, t_nuclei, overwrite)
+    _write(paths["teacher_cells"], paths["teacher_nuclei"], t_cells, t_nuclei)
     if config.strategy == "supervised":
         student, s_cells, s_nuclei = run.model, t_cells, t_nuclei
         for source, target in (("teacher_model", "student_model"), ("teacher_cells", "cells"),
@@ -197,7 +197,7 @@ def run_cell_pipeline(
         yield from _train(s_run, "student (mean-teacher)", 2, n_stages)
         s_run.save(paths["student_model"])
         s_cells, s_nuclei = yield from _predict(student, image, rgb, "student labels", 3, n_stages)
-        _write(paths["cells"], paths["nuclei"], s_cells, s_nuclei, overwrite)
+        _write(paths["cells"], paths["nuclei"], s_cells, s_nuclei)
     _report(paths["report"], config, data, cells, nuclei, annotated, t_cells, s_cells, s_nuclei)
     return CellPipelineResult(
         files=paths, teacher=run.model, student=student, cells=s_cells, nuclei=s_nuclei,
@@ -205,7 +205,8 @@ def run_cell_pipeline(
     )  # fmt: skip
 
 
-def _write(cells_path: Path, nuclei_path: Path, cells, nuclei, overwrite: bool) -> None:
+def _write(cells_path: Path, nuclei_path: Path, cells, nuclei) -> None:
+    """Both files; the folder was checked (and ``overwrite`` honoured) before any work."""
     write_cell_planes(cells_path, cells, overwrite=True)
     write_labels(nuclei_path, nuclei, overwrite=True)
 

@@ -142,6 +142,18 @@ def mgd_loss(
     return total
 
 
+def identity_adaptor(channels: int) -> nn.Conv2d:
+    """A 1x1 adaptor that starts as the identity. The student starts equal to its teacher, so
+    the feature term starts at 0; a randomly initialised adaptor made it start near 12 and,
+    at lambda = 5, its gradients wrecked the cell net within 100 steps (measured: cells AJI
+    0.55 -> 0.04 on the Pap smear benchmark)."""
+    conv = nn.Conv2d(channels, channels, 1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.eye(channels)[:, :, None, None])
+        conv.bias.zero_()
+    return conv
+
+
 class MeanTeacherObjective:
     """The supervised objective plus MMT-PSM's consistency terms on unannotated fields."""
 
@@ -162,7 +174,7 @@ class MeanTeacherObjective:
             p.requires_grad_(False)
         self.adaptors = nn.ModuleDict(
             {
-                name: nn.ModuleList(nn.Conv2d(c, c, 1) for c in net.feature_channels)
+                name: nn.ModuleList(identity_adaptor(c) for c in net.feature_channels)
                 for name, net in (("nuclei", student.nuclei), ("cells", student.cells))
             }
         )
