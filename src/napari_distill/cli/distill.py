@@ -24,6 +24,7 @@ from napari_distill.cli._base import (
     load_labels,
     teacher_plan,
 )
+from napari_distill.cli.cells import add_cell_arguments, run_cells, wants_cells
 from napari_distill.cli.project import add_project_arguments, run_project
 from napari_distill.cli.weak import add_weak_arguments, check_weak_arguments, run_weak
 from napari_distill.core.config import KDConfig, QualityConfig, TrainConfig
@@ -208,6 +209,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
         "predictions, slightly better pseudo-labels and labels)",
     )
     add_weak_arguments(p)
+    add_cell_arguments(p)
 
 
 def _load_run_inputs(args: argparse.Namespace):
@@ -266,6 +268,8 @@ def run_all(args: argparse.Namespace) -> None:
 
     if args.images or args.project:  # many images: cli/project.py
         return run_project(args)
+    if wants_cells(args):  # Pap smear cells: core.pipeline_cells
+        return run_cells(args)
     check_weak_arguments(args)
     if args.strategy != "kd":  # no quality review: core.pipeline_weak
         from napari_distill.core.pipeline_weak import check_weak_out_dir

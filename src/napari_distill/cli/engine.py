@@ -16,6 +16,7 @@ from napari_distill.cli._base import (
     parse_slices,
     write_json,
 )
+from napari_distill.cli.cells import evaluate_cells_command, is_planes_file
 from napari_distill.core.io import check_output_folder
 
 log = logging.getLogger("napari_distill")
@@ -65,6 +66,8 @@ def evaluate_files(
     uses_device=False,
 )
 def evaluate_command(args: argparse.Namespace) -> None:
+    if is_planes_file(args.prediction) or is_planes_file(args.truth):  # overlapping cells
+        return evaluate_cells_command(args)
     if args.json:
         check_output(args.json, args.overwrite)
     prediction = load_labels(args.prediction)

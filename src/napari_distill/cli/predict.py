@@ -21,6 +21,7 @@ from napari_distill.cli._base import (
     parse_class_ids,
 )
 from napari_distill.cli.batch import add_batch_arguments, predict_batch
+from napari_distill.cli.cells import is_cell_model, predict_cells_command
 from napari_distill.core.config import InstanceConfig, PredictConfig
 from napari_distill.core.io import check_output_folder
 
@@ -56,6 +57,7 @@ def _predict_arguments(p: argparse.ArgumentParser) -> None:
         "volumes, else TIFF); with --out, the name's suffix decides",
     )
     p.add_argument("--probabilities", help="also write class probabilities (TIFF, classes first)")
+    p.add_argument("--nuclei", help="a cell model (Pap smear): also write the nuclei (TIFF)")
     p.add_argument("--instances", help="also write instance labels (TIFF)")
     p.add_argument(
         "--instance-classes",
@@ -121,6 +123,8 @@ def predict_command(args: argparse.Namespace) -> None:
     from napari_distill.core.inference import predict_bundle
     from napari_distill.core.io import write_labels, write_probabilities
 
+    if is_cell_model(args.model):  # cell planes (docs/cells.md)
+        return predict_cells_command(args)
     if args.out_dir:
         bundle = load_model(args.model)
         predict_batch(args, bundle, _label_options(args, bundle)[0])

@@ -23,10 +23,11 @@ def add_weak_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--strategy",
         default="kd",
-        choices=sorted(STRATEGIES),
+        choices=[*sorted(STRATEGIES), "supervised", "mean-teacher"],
         help="kd: a few fully painted slices (teacher, quality review, student; default); "
         "mixed: full masks on some slices and --weak-labels on others; mutual: masks painted "
-        "coarsely or with mistakes (docs/strategies.md)",
+        "coarsely or with mistakes (docs/strategies.md); with --cells: supervised (default) "
+        "or mean-teacher (docs/cells.md)",
     )
     p.add_argument(
         "--weak-labels",

@@ -1,12 +1,13 @@
-"""Metrics (Dice, IoU, AJI, Spearman), the leave-one-painted-slice-out scorer (any method that
-predicts a held-out slice from the others), two sources compared per class on held-out
-slices and combined, and labels from probabilities: clean-up and instances.
+"""Metrics (Dice, IoU, AJI, Spearman; overlap-aware cell scores), the leave-one-painted-slice-out
+scorer (any method that predicts a held-out slice from the others), two sources compared per
+class on held-out slices and combined, and labels from probabilities: clean-up and instances.
 
 May import: numpy, scipy, scikit-image, and the core's config and preprocess.
 """
 
 from __future__ import annotations
 
+from .cells import CellScores, score_cells, score_nuclei
 from .comparison import (
     ClassChoice,
     Comparison,
@@ -34,6 +35,9 @@ __all__ = [
     "ClassChoice",
     "Comparison",
     "HeldOut",
+    "CellScores",
+    "score_cells",
+    "score_nuclei",
     "HeldOutPredictor",
     "LeaveOneOutProgress",
     "LeaveOneOutScore",

@@ -6,6 +6,13 @@ May import: numpy, tifffile, imageio, dask, zarr; nothing else of napari-distill
 
 from __future__ import annotations
 
+from .cells import (
+    annotated_fields,
+    pack_planes,
+    read_cell_planes,
+    unpack_planes,
+    write_cell_planes,
+)
 from .common import MICROMETER, ImageData, ProbabilityData, ReadError, natural_sort_key
 from .kinds import looks_like_labels
 from .ngff import LABELS_NAME, is_ngff, ngff_header, ngff_kind, ngff_labels, read_ngff
@@ -31,6 +38,11 @@ from .read import (
 
 __all__ = [
     "LABELS_NAME",
+    "annotated_fields",
+    "pack_planes",
+    "read_cell_planes",
+    "unpack_planes",
+    "write_cell_planes",
     "LAZY_THRESHOLD_BYTES",
     "MICROMETER",
     "POINT_COLUMNS",
