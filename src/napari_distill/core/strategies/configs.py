@@ -15,7 +15,8 @@ from ..samples import DEFAULT_BACKGROUND_LABEL
 @dataclass(frozen=True)
 class MixedConfig:
     """Strategy ``mixed``: L = teacher CE on full masks + student partial CE on weak labels
-    + lambda_kl * KL(teacher || student) + lambda_h * H(student) on the weakly labelled slices.
+    + lambda_kl * KL(teacher || student) + lambda_h * H(student) on the weakly labelled slices
+    + lambda_tag * (top-k pooled BCE against the slice tags) on one whole tagged slice a step.
     """
 
     lambda_kl: float = field(
@@ -60,6 +61,28 @@ class MixedConfig:
             "means 'not painted, unknown', not background).",
         },
     )
+    lambda_tag: float = field(
+        default=0.1,
+        metadata={
+            "label": "Slice tag weight",
+            "min": 0.0,
+            "max": 10.0,
+            "help": "How much the slice tags count (which classes a slice contains; the others "
+            "are absent): the student branch is pushed to find each listed class somewhere on "
+            "the slice and no unlisted one. 0: tags are ignored.",
+        },
+    )
+    tag_top_share: float = field(
+        default=0.01,
+        metadata={
+            "label": "Smallest structure share",
+            "min": 0.0001,
+            "max": 1.0,
+            "help": "About the smallest share of a slice that one tagged class covers (0.01 = "
+            "1 %). A present class must be confident on at least this many pixels, an absent "
+            "one on none.",
+        },
+    )
     full_share: float = field(
         default=0.5,
         metadata={
@@ -88,9 +111,11 @@ class MixedConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("lambda_kl", "lambda_h", "point_radius"):
+        for name in ("lambda_kl", "lambda_h", "point_radius", "lambda_tag"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 < self.tag_top_share <= 1.0:
+            raise ValueError(f"tag_top_share must be in (0, 1], got {self.tag_top_share}")
         if not 0.0 <= self.full_share <= 1.0:
             raise ValueError(f"full_share must be in [0, 1], got {self.full_share}")
         if self.background_label < 1:
