@@ -185,6 +185,48 @@ class MutualConfig:
             "when judging reliability.",
         },
     )
+    reliability_rotation: float = field(
+        default=60.0,
+        metadata={
+            "label": "Reliability rotation (degrees)",
+            "min": 0.0,
+            "max": 180.0,
+            "help": "Largest rotation of the image when judging reliability, once the "
+            "flips-only phase is over: a pixel whose answer survives turning the image is "
+            "trusted. 0: no rotation.",
+        },
+    )
+    reliability_zoom: float = field(
+        default=2.0,
+        metadata={
+            "label": "Reliability zoom (at most)",
+            "min": 1.0,
+            "max": 4.0,
+            "help": "Largest magnification of the image when judging reliability (a factor "
+            "between 1 and this). 1: no zoom.",
+        },
+    )
+    reliability_elastic: float = field(
+        default=3.0,
+        metadata={
+            "label": "Reliability elastic (pixels)",
+            "min": 0.0,
+            "max": 20.0,
+            "help": "Typical size, in pixels, of the smooth bending of the image when judging "
+            "reliability. 0: no bending.",
+        },
+    )
+    warp_after: float = field(
+        default=0.3,
+        metadata={
+            "label": "Rotate, zoom and bend after",
+            "min": 0.0,
+            "max": 1.0,
+            "help": "Share of the training during which reliability is judged with flips and "
+            "noise only; rotation, zoom and bending join after it (by default when the "
+            "ramp-up ends, once the networks predict something worth judging).",
+        },
+    )
     predict_with: Literal["average", "first", "second"] = field(
         default="average",
         metadata={
@@ -205,6 +247,16 @@ class MutualConfig:
             raise ValueError(
                 f"reliability_dropout must be in [0, 1), got {self.reliability_dropout}"
             )
+        if not 0.0 <= self.reliability_rotation <= 180.0:
+            raise ValueError(
+                f"reliability_rotation must be in [0, 180], got {self.reliability_rotation}"
+            )
+        if self.reliability_zoom < 1.0:
+            raise ValueError(f"reliability_zoom must be >= 1, got {self.reliability_zoom}")
+        if self.reliability_elastic < 0:
+            raise ValueError(f"reliability_elastic must be >= 0, got {self.reliability_elastic}")
+        if not 0.0 <= self.warp_after <= 1.0:
+            raise ValueError(f"warp_after must be in [0, 1], got {self.warp_after}")
         if self.predict_with not in ("average", "first", "second"):
             raise ValueError(
                 f"predict_with must be average, first or second, got {self.predict_with!r}"
