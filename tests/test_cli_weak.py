@@ -33,6 +33,7 @@ def files(tmp_path_factory):
     points = simulate_points(truth, [0, 2, 3, 5])
     np.savetxt(folder / "points.csv", points, fmt="%d", delimiter=",",
                header="slice,y,x,class", comments="")  # fmt: skip
+    (folder / "tags.csv").write_text("slice,classes\n0,1 2\n2,1;2\n3,1 2\n5,1 2\n")
     tifffile.imwrite(folder / "noisy.tif", corrupt_labels(truth, 0.3, seed=1))
     return folder
 
@@ -44,7 +45,7 @@ def _run(files, out, *extra):
     ])  # fmt: skip
 
 
-@pytest.mark.parametrize("weak", ["weak.tif", "points.csv"])
+@pytest.mark.parametrize("weak", ["weak.tif", "points.csv", "tags.csv"])
 def test_run_mixed_writes_both_branches(files, tmp_path, weak):
     out = tmp_path / "mixed"
     code = _run(
@@ -58,8 +59,12 @@ def test_run_mixed_writes_both_branches(files, tmp_path, weak):
     assert set(np.unique(tifffile.imread(out / "student_labels.tif"))) <= {0, 1, 2}
     student, _ = load_checkpoint(out / "student.pt", kind="student")
     assert student.extra["strategy"] == "mixed"
-    assert student.extra["accepted_slices"] == [0, 2, 3, 5]  # the weakly labelled slices
-    assert "weak labels" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    if weak == "tags.csv":  # recognised by its columns: tags, not points
+        assert "slice tags on 4 slice(s)" in report and "weak labels (none)" in report
+    else:
+        assert student.extra["accepted_slices"] == [0, 2, 3, 5]  # the weakly labelled slices
+        assert "weak labels" in report
     # predict with the checkpoint: the student branch, as student_labels.tif
     labels = tmp_path / "again.tif"
     argv = ["predict", "--model", str(out / "student.pt"), "--image", str(files / "image.tif")]

@@ -106,3 +106,36 @@ def test_mutual_trains_two_networks_and_predicts_with_their_average(
     assert "Training finished at step 6 of 6" in widget.panel.status_label.text()
     layer = predict(qtbot, widget)
     assert layer.data.shape == sample.labels_full.shape
+
+
+@pytest.mark.parametrize("name", ["mixed", "mutual"])
+def test_stop_then_resume_continues_the_run_from_its_step_and_finishes(
+    qtbot, widget, sample, errors, name
+):
+    from test_widget_student import TIMEOUT_MS
+
+    if name == "mixed":
+        weak_slices = [i for i in range(16) if i not in set(sample.annotated.tolist())][1:9:2]
+        scribbles = simulate_scribbles(sample.labels_full, weak_slices, length=12)
+        widget.viewer.add_labels(scribbles, name="scribbles", scale=sample.scale)
+        widget.inputs.labels_picker.select(widget.viewer.layers["painted"])
+    choose(widget, name)
+    if name == "mixed":
+        widget.inputs.weak.scribbles_picker.select(widget.viewer.layers["scribbles"])
+    total = 40
+    small(widget, steps=total)
+    click(qtbot, widget.panel.train_button)
+    qtbot.waitUntil(lambda: widget.run is not None and widget.run.step >= 2, timeout=TIMEOUT_MS)
+    click(qtbot, widget.panel.stop_button)
+    wait_idle(qtbot, widget)
+    run = widget.run
+    stopped_at = run.step
+    assert errors == [] and 2 <= stopped_at < total
+    assert "Training stopped" in widget.panel.status_label.text()
+    assert widget.resume_button.isEnabled()
+    click(qtbot, widget.resume_button)
+    wait_idle(qtbot, widget)
+    assert errors == []
+    assert widget.run is run and run.step == total  # the same run, from its step, to the end
+    assert f"Training finished at step {total} of {total}" in widget.panel.status_label.text()
+    assert widget.bundle.extra["strategy"] == name

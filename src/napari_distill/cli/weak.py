@@ -32,8 +32,10 @@ def add_weak_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--weak-labels",
         metavar="FILE",
-        help="mixed: scribbles as a labels TIFF (0 = unknown, background painted as 255) or "
-        "points as a CSV with columns slice,y,x,class (class 0 = background)",
+        help="mixed: scribbles as a labels TIFF (0 = unknown, background painted as 255), "
+        "points as a CSV with columns slice,y,x,class (class 0 = background), or slice tags "
+        "as a CSV with columns slice,classes (the classes a slice contains, separated by "
+        "spaces or semicolons; the others are absent)",
     )
     p.add_argument(
         "--noise-rate",
@@ -49,22 +51,28 @@ def check_weak_arguments(args: argparse.Namespace) -> None:
     if args.weak_labels and args.strategy != "mixed":
         raise UserError("--weak-labels is for --strategy mixed")
     if args.strategy == "mixed" and not args.weak_labels:
-        raise UserError("--strategy mixed needs --weak-labels (scribbles TIFF or points CSV)")
+        raise UserError(
+            "--strategy mixed needs --weak-labels (scribbles TIFF, points CSV or tags CSV)"
+        )
     if args.noise_rate is not None and args.strategy != "mutual":
         raise UserError("--noise-rate is for --strategy mutual")
 
 
-def _weak_inputs(path: str | None):
+def _weak_inputs(path: str | None) -> dict:
+    """``weak_labels``, ``points`` or ``tags`` from ``--weak-labels``: a CSV is tags when its
+    header names ``slice`` and ``classes``, else points."""
     if path is None:
-        return None, None
+        return {}
     if Path(path).suffix.lower() == ".csv":
-        from napari_distill.core.io import ReadError, read_points_csv
+        from napari_distill.core.io import ReadError, read_points_csv, read_tags_csv, weak_csv_kind
 
         try:
-            return None, read_points_csv(path)
+            if weak_csv_kind(path) == "tags":
+                return {"tags": read_tags_csv(path)}
+            return {"points": read_points_csv(path)}
         except ReadError as error:
             raise UserError(str(error)) from error
-    return load_labels(path), None
+    return {"weak_labels": load_labels(path)}
 
 
 def run_weak(args: argparse.Namespace, pipeline_config, inputs) -> None:
@@ -74,7 +82,7 @@ def run_weak(args: argparse.Namespace, pipeline_config, inputs) -> None:
     from napari_distill.core.strategies import get_strategy
 
     image, labels, class_names, scale, rgb = inputs
-    weak_labels, points = _weak_inputs(args.weak_labels)
+    weak = _weak_inputs(args.weak_labels)
     strategy_config = get_strategy(args.strategy).default_config()
     try:
         if args.noise_rate is not None:
@@ -91,7 +99,7 @@ def run_weak(args: argparse.Namespace, pipeline_config, inputs) -> None:
     except ValueError as error:
         raise UserError(str(error)) from error
     records = run_weak_pipeline(
-        image, labels, args.out_dir, config=config, weak_labels=weak_labels, points=points,
+        image, labels, args.out_dir, config=config, **weak,
         device=args.device, overwrite=args.overwrite, class_names=class_names, scale=scale,
         rgb=rgb,
     )  # fmt: skip

@@ -40,6 +40,15 @@ _PUBLIC = {
     # synthetic samples
     "make_medaka": "samples",
     "make_pap_smear": "samples",
+    # simulated imperfect annotations: noisy masks, scribbles, clicks
+    "corrupt_labels": "samples",
+    "noise_share": "samples",
+    "simulate_points": "samples",
+    "simulate_scribbles": "samples",
+    # weak labels from files: points (slice, y, x, class), slice tags (slice, classes)
+    "read_points_csv": "io",
+    "read_tags_csv": "io",
+    "weak_csv_kind": "io",
     # settings
     "InstanceConfig": "config",
     "KDConfig": "config",
@@ -79,6 +88,10 @@ _PUBLIC = {
     # students
     "STRATEGIES": "strategies",
     "get_strategy": "strategies",
+    "MixedConfig": "strategies",
+    "MutualConfig": "strategies",
+    "WeakPipelineConfig": "pipeline_weak",
+    "run_weak_pipeline": "pipeline_weak",
     # labels, instances and metrics
     "apply_instance_config": "evaluation",
     "clean_semantic": "evaluation",
@@ -140,14 +153,25 @@ if TYPE_CHECKING:  # what static tools see; at run time the names load on first 
         ReadError,
         read_image,
         read_labels,
+        read_points_csv,
+        read_tags_csv,
+        weak_csv_kind,
         write_image,
         write_labels,
         write_probabilities,
     )
     from .models import CheckpointError, ModelBundle, load_checkpoint, save_checkpoint
     from .pipeline import PipelineConfig, run_pipeline
+    from .pipeline_weak import WeakPipelineConfig, run_weak_pipeline
     from .progress import run_to_completion
     from .quality import Selection, fit_quality, load_quality, save_quality, score_slices
-    from .samples import make_medaka, make_pap_smear
-    from .strategies import STRATEGIES, get_strategy
+    from .samples import (
+        corrupt_labels,
+        make_medaka,
+        make_pap_smear,
+        noise_share,
+        simulate_points,
+        simulate_scribbles,
+    )
+    from .strategies import STRATEGIES, MixedConfig, MutualConfig, get_strategy
     from .training import TrainingRun, TrainStep, resume_training, train_teacher

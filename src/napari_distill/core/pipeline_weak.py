@@ -154,6 +154,7 @@ def run_weak_pipeline(
     config: WeakPipelineConfig = WeakPipelineConfig(),  # noqa: B008 - frozen
     weak_labels: np.ndarray | None = None,
     points: np.ndarray | None = None,
+    tags: dict[int, tuple[int, ...]] | None = None,
     device: str | torch.device = "auto",
     overwrite: bool = False,
     class_names: dict[int, str] | None = None,
@@ -163,7 +164,8 @@ def run_weak_pipeline(
     """Train ``config.strategy`` on the annotations and label the whole stack twice.
 
     ``labels`` are the full masks (``mixed``) or the noisy masks (``mutual``); ``weak_labels``
-    (scribbles, 0 = unknown) and ``points`` (rows ``slice, y, x, class``) feed ``mixed``.
+    (scribbles, 0 = unknown), ``points`` (rows ``slice, y, x, class``) and ``tags``
+    (``{slice: classes it contains}``) feed ``mixed``.
 
     Raises
     ------
@@ -173,9 +175,10 @@ def run_weak_pipeline(
         Bad inputs, or weak labels given to ``mutual`` / missing for ``mixed``.
     """
     mixed = config.strategy == "mixed"
-    if mixed and weak_labels is None and points is None:
-        raise ValueError("strategy 'mixed' needs weak labels (scribbles) or points")
-    if not mixed and (weak_labels is not None or points is not None):
+    weak_given = weak_labels is not None or points is not None or bool(tags)
+    if mixed and not weak_given:
+        raise ValueError("strategy 'mixed' needs weak labels (scribbles), points or slice tags")
+    if not mixed and weak_given:
         raise ValueError("strategy 'mutual' learns from noisy masks, not weak labels")
     paths = check_weak_out_dir(out_dir, overwrite)
     torch_device = select_device(device)
@@ -206,7 +209,7 @@ def run_weak_pipeline(
         strategy_config = config.strategy_config
         index = 2
     started = time.perf_counter()
-    options = {"weak_labels": weak_labels, "points": points} if mixed else {}
+    options = {"weak_labels": weak_labels, "points": points, "tags": tags} if mixed else {}
     student_run = get_strategy(config.strategy).build(
         reference, image, labels, [], train_config=config.student,
         strategy_config=strategy_config, device=torch_device, rgb=rgb, **options,
@@ -234,7 +237,8 @@ def run_weak_pipeline(
     write_labels(paths["student_labels"], student_labels, label_scale, overwrite=True)
     seconds["labels"] = time.perf_counter() - started
     scores = {"teacher": _score(control), "student": _score(student)}
-    _write_report(paths, config, student, scores, seconds, weak_labels is not None, points)
+    given = {"scribbles": weak_labels is not None, "points": points is not None, "tags": tags}
+    _write_report(paths, config, student, scores, seconds, given)
     logger.info(
         "%s run done in %.0f s: outputs in %s", config.strategy, sum(seconds.values()), out_dir
     )
@@ -243,22 +247,21 @@ def run_weak_pipeline(
     )
 
 
-def _write_report(paths, config, student, scores, seconds, scribbles, points) -> None:
+def _write_report(paths, config, student, scores, seconds, given) -> None:
     """A short ``report.md``: what was trained on, the validation scores, the files."""
     extra = student.extra
     lines = [f"# napari-distill run: strategy `{config.strategy}`", ""]
     if config.strategy == "mixed":
-        kinds = [
-            name
-            for name, given in (("scribbles", scribbles), ("points", points is not None))
-            if given
-        ]
+        kinds = [name for name in ("scribbles", "points") if given[name]]
         lines += [
             f"- full masks on {len(extra['train_slices'])} training slice(s), weak labels "
-            f"({' and '.join(kinds)}) on {len(extra['accepted_slices'])} other slice(s)",
+            f"({' and '.join(kinds) or 'none'}) on {len(extra['accepted_slices'])} other "
+            "slice(s)",
             "- `teacher_labels.tif`: the teacher branch (full masks only); "
             "`student_labels.tif`: the student branch",
         ]
+        if given["tags"]:
+            lines.append(f"- slice tags on {len(given['tags'])} slice(s)")
     else:
         settings = config.strategy_config
         lines += [

@@ -35,6 +35,7 @@ from .read import (
     write_labels,
     write_probabilities,
 )
+from .tags import TAG_COLUMNS, read_tags_csv, weak_csv_kind
 
 __all__ = [
     "LABELS_NAME",
@@ -46,6 +47,7 @@ __all__ = [
     "LAZY_THRESHOLD_BYTES",
     "MICROMETER",
     "POINT_COLUMNS",
+    "TAG_COLUMNS",
     "ImageData",
     "ProbabilityData",
     "ReadError",
@@ -69,6 +71,8 @@ __all__ = [
     "read_image_stack",
     "read_labels",
     "read_points_csv",
+    "read_tags_csv",
+    "weak_csv_kind",
     "read_ngff",
     "read_probabilities",
     "write_image",

@@ -117,7 +117,7 @@ STRATEGIES: dict[str, StrategySpec] = {
         ),
         config_class=MixedConfig,
         build=build_mixed,
-        inputs=("weak_labels", "points"),
+        inputs=("weak_labels", "points", "tags"),
         prediction=mixed_prediction,
     ),
     "mutual": StrategySpec(

@@ -15,7 +15,8 @@ from ..samples import DEFAULT_BACKGROUND_LABEL
 @dataclass(frozen=True)
 class MixedConfig:
     """Strategy ``mixed``: L = teacher CE on full masks + student partial CE on weak labels
-    + lambda_kl * KL(teacher || student) + lambda_h * H(student) on the weakly labelled slices.
+    + lambda_kl * KL(teacher || student) + lambda_h * H(student) on the weakly labelled slices
+    + lambda_tag * (top-k pooled BCE against the slice tags) on one whole tagged slice a step.
     """
 
     lambda_kl: float = field(
@@ -60,6 +61,28 @@ class MixedConfig:
             "means 'not painted, unknown', not background).",
         },
     )
+    lambda_tag: float = field(
+        default=0.1,
+        metadata={
+            "label": "Slice tag weight",
+            "min": 0.0,
+            "max": 10.0,
+            "help": "How much the slice tags count (which classes a slice contains; the others "
+            "are absent): the student branch is pushed to find each listed class somewhere on "
+            "the slice and no unlisted one. 0: tags are ignored.",
+        },
+    )
+    tag_top_share: float = field(
+        default=0.01,
+        metadata={
+            "label": "Smallest structure share",
+            "min": 0.0001,
+            "max": 1.0,
+            "help": "About the smallest share of a slice that one tagged class covers (0.01 = "
+            "1 %). A present class must be confident on at least this many pixels, an absent "
+            "one on none.",
+        },
+    )
     full_share: float = field(
         default=0.5,
         metadata={
@@ -88,9 +111,11 @@ class MixedConfig:
     )
 
     def __post_init__(self) -> None:
-        for name in ("lambda_kl", "lambda_h", "point_radius"):
+        for name in ("lambda_kl", "lambda_h", "point_radius", "lambda_tag"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0.0 < self.tag_top_share <= 1.0:
+            raise ValueError(f"tag_top_share must be in (0, 1], got {self.tag_top_share}")
         if not 0.0 <= self.full_share <= 1.0:
             raise ValueError(f"full_share must be in [0, 1], got {self.full_share}")
         if self.background_label < 1:
@@ -160,6 +185,48 @@ class MutualConfig:
             "when judging reliability.",
         },
     )
+    reliability_rotation: float = field(
+        default=60.0,
+        metadata={
+            "label": "Reliability rotation (degrees)",
+            "min": 0.0,
+            "max": 180.0,
+            "help": "Largest rotation of the image when judging reliability, once the "
+            "flips-only phase is over: a pixel whose answer survives turning the image is "
+            "trusted. 0: no rotation.",
+        },
+    )
+    reliability_zoom: float = field(
+        default=2.0,
+        metadata={
+            "label": "Reliability zoom (at most)",
+            "min": 1.0,
+            "max": 4.0,
+            "help": "Largest magnification of the image when judging reliability (a factor "
+            "between 1 and this). 1: no zoom.",
+        },
+    )
+    reliability_elastic: float = field(
+        default=3.0,
+        metadata={
+            "label": "Reliability elastic (pixels)",
+            "min": 0.0,
+            "max": 20.0,
+            "help": "Typical size, in pixels, of the smooth bending of the image when judging "
+            "reliability. 0: no bending.",
+        },
+    )
+    warp_after: float = field(
+        default=0.3,
+        metadata={
+            "label": "Rotate, zoom and bend after",
+            "min": 0.0,
+            "max": 1.0,
+            "help": "Share of the training during which reliability is judged with flips and "
+            "noise only; rotation, zoom and bending join after it (by default when the "
+            "ramp-up ends, once the networks predict something worth judging).",
+        },
+    )
     predict_with: Literal["average", "first", "second"] = field(
         default="average",
         metadata={
@@ -180,6 +247,16 @@ class MutualConfig:
             raise ValueError(
                 f"reliability_dropout must be in [0, 1), got {self.reliability_dropout}"
             )
+        if not 0.0 <= self.reliability_rotation <= 180.0:
+            raise ValueError(
+                f"reliability_rotation must be in [0, 180], got {self.reliability_rotation}"
+            )
+        if self.reliability_zoom < 1.0:
+            raise ValueError(f"reliability_zoom must be >= 1, got {self.reliability_zoom}")
+        if self.reliability_elastic < 0:
+            raise ValueError(f"reliability_elastic must be >= 0, got {self.reliability_elastic}")
+        if not 0.0 <= self.warp_after <= 1.0:
+            raise ValueError(f"warp_after must be in [0, 1], got {self.warp_after}")
         if self.predict_with not in ("average", "first", "second"):
             raise ValueError(
                 f"predict_with must be average, first or second, got {self.predict_with!r}"

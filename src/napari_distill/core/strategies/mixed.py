@@ -24,7 +24,9 @@ Choices (the paper leaves them open):
   (:attr:`MixedConfig.full_share`), patches centred on labelled pixels as the teacher's are.
 - Given a trained teacher of the same shape, both branches start from it
   (:attr:`MixedConfig.init_from_teacher`); the command line's ``run`` trains from scratch.
-- Slice tags (which classes a slice contains) are not used yet.
+- Slice tags (which classes a slice contains; :mod:`.tags`) add
+  ``lambda_tag * BCE(top-k pooled p_student, tags)`` on one whole tagged slice a step (a
+  patch may miss a class its slice holds). Tagged slices with a full mask are skipped.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -43,6 +45,7 @@ from ..config import PredictConfig, TrainConfig
 from ..device import select_device
 from ..io import points_to_labels
 from ..models import (
+    STUDENT_BRANCH,
     TEACHER_BRANCH,
     BranchedUNet,
     BranchView,
@@ -68,6 +71,7 @@ from .base import (
     teacher_split,
 )
 from .configs import MixedConfig
+from .tags import TagSource, tag_loss
 from .weak_losses import entropy_loss, kl_loss, partial_cross_entropy
 
 if TYPE_CHECKING:
@@ -142,7 +146,9 @@ class MixedObjective:
         config: MixedConfig,
         class_weight: torch.Tensor | None = None,
         dice_weight: float = 0.0,
+        tags: TagSource | None = None,
     ):
+        self.tags = tags if config.lambda_tag > 0 else None
         self.samplers = [s for s in (full, weak) if s is not None]
         if not self.samplers:
             raise ValueError("the mixed student has no slice to train on")
@@ -161,17 +167,20 @@ class MixedObjective:
         sources = rng.choice(len(self.samplers), size=self.batch_size, p=self._odds)
         patches = [self.samplers[s].sample(rng) for s in sources]
         known = [p.get("weight", np.ones(p["y"].shape, np.float32)) for p in patches]
-        return {
+        batch = {
             "x": torch.from_numpy(np.stack([p["x"] for p in patches]).astype(np.float32)),
             "y": torch.from_numpy(np.stack([p["y"] for p in patches]).astype(np.int64)),
             "known": torch.from_numpy(np.stack(known).astype(np.float32)),
             "full": torch.as_tensor([self.is_full[s] for s in sources], dtype=torch.bool),
         }
+        if self.tags is not None:
+            batch.update(self.tags.batch(rng))
+        return batch
 
     def loss(
         self, model: nn.Module, batch: dict[str, torch.Tensor]
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        return mixed_loss(
+        total, terms = mixed_loss(
             *model.forward_branches(batch["x"]),
             batch["y"],
             batch["known"] > 0,
@@ -182,6 +191,14 @@ class MixedObjective:
             else self.class_weight.to(batch["x"].device),
             dice_weight=self.dice_weight,
         )
+        if "tag_x" in batch:
+            (student,) = model.forward_branches(batch["tag_x"], (STUDENT_BRANCH,))
+            tags = tag_loss(
+                student, batch["tag_present"], batch["tag_known"], self.config.tag_top_share
+            )
+            terms["tags"] = float(tags.detach())
+            total = total + self.config.lambda_tag * tags
+        return total, terms
 
 
 def mixed_loss(
@@ -274,13 +291,14 @@ def build_mixed(
     device: str | torch.device = "auto",
     weak_labels: np.ndarray | None = None,
     points: np.ndarray | None = None,
+    tags: Mapping[int, Sequence[int]] | None = None,
     pseudo_labels: np.ndarray | None = None,
     predict_config: PredictConfig | None = None,
     resume_from: str | os.PathLike[str] | None = None,
     rgb: bool | None = None,
 ) -> TrainingRun:
-    """Prepare a ``mixed`` run: full masks in ``labels``, scribbles in ``weak_labels`` and / or
-    points ``(slice, y, x, class)`` in ``points``.
+    """Prepare a ``mixed`` run: full masks in ``labels``, scribbles in ``weak_labels``,
+    points ``(slice, y, x, class)`` in ``points`` and / or slice tags ``{slice: classes}``.
 
     ``teacher`` gives the classes, the normalisation, the validation slices and (with
     ``init_from_teacher``) the starting weights; ``accepted``, ``pseudo_labels`` and
@@ -290,7 +308,7 @@ def build_mixed(
     Raises
     ------
     ValueError
-        Mismatched shapes, or weak classes no full mask has.
+        Mismatched shapes, or weak classes (or tagged ones) no full mask has.
     """
     from ..training import TrainingRun
 
@@ -306,7 +324,7 @@ def build_mixed(
     taken = set(painted.tolist()) | set(validation)
     weak_slices = [int(i) for i in np.flatnonzero((weak >= 0).reshape(len(weak), -1).any(1))]
     weak_slices = [i for i in weak_slices if i not in taken]
-    if not weak_slices:
+    if not weak_slices and not tags:
         logger.warning("mixed: no slice has weak labels only; the student learns the full masks")
     data = StudentData(stack, labels_stack, training, validation, weak_slices, {})
     if checkpoint is None:
@@ -328,9 +346,19 @@ def build_mixed(
     if train_config.class_weighting:
         targets = [] if full_sampler is None else list(full_sampler.target_indices)
         class_weight = class_weights_from_labels(targets, len(student.class_ids))
+    tag_slices = {int(i): c for i, c in (tags or {}).items() if 0 <= int(i) < len(stack)}
+    tag_slices = {i: c for i, c in tag_slices.items() if i not in set(painted.tolist())}
+    tag_source = None
+    if tag_slices and strategy_config.lambda_tag > 0:
+        tag_source = TagSource(
+            stack, tag_slices, student.class_ids, student.normalization,
+            student.model_config.context_slices,
+        )  # fmt: skip
+        logger.info("mixed: slice tags on %d slice(s)", len(tag_slices))
     objective = MixedObjective(
-        full_sampler, weak_sampler, strategy_config, class_weight, train_config.dice_weight
-    )
+        full_sampler, weak_sampler, strategy_config, class_weight, train_config.dice_weight,
+        tag_source,
+    )  # fmt: skip
     total = student_steps(
         train_config, data, torch_device, bool(student.extra.get("from_teacher")),
         student.model_config,

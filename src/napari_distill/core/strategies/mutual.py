@@ -10,8 +10,10 @@ painted (noisy) masks. Every step both see the same patches, and:
   :attr:`MutualConfig.ramp_share` of the steps;
 - **reliability**: a pixel is reliable for a network when its prediction survives augmentation,
   ``u = sum_c (f(aug(x)) - aug(f(x)))^2`` with ``aug`` a random flip of both axes plus Gaussian
-  noise, ``f(aug(x))`` computed with stronger dropout (model augmentation), no gradient, and the
-  BatchNorm statistics left alone;
+  noise, and after the first :attr:`MutualConfig.warp_after` of the steps also a rotation, a
+  zoom and an elastic deformation (resampled on one grid, :mod:`.warps`; pixels that leave the
+  patch are never chosen); ``f(aug(x))`` computed with stronger dropout (model augmentation),
+  no gradient, and the BatchNorm statistics left alone;
 - **mutual distillation**: each network learns ``KL(p_peer || p_self)`` on the share
   ``rho = min(0.8 w, 1)`` of pixels where its peer is most reliable; the peer's probabilities
   are detached (the official code lets gradients into them);
@@ -21,8 +23,9 @@ painted (noisy) masks. Every step both see the same patches, and:
 Choices: the share is kept per class of the (noisy) mask: selected over all pixels together,
 the rare classes' pixels, which have the larger losses, went first, and on the Medaka sample the
 pair fell to half the plain network's Dice (docs/benchmarks.md); steps stand for the paper's
-epochs; the reliability augmentation is flips and noise
-(the paper later adds elastic deformation, rotation and zoom); the KL is a mean over the chosen
+epochs; the reliability augmentation follows METHODS.md's schedule, flips (and noise) first,
+rotation, zoom and elastic deformation "later", from :attr:`MutualConfig.warp_after` (by
+default the end of the ramp-up, when the KL weight has grown); the KL is a mean over the chosen
 pixels, so its weight is 1 rather than the paper's 0.0009 (a weight on another reduction); the
 pair always starts from scratch (two copies of one teacher would agree on its mistakes). The
 pair is a :class:`~napari_distill.core.models.networks.ModelEnsemble` of two members, so a
@@ -65,6 +68,7 @@ from .base import (
     teacher_split,
 )
 from .configs import MutualConfig
+from .warps import Warp, draw_parameters, make_warp, warped_disagreement
 from .weak_losses import (
     kl_loss,
     ramp,
@@ -108,15 +112,28 @@ def disagreement(
     flips: tuple[bool, bool],
     noise: torch.Tensor,
     dropout: float,
+    transform: Warp | None = None,
 ) -> torch.Tensor:
-    """``u`` per pixel ``(B, H, W)``: the network's probabilities on the flipped, noisy input
-    (stronger dropout), flipped back, against its probabilities ``softmax(logits)`` on ``x``."""
+    """``u`` per pixel ``(B, H, W)``: the network's probabilities on the flipped (and, with
+    ``transform``, warped), noisy input (stronger dropout), against its probabilities
+    ``softmax(logits)`` on ``x`` augmented the same way; in ``x``'s frame, ``inf`` where a
+    warp leaves the patch."""
     dims = [d for d, flip in zip((-2, -1), flips, strict=True) if flip]
+
+    def flip(values: torch.Tensor) -> torch.Tensor:
+        return values.flip(dims) if dims else values
+
+    own = torch.softmax(logits.detach().float(), dim=1)
     with torch.no_grad(), model_augmentation(network, dropout):
-        augmented = x.flip(dims) if dims else x
+        if transform is None:
+            probabilities = torch.softmax(network(flip(x) + noise).float(), dim=1)
+            return reliability(own, flip(probabilities))
+        augmented = F.grid_sample(
+            flip(x).float(), transform.grid, mode="bilinear", padding_mode="zeros",
+            align_corners=False,
+        )  # fmt: skip
         probabilities = torch.softmax(network(augmented + noise).float(), dim=1)
-        back = probabilities.flip(dims) if dims else probabilities
-    return reliability(torch.softmax(logits.detach().float(), dim=1), back)
+        return flip(warped_disagreement(probabilities, flip(own), transform))
 
 
 def coteaching_masks(
@@ -144,9 +161,10 @@ def peer_distillation(
     share: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``KL(p_b || p_a)`` on B's most reliable ``share`` of pixels and ``KL(p_a || p_b)`` on
-    A's; each peer's probabilities are detached, so no gradient reaches a target."""
-    kd_a = kl_loss(logits_a, logits_b.detach(), smallest_share(u_b, share))
-    kd_b = kl_loss(logits_b, logits_a.detach(), smallest_share(u_a, share))
+    A's; each peer's probabilities are detached, so no gradient reaches a target. Pixels of
+    infinite disagreement (warped out of the patch) are never chosen."""
+    kd_a = kl_loss(logits_a, logits_b.detach(), smallest_share(u_b, share) & u_b.isfinite())
+    kd_b = kl_loss(logits_b, logits_a.detach(), smallest_share(u_a, share) & u_a.isfinite())
     return kd_a, kd_b
 
 
@@ -168,6 +186,7 @@ class MutualObjective:
         self.dice_weight = dice_weight
         self.num_classes = sampler.num_classes
         self.progress = 0.0
+        self.fraction = 0.0  # of the planned steps: when the warps join the flips
 
     def _supervised(
         self,
@@ -194,6 +213,18 @@ class MutualObjective:
 
     def before_step(self, step: int, total_steps: int) -> None:
         self.progress = ramp(step, total_steps, self.config.ramp_share)
+        self.fraction = step / max(1, total_steps)
+
+    @property
+    def warping(self) -> bool:
+        """Whether rotation, zoom or elastic deformation judge reliability now."""
+        config = self.config
+        wanted = (
+            config.reliability_rotation > 0
+            or config.reliability_zoom > 1
+            or config.reliability_elastic > 0
+        )
+        return wanted and self.fraction >= config.warp_after
 
     @property
     def forget(self) -> float:
@@ -205,6 +236,13 @@ class MutualObjective:
         noise = rng.standard_normal(batch["x"].shape).astype(np.float32)
         batch["noise"] = torch.from_numpy(noise * np.float32(self.config.reliability_noise))
         batch["flips"] = torch.as_tensor(rng.random(2) < 0.5)
+        config = self.config
+        batch["warp"] = torch.from_numpy(
+            draw_parameters(
+                rng, len(noise), config.reliability_rotation, config.reliability_zoom,
+                config.reliability_elastic,
+            )
+        )  # fmt: skip
         return batch
 
     def loss(
@@ -227,8 +265,10 @@ class MutualObjective:
         if self.config.lambda_kd > 0 and share > 0:
             flips = tuple(bool(f) for f in batch["flips"].tolist())
             noise, dropout = batch["noise"], self.config.reliability_dropout
-            u_a = disagreement(a, x, logits_a, flips, noise, dropout)
-            u_b = disagreement(b, x, logits_b, flips, noise, dropout)
+            transform = make_warp(batch["warp"], *x.shape[-2:]) if self.warping else None
+            u_a = disagreement(a, x, logits_a, flips, noise, dropout, transform)
+            u_b = disagreement(b, x, logits_b, flips, noise, dropout, transform)
+            terms["warped"] = float(transform is not None)
             kd_a, kd_b = peer_distillation(logits_a, logits_b, u_a, u_b, share)
             total = total + self.config.lambda_kd * w * (kd_a + kd_b)
             terms["kd"] = float((kd_a + kd_b).detach()) / 2
