@@ -110,25 +110,31 @@ def organ_scores(sample: MedakaSample, labels: np.ndarray, slices: list[int]) ->
     }
 
 
-def propagation_method(config: PropagationConfig) -> Callable[[Case], Outcome]:
-    """A method that propagates with ``config``, then estimates itself by leave-one-out."""
+def propagation_method(config: PropagationConfig) -> Callable[..., Outcome]:
+    """A method that propagates with ``config``, then estimates itself by leave-one-out.
 
-    def run(case: Case) -> Outcome:
+    The method takes the case and, optionally, ``flows`` of the case's image estimated with
+    ``config`` (to share with another method; its seconds then count only the flows it adds).
+    """
+
+    def run(case: Case, flows: NeighbourFlows | None = None) -> Outcome:
         image, painted = case.sample.image, case.sample.labels_sparse
         started, cpu_started = time.perf_counter(), time.process_time()
-        flows = NeighbourFlows(image, config) if config.method == "flow" else None
+        if flows is None and config.method == "flow":
+            flows = NeighbourFlows(image, config)
+        estimated_before = flows.estimated if flows is not None else 0
         result = run_to_completion(
             propagate(image, painted, config, flows=flows, keep_probabilities=False)
         )
         seconds = time.perf_counter() - started
         cpu_seconds = time.process_time() - cpu_started
-        estimated = flows.estimated if flows is not None else 0
+        estimated = flows.estimated - estimated_before if flows is not None else 0
         started = time.perf_counter()
         loo = run_to_completion(propagation_leave_one_out(image, painted, config, flows=flows))
         loo_seconds = time.perf_counter() - started
         extra = {"flows_estimated": estimated}
         if flows is not None:
-            extra["flows_estimated_for_loo"] = flows.estimated - estimated
+            extra["flows_estimated_for_loo"] = flows.estimated - estimated - estimated_before
         return Outcome(result.labels, seconds, cpu_seconds, loo, loo_seconds, extra)
 
     return run

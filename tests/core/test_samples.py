@@ -14,6 +14,7 @@ from napari_distill.core.samples import (
     PAP_CLASSES,
     make_medaka,
     make_pap_smear,
+    reslice_medaka,
 )
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "sample_data"
@@ -261,3 +262,20 @@ def test_sample_layers_have_matching_scales(default_medaka):
         assert len(kwargs["scale"]) == spatial
     names = [kwargs["name"] for _, kwargs, _ in pap]
     assert "pap cytoplasm truth 0" in names and names[-1] == "pap painted"
+
+
+def test_reslice_medaka_keeps_every_nth_slice_along_the_axis():
+    fish = make_medaka(shape=(16, 40, 24), n_annotated=0, seed=3)
+    stack = reslice_medaka(fish, axis=1, every=4, n_annotated=2)
+    assert stack.image.shape == (10, 16, 24)
+    np.testing.assert_array_equal(stack.image[2], fish.image[:, 8, :])
+    np.testing.assert_array_equal(stack.labels_full[2], fish.labels_full[:, 8, :])
+    assert stack.scale == (fish.scale[1] * 4, fish.scale[0], fish.scale[2])
+    assert len(stack.annotated) == 2
+    painted = np.flatnonzero(stack.labels_sparse.reshape(10, -1).any(axis=1))
+    assert set(painted.tolist()) <= set(stack.annotated.tolist())
+    np.testing.assert_array_equal(
+        stack.labels_sparse[stack.annotated], stack.labels_full[stack.annotated]
+    )
+    with pytest.raises(ValueError, match="fewer than"):
+        reslice_medaka(fish, axis=0, every=4)

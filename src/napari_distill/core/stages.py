@@ -98,15 +98,19 @@ def propagation_stage(
     device: torch.device,
     work_dir: str | Path,
     rgb: bool | None = None,
+    flows: NeighbourFlows | None = None,
 ) -> Generator[Any, None, tuple[Prediction, Comparison]]:
     """The pseudo-labels: the teacher's prediction, or its per-class combination with
     propagation where that scored better on the held-out painted slices.
 
     Yields the comparison's and the propagation's progress records; returns the pseudo-labels
     (a :class:`Prediction` whose probabilities are memory maps in ``work_dir`` when combined)
-    and the :class:`Comparison`.
+    and the :class:`Comparison`. ``flows``: flows between neighbouring slices of ``image``
+    already estimated with ``config`` (shared with another propagation of the same stack);
+    None estimates the ones needed.
     """
-    flows = NeighbourFlows(image, config, rgb=rgb) if config.method == "flow" else None
+    if flows is None and config.method == "flow":
+        flows = NeighbourFlows(image, config, rgb=rgb)
     comparison = yield from compare_with_propagation(
         teacher, image, labels, stored_splits(teacher), config, predict_config=predict_config,
         device=device, rgb=rgb, flows=flows,

@@ -7,7 +7,7 @@ benchmarked without downloading data. The same seed always gives the same sample
 
 from __future__ import annotations
 
-from .medaka import MEDAKA_CLASSES, MedakaSample, make_medaka
+from .medaka import MEDAKA_CLASSES, MedakaSample, make_medaka, reslice_medaka
 from .medaka_anatomy import REFERENCE_SHAPE
 from .noise import NOISE_KINDS, corrupt_labels, noise_share
 from .pap import PAP_CLASSES, PapSample, make_pap_smear
@@ -25,6 +25,7 @@ __all__ = [
     "make_medaka",
     "make_pap_smear",
     "noise_share",
+    "reslice_medaka",
     "simulate_points",
     "simulate_scribbles",
 ]

@@ -150,3 +150,61 @@ def make_medaka(
     )
     logger.debug("made a Medaka sample of shape %s (seed %d)", shape, seed)
     return MedakaSample(image, labels_full, labels_sparse, annotated, dict(MEDAKA_CLASSES), scale)
+
+
+def reslice_medaka(
+    sample: MedakaSample, *, axis: int = 1, every: int = 1, n_annotated: int | None = None
+) -> MedakaSample:
+    """The same fish as a stack of slices along ``axis``, keeping every ``every``-th slice.
+
+    The slice axis moves to axis 0 (the other two keep their order), so with ``axis=1`` the
+    slices are transverse sections along the fish's long axis, as a CT of a body is sliced.
+    Keeping every ``every``-th slice (from slice 0) makes the slices ``every`` times further
+    apart, as a scan with that slice spacing would sample them (thin slices, no averaging
+    between them). The painted slices are chosen again along the new slice axis, spread over
+    the slices that show organs, as :func:`make_medaka` chooses them.
+
+    Parameters
+    ----------
+    sample:
+        A sample from :func:`make_medaka`.
+    axis:
+        The axis (0, 1 or 2) the new stack runs along.
+    every:
+        Keep slices 0, ``every``, 2 ``every``, ... of that axis (1: all).
+    n_annotated:
+        Painted slices of the new stack (None: as many as ``sample`` has).
+
+    Returns
+    -------
+    MedakaSample
+        Image, labels, painted slices and voxel size ``scale`` (slice axis first) of the stack.
+
+    Raises
+    ------
+    ValueError
+        If ``axis`` is not 0, 1 or 2, ``every`` is below 1, fewer than ``MIN_SHAPE`` slices
+        would be left, or ``n_annotated`` exceeds the slices that show organs.
+    """
+    if axis not in (0, 1, 2):
+        raise ValueError(f"axis must be 0, 1 or 2, got {axis}")
+    if every < 1:
+        raise ValueError(f"every must be 1 or more, got {every}")
+    kept = -(-sample.image.shape[axis] // every)
+    if kept < MIN_SHAPE:
+        raise ValueError(
+            f"keeping every {every}th of {sample.image.shape[axis]} slices leaves {kept}, "
+            f"fewer than {MIN_SHAPE}"
+        )
+    order = (axis, *(a for a in range(3) if a != axis))
+    image = np.ascontiguousarray(np.moveaxis(sample.image, axis, 0)[::every])
+    labels_full = np.ascontiguousarray(np.moveaxis(sample.labels_full, axis, 0)[::every])
+    count = len(sample.annotated) if n_annotated is None else n_annotated
+    annotated = _choose_slices(labels_full, count)
+    labels_sparse = np.zeros_like(labels_full)
+    labels_sparse[annotated] = labels_full[annotated]
+    scale = tuple(float(sample.scale[a]) for a in order)
+    scale = (scale[0] * every, scale[1], scale[2])
+    return MedakaSample(
+        image, labels_full, labels_sparse, annotated, dict(sample.class_names), scale
+    )
