@@ -94,6 +94,7 @@ def test_three_teachers_are_compared_with_propagation_after_training(qtbot, widg
 
 
 def test_a_teacher_without_held_out_slices_says_how_to_compare(qtbot, widget, errors):
+    qtbot.waitUntil(lambda: widget.plan_line.plan is not None, timeout=60_000)
     widget.settings.fields[("train", "validation_fraction")].setValue(0.0)
     click(qtbot, widget.panel.train_button)
     wait_idle(qtbot, widget)

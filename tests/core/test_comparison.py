@@ -13,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from napari_distill.core.config import ModelConfig, PropagationConfig
+from napari_distill.core.config import ModelConfig, PropagationConfig, TrainConfig
 from napari_distill.core.evaluation.comparison import (
     HeldOut,
     combine_probabilities,
@@ -22,6 +22,7 @@ from napari_distill.core.evaluation.comparison import (
 )
 from napari_distill.core.inference.comparison import (
     NO_HELD_OUT,
+    NO_HELD_OUT_ENSEMBLE,
     ComparisonProgress,
     compare_with_propagation,
     held_out_groups,
@@ -110,6 +111,20 @@ def test_no_slice_held_out_says_so_and_keeps_the_teacher():
     assert "3 teachers" in result.summary()
     np.testing.assert_array_equal(result.weights(), [1, 1, 1])
     assert not result.uses_propagation
+
+
+def test_an_ensemble_that_held_nothing_out_is_told_why_not_to_train_more_teachers():
+    config = ModelConfig(in_channels=1, num_classes=3, base_channels=4, depth=2, members=3)
+    bundle = ModelBundle(
+        build_model(config), config, (0, 1, 2), {}, Normalization((0.0,), (1.0,)),
+        train_config=TrainConfig(validation_fraction=0.2),
+    )  # fmt: skip
+    image, truth = volume()
+    labels = painted(truth, [0, 4, 8])
+    splits = [([0, 4, 8], [0, 4, 8])] * 3  # each slice held some class's only painting
+    result = run_to_completion(compare_with_propagation(bundle, image, labels, splits, NEAREST))
+    assert not result.fair and result.note == NO_HELD_OUT_ENSEMBLE
+    assert "two slices or more" in result.summary()
 
 
 def test_members_are_grouped_by_the_slices_they_held_out_views_members_too():

@@ -40,6 +40,11 @@ NO_HELD_OUT = (
     "3 teachers (--teachers 3, or Teachers in the widget) on 3 or more painted slices with a "
     "validation fraction above 0: each network then holds out other slices"
 )
+NO_HELD_OUT_ENSEMBLE = (
+    "the teacher's networks trained on every painted slice, so none is left to score them on: "
+    "a slice is never held out when it holds the only painting of some class (paint each "
+    "class on two slices or more)"
+)
 
 
 # CPU seconds per pixel of one TV-L1 flow estimated and followed (0.24 s at 256 x 128 on the
@@ -191,7 +196,12 @@ def compare_with_propagation(
     ids = tuple(int(c) for c in bundle.class_ids)
     groups, note = held_out_groups(bundle, splits)
     if not groups:
-        return no_comparison(propagation.method, ids, note or NO_HELD_OUT)
+        # Several networks with slices to spare would have held some out: what kept them all
+        # in is the only-painting rule, which more teachers do not change.
+        fraction = bundle.train_config.validation_fraction if bundle.train_config else 0.0
+        several = bundle.model_config.members > 1 and fraction > 0
+        why = NO_HELD_OUT_ENSEMBLE if several else NO_HELD_OUT
+        return no_comparison(propagation.method, ids, why)
     paint = labels_as_stack(np.asarray(labels))
     if propagation.method == "flow" and flows is None:
         flows = NeighbourFlows(image, propagation, rgb=rgb)
@@ -237,6 +247,7 @@ def _records(source: str, done: int, total: int, records: Generator) -> Generato
 
 __all__ = [
     "NO_HELD_OUT",
+    "NO_HELD_OUT_ENSEMBLE",
     "FLOW_SECONDS_PER_PIXEL",
     "QUICK_SECONDS",
     "ComparisonProgress",
