@@ -229,6 +229,28 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def merge(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Runs of different seeds or k, joined: one settings block, every run, a new summary."""
+    settings = dict(results[0]["settings"])
+    for result in results[1:]:
+        mismatched = {
+            key
+            for key, value in result["settings"].items()
+            if key not in ("ks", "seeds", "machine") and value != settings.get(key)
+        }
+        if mismatched:
+            raise ValueError(f"these runs differ in {sorted(mismatched)}: not comparable")
+    runs = [run for result in results for run in result["runs"]]
+    settings["ks"] = sorted({run["k"] for run in runs})
+    settings["seeds"] = sorted({run["seed"] for run in runs})
+    return {
+        "settings": settings,
+        "runs": runs,
+        "summary": summary(runs),
+        "total_seconds": sum(result.get("total_seconds", 0.0) for result in results),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", help="write the results here (else print them)")
@@ -246,7 +268,15 @@ def main(argv: list[str] | None = None) -> int:
         "--order", choices=("k", "seed"), default="seed",
         help="seed: every k of a seed before the next seed (a stopped run has whole seeds)",
     )  # fmt: skip
+    parser.add_argument(
+        "--merge", nargs="+", metavar="JSON", help="join these results files into --json; no run"
+    )
     args = parser.parse_args(argv)
+    if args.merge:
+        if not args.json:
+            parser.error("--merge needs --json for the joined file")
+        _write(args.json, merge([json.loads(Path(p).read_text()) for p in args.merge]))
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("napari_distill").setLevel(logging.WARNING)
     torch.set_num_threads(args.threads)
