@@ -162,16 +162,16 @@ class PipelineResult:
     comparison: Comparison | None = None
 
 
-def _stage(
-    records: Generator[Any, None, Any], index: int
+def stage_records(
+    records: Generator[Any, None, Any], index: int, stages: Sequence[str] = STAGES
 ) -> Generator[PipelineProgress, None, Any]:
-    """Wrap the records of stage ``index``; return its result."""
+    """Wrap the records of stage ``index`` of ``stages``; return its result."""
     while True:
         try:
             record = next(records)
         except StopIteration as stop:
             return stop.value
-        yield PipelineProgress(STAGES[index], index, len(STAGES), record)
+        yield PipelineProgress(stages[index], index, len(stages), record)
 
 
 def run_pipeline(
@@ -234,7 +234,7 @@ def run_pipeline(
         device=torch_device, class_names=class_names, rgb=rgb, plan=config.plan,
     )  # fmt: skip
     recorder = SnapshotRecorder(run.model)
-    yield from _stage(recorder.record(run.steps()), 0)
+    yield from stage_records(recorder.record(run.steps()), 0)
     run.save(paths["teacher"])
     teacher = run.best_bundle()
     seconds["teacher"] = time.perf_counter() - started
@@ -245,7 +245,7 @@ def run_pipeline(
         dir=paths["teacher"].parent, prefix=".work-", ignore_cleanup_errors=True
     ) as work:
         # Probabilities go to a memory map: a large stack's (K, N, H, W) need not fit in RAM.
-        prediction: Prediction = yield from _stage(
+        prediction: Prediction = yield from stage_records(
             predict_bundle(
                 teacher, image, config=config.predict, device=torch_device, out_dir=work, rgb=rgb
             ),
@@ -258,7 +258,7 @@ def run_pipeline(
         started = time.perf_counter()
         comparison = None
         if config.propagation is not None:
-            prediction, comparison = yield from _stage(
+            prediction, comparison = yield from stage_records(
                 propagation_stage(
                     teacher, image, labels, prediction, config.propagation,
                     predict_config=config.predict, device=torch_device, work_dir=work, rgb=rgb,
@@ -269,7 +269,7 @@ def run_pipeline(
         seconds["propagation"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        quality = yield from _stage(
+        quality = yield from stage_records(
             fit_quality(
                 teacher, image, labels, config=config.quality,
                 teacher_snapshots=recorder.snapshots, device=torch_device,
@@ -278,7 +278,7 @@ def run_pipeline(
             3,
         )  # fmt: skip
         save_quality(paths["quality"], quality)
-        scores = yield from _stage(
+        scores = yield from stage_records(
             score_slices(quality, image, prediction, device=torch_device, rgb=rgb), 3
         )
         pseudo_labels = np.array(prediction.labels)
@@ -296,13 +296,13 @@ def run_pipeline(
         train_config=config.student, strategy_config=config.strategy_config,
         device=torch_device, pseudo_labels=pseudo_labels, predict_config=config.predict, rgb=rgb,
     )  # fmt: skip
-    yield from _stage(student_run.steps(), 4)
+    yield from stage_records(student_run.steps(), 4)
     student_run.save(paths["student"])
     student = student_run.best_bundle()
     seconds["student"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    student_prediction = yield from _stage(
+    student_prediction = yield from stage_records(
         predict_bundle(
             student, image, config=config.predict, device=torch_device,
             keep_probabilities=False, rgb=rgb,

@@ -41,7 +41,7 @@ from .evaluation import apply_instance_config, check_cleanup_classes
 from .inference import predict_bundle
 from .io import check_output_folder, write_labels
 from .models import ModelBundle
-from .pipeline import PipelineConfig, PipelineProgress
+from .pipeline import PipelineConfig, PipelineProgress, stage_records
 from .preprocess import annotated_slices
 from .project import Project
 from .project_data import ProjectStack, build_project_stack
@@ -76,6 +76,12 @@ DESCRIPTIONS = {
     "scores_json": "the same, as JSON",
     "project": "the project (images, labels, settings) to repeat the run",
 }
+
+
+def _stage(
+    records: Generator[Any, None, Any], index: int
+) -> Generator[PipelineProgress, None, Any]:
+    return stage_records(records, index, PROJECT_STAGES)
 
 
 @dataclass
@@ -125,17 +131,6 @@ def check_project_out_dir(
         )
     check_output_folder(out_dir, create=True)
     return common, per_image
-
-
-def _stage(
-    records: Generator[Any, None, Any], index: int
-) -> Generator[PipelineProgress, None, Any]:
-    while True:
-        try:
-            record = next(records)
-        except StopIteration as stop:
-            return stop.value
-        yield PipelineProgress(PROJECT_STAGES[index], index, len(PROJECT_STAGES), record)
 
 
 def _build_stack(project: Project, work: Path, pad: int) -> tuple[ProjectStack, list[Any]]:
