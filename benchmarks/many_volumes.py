@@ -53,10 +53,10 @@ from napari_distill.core.evaluation import mean_iou
 from napari_distill.core.io import read_labels
 from napari_distill.core.models import ModelBundle
 from napari_distill.core.pipeline import PipelineConfig
-from napari_distill.core.pipeline_project import run_project_pipeline
 from napari_distill.core.progress import run_to_completion
-from napari_distill.core.project import Project, ProjectImage
-from napari_distill.core.project_data import ProjectStack, build_project_stack
+from napari_distill.core.project.files import Project, ProjectImage
+from napari_distill.core.project.pipeline import run_project_pipeline
+from napari_distill.core.project.stack import ProjectStack, build_project_stack
 from napari_distill.core.samples import make_medaka
 from napari_distill.core.samples.medaka import REFERENCE_SHAPE, MedakaSample
 from napari_distill.core.strategies import get_strategy

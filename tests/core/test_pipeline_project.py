@@ -21,9 +21,9 @@ from napari_distill.core.config import (
     TrainConfig,
 )
 from napari_distill.core.pipeline import PipelineConfig
-from napari_distill.core.pipeline_project import run_project_pipeline
 from napari_distill.core.progress import run_to_completion
-from napari_distill.core.project import Project, ProjectImage, load_project
+from napari_distill.core.project.files import Project, ProjectImage, load_project
+from napari_distill.core.project.pipeline import run_project_pipeline
 from synthetic import fixed_disk_square_volume
 
 

@@ -10,14 +10,14 @@ import pytest
 import tifffile
 
 from napari_distill.core.preprocess import Normalization, as_stack, slice_input
-from napari_distill.core.project import (
+from napari_distill.core.project.files import (
     Project,
     ProjectError,
     ProjectImage,
     load_project,
     project_from_paths,
 )
-from napari_distill.core.project_data import build_project_stack
+from napari_distill.core.project.stack import build_project_stack
 from napari_distill.core.quality import ProjectSelection, Selection
 from synthetic import fixed_disk_square_volume
 

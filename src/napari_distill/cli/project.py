@@ -1,5 +1,5 @@
 """``napari-distill run --images 'DIR/*.tif' [--labels-dir LDIR]`` or ``run --project FILE``:
-method 1 over many images (:func:`~napari_distill.core.pipeline_project.run_project_pipeline`).
+method 1 over many images (:func:`~napari_distill.core.project.pipeline.run_project_pipeline`).
 
 The images' predictions run in this process, one image after another, with the pipeline's
 tqdm bars (the Dask batch of ``predict --out-dir`` is for a trained model over many volumes;
@@ -60,8 +60,8 @@ def _apply_settings(args: argparse.Namespace, settings: dict[str, Any]) -> None:
 
 def run_project(args: argparse.Namespace) -> None:
     """The ``run`` command over a project."""
-    from napari_distill.core.pipeline_project import run_project_pipeline
-    from napari_distill.core.project import ProjectError, load_project, project_from_paths
+    from napari_distill.core.project.files import ProjectError, load_project, project_from_paths
+    from napari_distill.core.project.pipeline import run_project_pipeline
 
     from .distill import drive_pipeline, pipeline_config
 

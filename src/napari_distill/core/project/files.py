@@ -28,9 +28,9 @@ from typing import Any
 
 import numpy as np
 
-from .batch.volumes import LABELS_SUFFIX, list_volumes, volume_stem
-from .io import ImageData, read_image, read_labels
-from .preprocess import is_rgb
+from ..batch.volumes import LABELS_SUFFIX, list_volumes, volume_stem
+from ..io import ImageData, read_image, read_labels
+from ..preprocess import is_rgb
 
 try:  # Python >= 3.11; on 3.10 TOML project files need tomli (JSON ones need nothing)
     import tomllib

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .preprocess import check_label_ids, is_rgb
+from ..preprocess import check_label_ids, is_rgb
 
 COPY_SLICES = 16  # slices copied at a time: bounds the memory of building the stack
 

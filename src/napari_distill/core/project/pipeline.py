@@ -4,7 +4,7 @@ pseudo-labels of every image, one student from the painted and the accepted slic
 :func:`run_project_pipeline` is :func:`~napari_distill.core.pipeline.run_pipeline`'s
 counterpart for a :class:`~napari_distill.core.project.Project`, a generator of the same
 :class:`~napari_distill.core.pipeline.PipelineProgress` records. The volumes are copied into one
-stack of memory maps (:mod:`.project_data`; no volume's context reaches another), so the
+stack of memory maps (:mod:`.stack`; no volume's context reaches another), so the
 teacher, the quality classifier and the student train with the single-stack code. The teacher
 then predicts each image in turn (its probabilities on disk, scored, then deleted), and the
 student labels each image in turn: memory holds one volume's prediction at a time, not the
@@ -36,21 +36,21 @@ from typing import Any
 
 import torch
 
-from .device import device_text, select_device
-from .evaluation import apply_instance_config, check_cleanup_classes
-from .inference import predict_bundle
-from .io import check_output_folder, write_labels
-from .models import ModelBundle
-from .pipeline import PipelineConfig, PipelineProgress, stage_records
-from .preprocess import annotated_slices
-from .project import Project
-from .project_data import ProjectStack, build_project_stack
-from .quality import SnapshotRecorder, fit_quality, save_quality, score_slices
-from .quality.project_selection import ProjectSelection
-from .report_project import ImageSummary, ProjectSummary, mean_score, write_project_report
-from .stages import validated
-from .strategies import get_strategy
-from .training import plan_for_data, train_teacher
+from ..device import device_text, select_device
+from ..evaluation import apply_instance_config, check_cleanup_classes
+from ..inference import predict_bundle
+from ..io import check_output_folder, write_labels
+from ..models import ModelBundle
+from ..pipeline import PipelineConfig, PipelineProgress, stage_records
+from ..preprocess import annotated_slices
+from ..quality import SnapshotRecorder, fit_quality, save_quality, score_slices
+from ..quality.project_selection import ProjectSelection
+from ..stages import validated
+from ..strategies import get_strategy
+from ..training import plan_for_data, train_teacher
+from .files import Project
+from .report import ImageSummary, ProjectSummary, mean_score, write_project_report
+from .stack import ProjectStack, build_project_stack
 
 logger = logging.getLogger(__name__)
 
