@@ -26,9 +26,10 @@ import numpy as np
 import torch
 
 from .inference.cells import fields_as_input, predict_cells
-from .io import check_output_folder, write_labels
+from .io import write_labels
 from .io.cells import annotated_fields, check_planes, write_cell_planes
 from .models.cells import CellModel, CellModelConfig
+from .stages import check_out_dir
 from .strategies.cell_configs import MeanTeacherConfig
 from .strategies.mean_teacher import MeanTeacherObjective
 from .training.cells import (
@@ -94,15 +95,7 @@ class CellPipelineResult:
 
 def check_cell_out_dir(out_dir: str | os.PathLike[str], overwrite: bool) -> dict[str, Path]:
     """The output paths; refuse a folder holding a run's files unless ``overwrite``."""
-    paths = {key: Path(out_dir) / name for key, name in CELL_OUTPUTS.items()}
-    existing = sorted(p.name for p in paths.values() if p.exists())
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"{out_dir} already holds {', '.join(existing)}: choose another folder or pass "
-            "--overwrite"
-        )
-    check_output_folder(Path(out_dir), create=True)
-    return paths
+    return check_out_dir(out_dir, overwrite, CELL_OUTPUTS)
 
 
 def _check_inputs(image: np.ndarray, cells: np.ndarray, nuclei: np.ndarray, rgb: bool) -> None:

@@ -35,8 +35,9 @@ from .config import InstanceConfig, ModelConfig, PredictConfig, TrainConfig
 from .device import select_device
 from .evaluation import apply_instance_config
 from .inference import predict_bundle
-from .io import check_output_folder, write_labels
+from .io import write_labels
 from .models import STUDENT_BRANCH, TEACHER_BRANCH, BranchView, ModelBundle
+from .stages import check_out_dir
 from .strategies import get_strategy, prediction_bundle
 from .training import prepare_pair, train_teacher
 from .training.splits import member_splits
@@ -108,15 +109,7 @@ class WeakPipelineResult:
 
 def check_weak_out_dir(out_dir: str | os.PathLike[str], overwrite: bool) -> dict[str, Path]:
     """The output paths; refuse a folder holding a run's files unless ``overwrite``."""
-    paths = {key: Path(out_dir) / name for key, name in OUTPUT_FILES.items()}
-    existing = sorted(p.name for p in paths.values() if p.exists())
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"{out_dir} already holds {', '.join(existing)} from an earlier run: choose "
-            "another folder or pass overwrite=True (--overwrite) to replace them"
-        )
-    check_output_folder(Path(out_dir), create=True)
-    return paths
+    return check_out_dir(out_dir, overwrite, OUTPUT_FILES)
 
 
 def _stage(records: Generator[Any, None, Any], strategy: str, index: int):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,14 +59,20 @@ OUTPUT_DESCRIPTIONS = {
 }
 
 
-def output_paths(out_dir: str | os.PathLike[str]) -> dict[str, Path]:
-    """The files a run writes into ``out_dir``."""
-    return {key: Path(out_dir) / name for key, name in OUTPUT_FILES.items()}
+def output_paths(
+    out_dir: str | os.PathLike[str], outputs: Mapping[str, str] = OUTPUT_FILES
+) -> dict[str, Path]:
+    """The files a run writes into ``out_dir`` (``outputs``: key -> file name)."""
+    return {key: Path(out_dir) / name for key, name in outputs.items()}
 
 
-def check_out_dir(out_dir: str | os.PathLike[str], overwrite: bool) -> dict[str, Path]:
+def check_out_dir(
+    out_dir: str | os.PathLike[str],
+    overwrite: bool,
+    outputs: Mapping[str, str] = OUTPUT_FILES,
+) -> dict[str, Path]:
     """Create ``out_dir`` if needed and check it can be written; refuse if it holds a run's
-    files, unless ``overwrite``.
+    files (``outputs``: this pipeline's, by default method 1's), unless ``overwrite``.
 
     Raises
     ------
@@ -76,7 +82,7 @@ def check_out_dir(out_dir: str | os.PathLike[str], overwrite: bool) -> dict[str,
         ``out_dir`` (or a parent) is a file, or no file can be written into it.
     """
     directory = Path(out_dir)
-    paths = output_paths(directory)
+    paths = output_paths(directory, outputs)
     existing = sorted(p.name for p in paths.values() if p.exists())
     if existing and not overwrite:
         raise FileExistsError(
