@@ -1,4 +1,5 @@
-"""npe2 reader: TIFF stacks, OME-Zarr, folders of 2D slices and 2D images, as napari layer data.
+"""npe2 reader: TIFF stacks, OME-Zarr, folders of 2D slices or of 3D volumes, and 2D images, as
+napari layer data.
 
 A thin adapter over :mod:`napari_distill.core.io.read`. ``napari_get_reader`` returns None for
 what it cannot read (so napari's other readers get their turn) and a reader function
@@ -85,8 +86,22 @@ def _layer(kind: str, data: io.ImageData | io.ProbabilityData) -> LayerData:
     return _image_layer(data)
 
 
+def read_volume_folder(volumes: Sequence[Path]) -> list[LayerData]:
+    """One layer per volume of a folder of 3D stacks, each lazy (memory-mapped or dask, see
+    :func:`napari_distill.core.io.read_volume`); ``<stem>_labels.tif`` files open as Labels
+    layers (in memory: they are painted), named as their files."""
+    layers = []
+    for path in volumes:
+        if io.is_labels_name(path):
+            layers.append(_labels_layer(io.read_labels(path)))
+        else:
+            layers.append(_image_layer(io.read_volume(path)))
+    return layers
+
+
 def read_path(path: str | os.PathLike[str]) -> list[LayerData]:
-    """Read one file or folder into a list holding one layer data tuple.
+    """Read one file or folder into a list holding one layer data tuple (a folder of 3D
+    volumes: one per volume, :func:`read_volume_folder`).
 
     A labels image opens as a Labels layer: napari-distill's own labels files, and any other
     integer image whose values look like labels (0 the commonest value, flat non-zero
@@ -94,6 +109,9 @@ def read_path(path: str | os.PathLike[str]) -> list[LayerData]:
     in part; see :mod:`napari_distill.core.io.kinds` for the exact rule. An OME-Zarr image
     comes with a Labels layer for each of its labels groups.
     """
+    volumes = io.volumes_in(path)
+    if volumes:
+        return read_volume_folder(volumes)
     layers = [_layer(*io.read_any(path))]
     if io.ngff_kind(path) == "image":
         for group in io.ngff_labels(path):
