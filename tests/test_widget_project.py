@@ -13,6 +13,9 @@ from napari_distill._widgets.common import image_set as image_set_module
 from napari_distill._widgets.common import workers
 from napari_distill._widgets.common.handoff import handoff, teacher_prediction_layers
 from napari_distill._widgets.common.project_layers import LABELS_LAYER_KEY
+from napari_distill._widgets.quality import project_review
+from napari_distill._widgets.quality.review_tab import SELECTION_KEY
+from napari_distill._widgets.quality.widget import QualityWidget
 from napari_distill._widgets.teacher import project as teacher_project
 from napari_distill._widgets.teacher.widget import TeacherWidget
 from napari_distill.core.samples import make_medaka
@@ -29,7 +32,7 @@ def fish():
 @pytest.fixture
 def errors(monkeypatch):
     shown: list[str] = []
-    for module in (teacher_project, workers, image_set_module):
+    for module in (teacher_project, workers, image_set_module, project_review):
         monkeypatch.setattr(module, "show_error", shown.append, raising=False)
     monkeypatch.setattr("napari.utils.notifications.show_error", shown.append)
     return shown
@@ -100,3 +103,67 @@ def test_the_teacher_trains_on_two_images_and_predicts_each(qtbot, viewer, fish,
         assert shared["bundle"] is widget.bundle
         assert layer.data.shape == viewer.layers[image].data.shape
     assert {"fish_a", "fish_b", "fish_a labels"} <= {layer.name for layer in viewer.layers}
+
+
+@pytest.fixture
+def predicted(qtbot, viewer, errors):
+    """The viewer after the Teacher trained on both fish and predicted both."""
+    widget = teacher_dock(viewer)
+    click(qtbot, widget.panel.train_button)
+    wait_idle(qtbot, widget.runner)
+    click(qtbot, widget.predict_button)
+    wait_idle(qtbot, widget.runner)
+    assert errors == [] and len(teacher_prediction_layers(viewer)) == 2
+    return viewer
+
+
+def shown_slice(viewer, name: str) -> int:
+    layer = viewer.layers[name]
+    return int(round(float(layer.world_to_data(viewer.dims.point)[0])))
+
+
+def test_the_quality_review_ranks_the_slices_of_both_images(qtbot, predicted, fish, errors):
+    viewer = predicted
+    widget = QualityWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    for name, value in {"steps": 4, "variants_per_slice": 1, "input_size": 32}.items():
+        widget.fitting.settings.fields[name].setValue(value)
+    panel = widget.project_review
+    widget.tabs.setCurrentWidget(panel)
+    assert "2 image(s) predicted by this teacher" in panel.images_label.text()
+    click(qtbot, panel.score_button)
+    wait_idle(qtbot, panel.runner)
+    assert errors == []
+    assert widget.fitting.quality is not None  # the Fit tab shows the classifier fitted here
+
+    rows = [(panel.table.item(r, 0).text(), int(panel.table.item(r, 1).text()))
+            for r in range(panel.table.rowCount())]  # fmt: skip
+    assert len(rows) == 2 * 10  # every slice of both fish
+    assert {name for name, _ in rows} == {"fish_a", "fish_b"}
+    painted = {("fish_a", int(i)) for i in fish[0].annotated}
+    unpainted = [row for row in rows if row not in painted]
+    assert rows[: len(unpainted)] == unpainted  # ranked first, across both images
+    ranked = panel.selection.worst_first(panel.ranking())
+    assert unpainted == ranked
+
+    # each image's selection is published on its teacher layer, for the Student
+    for layer in teacher_prediction_layers(viewer):
+        assert handoff(layer)[SELECTION_KEY] is panel.selection[handoff(layer)["image_layer"]]
+
+    for target in ("fish_b", "fish_a"):  # jumping to a row shows that image on that slice
+        row = next(r for r, (name, _) in enumerate(rows) if name == target and r > 0)
+        panel.table.setCurrentCell(row, 0)
+        other = "fish_a" if target == "fish_b" else "fish_b"
+        assert viewer.layers[target].visible and viewer.layers[f"{target} teacher"].visible
+        assert not viewer.layers[other].visible
+        assert not viewer.layers[f"{other} teacher"].visible
+        assert viewer.layers.selection.active is viewer.layers[f"{target} teacher"]
+        assert shown_slice(viewer, target) == rows[row][1]
+
+    # a decision by hand on a row of the second image reaches that image's selection
+    row = next(r for r, (name, index) in enumerate(rows) if (name, index) not in painted)
+    panel.table.setCurrentCell(row, 0)
+    click(qtbot, panel.buttons["reject"])
+    name, index = rows[row]
+    assert index not in panel.selection[name].accepted
+    assert panel.table.item(row, 4).text() == "rejected (by hand)"
