@@ -7,17 +7,23 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tifffile
+from napari.layers import Labels
 from qtpy.QtCore import Qt
 
 from napari_distill._widgets.common import image_set as image_set_module
 from napari_distill._widgets.common import workers
 from napari_distill._widgets.common.handoff import handoff, teacher_prediction_layers
+from napari_distill._widgets.common.image_set import open_volume_folder
 from napari_distill._widgets.common.project_layers import LABELS_LAYER_KEY
 from napari_distill._widgets.quality import project_review
 from napari_distill._widgets.quality.review_tab import SELECTION_KEY
 from napari_distill._widgets.quality.widget import QualityWidget
+from napari_distill._widgets.student import project as student_project
+from napari_distill._widgets.student.widget import StudentWidget
 from napari_distill._widgets.teacher import project as teacher_project
 from napari_distill._widgets.teacher.widget import TeacherWidget
+from napari_distill.core.io import ReadError
 from napari_distill.core.samples import make_medaka
 
 TIMEOUT_MS = 120_000
@@ -32,7 +38,7 @@ def fish():
 @pytest.fixture
 def errors(monkeypatch):
     shown: list[str] = []
-    for module in (teacher_project, workers, image_set_module, project_review):
+    for module in (teacher_project, student_project, workers, image_set_module, project_review):
         monkeypatch.setattr(module, "show_error", shown.append, raising=False)
     monkeypatch.setattr("napari.utils.notifications.show_error", shown.append)
     return shown
@@ -97,7 +103,9 @@ def test_the_teacher_trains_on_two_images_and_predicts_each(qtbot, viewer, fish,
     assert errors == []
     layers = teacher_prediction_layers(viewer)
     assert [layer.name for layer in layers] == ["fish_a teacher", "fish_b teacher"]
-    for layer, image, labels in zip(layers, ("fish_a", "fish_b"), ("fish_a labels", None)):
+    for layer, image, labels in zip(
+        layers, ("fish_a", "fish_b"), ("fish_a labels", None), strict=True
+    ):
         shared = handoff(layer)
         assert shared["image_layer"] == image and shared[LABELS_LAYER_KEY] == labels
         assert shared["bundle"] is widget.bundle
@@ -122,8 +130,8 @@ def shown_slice(viewer, name: str) -> int:
     return int(round(float(layer.world_to_data(viewer.dims.point)[0])))
 
 
-def test_the_quality_review_ranks_the_slices_of_both_images(qtbot, predicted, fish, errors):
-    viewer = predicted
+def score_all(qtbot, viewer) -> QualityWidget:
+    """Fit and score every image in the Quality review's All images tab."""
     widget = QualityWidget(viewer)
     viewer.window.add_dock_widget(widget)
     for name, value in {"steps": 4, "variants_per_slice": 1, "input_size": 32}.items():
@@ -133,6 +141,13 @@ def test_the_quality_review_ranks_the_slices_of_both_images(qtbot, predicted, fi
     assert "2 image(s) predicted by this teacher" in panel.images_label.text()
     click(qtbot, panel.score_button)
     wait_idle(qtbot, panel.runner)
+    return widget
+
+
+def test_the_quality_review_ranks_the_slices_of_both_images(qtbot, predicted, fish, errors):
+    viewer = predicted
+    widget = score_all(qtbot, viewer)
+    panel = widget.project_review
     assert errors == []
     assert widget.fitting.quality is not None  # the Fit tab shows the classifier fitted here
 
@@ -167,3 +182,96 @@ def test_the_quality_review_ranks_the_slices_of_both_images(qtbot, predicted, fi
     name, index = rows[row]
     assert index not in panel.selection[name].accepted
     assert panel.table.item(row, 4).text() == "rejected (by hand)"
+
+
+def test_the_student_trains_on_both_images_and_predicts_each(qtbot, predicted, errors):
+    viewer = predicted
+    review = score_all(qtbot, viewer).project_review
+    review.set_tau(0.0)  # accept every scored slice: both fish bring pseudo-labels
+    accepted = review.selection.accepted()
+    assert accepted["fish_b"] and accepted["fish_a"]
+
+    widget = StudentWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    small(widget.settings, steps=6)
+    assert widget.inputs.teacher_layer() is not None
+    widget.project.setChecked(True)
+    text = widget.project.summary.text()
+    assert (
+        "2 image(s)" in text and f"'fish_b': 0 painted + {len(accepted['fish_b'])} accepted" in text
+    )
+
+    seen = {}
+    real = student_project.project_student_training
+
+    def spy(strategy, teacher, images, pseudo, chosen, work, **kwargs):
+        seen.update(images=[i.name for i in images], accepted=dict(chosen))
+        return (yield from real(strategy, teacher, images, pseudo, chosen, work, **kwargs))
+
+    student_project.project_student_training = spy
+    try:
+        click(qtbot, widget.panel.train_button)
+        wait_idle(qtbot, widget.runner)
+    finally:
+        student_project.project_student_training = real
+    assert errors == []
+    assert seen["images"] == ["fish_a", "fish_b"]
+    assert seen["accepted"]["fish_b"] == accepted["fish_b"]
+    assert widget.bundle is not None and widget.run.step == 6
+
+    click(qtbot, widget.predict_button)
+    wait_idle(qtbot, widget.runner)
+    assert errors == []
+    students = [layer for layer in viewer.layers if layer.name.endswith(" student")]
+    assert [layer.name for layer in students] == ["fish_a student", "fish_b student"]
+    for layer in students:
+        assert layer.data.shape == viewer.layers[layer.name.split()[0]].data.shape
+
+
+def test_a_labels_layer_of_another_shape_is_refused_naming_both(qtbot, viewer, fish, errors):
+    viewer.add_labels(np.zeros((10, 40, 32), np.uint8), name="fish_b labels")
+    viewer.layers["fish_b labels"].data[2, :20] = 1
+    widget = teacher_dock(viewer)
+    assert "fish_b + fish_b labels: shapes differ" in widget.image_set.list.item(1).text()
+    assert "Cannot train" in widget.image_set.summary.text()
+    click(qtbot, widget.panel.train_button)
+    assert not widget.runner.is_running
+    assert len(errors) == 1
+    assert "'fish_b labels'" in errors[0] and "'fish_b'" in errors[0]
+    assert "(10, 40, 32)" in errors[0] and "(10, 48, 32)" in errors[0]
+
+    # unticking the image lets the rest train
+    item = widget.image_set.list.item(1)
+    item.setCheckState(Qt.CheckState.Unchecked)
+    assert [image.name for image, _ in widget.image_set.pairs()] == ["fish_a"]
+
+
+def test_a_folder_of_volumes_opens_as_lazy_layers(qtbot, make_napari_viewer, fish, tmp_path):
+    for name, sample in zip(("fish_a", "fish_b"), fish, strict=True):
+        tifffile.imwrite(tmp_path / f"{name}.tif", sample.image)
+    tifffile.imwrite(tmp_path / "fish_c.tif", fish[1].image, compression="zlib")
+    tifffile.imwrite(tmp_path / "fish_a_labels.tif", fish[0].labels_sparse)
+    viewer = make_napari_viewer()
+    widget = teacher_dock(viewer)
+    open_volume_folder(viewer, str(tmp_path))
+    names = [layer.name for layer in viewer.layers]
+    assert names == ["fish_a", "fish_a_labels", "fish_b", "fish_c"]
+    assert isinstance(viewer.layers["fish_a"].data, np.memmap)  # read as it is shown
+    assert not isinstance(viewer.layers["fish_c"].data, np.ndarray)  # compressed: dask
+    assert isinstance(viewer.layers["fish_a_labels"], Labels)
+    widget.image_set.refresh()
+    assert [(image.name, labels and labels.name) for image, labels in widget.image_set.pairs()] == [
+        ("fish_a", "fish_a_labels"),
+        ("fish_b", None),
+        ("fish_c", None),
+    ]
+
+    # a folder of 2D slices is one stack, not volumes; a mix is refused naming both kinds
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    tifffile.imwrite(flat / "s1.tif", fish[0].image[0])
+    with pytest.raises(ReadError, match="no 3D volume"):
+        open_volume_folder(viewer, str(flat))
+    tifffile.imwrite(tmp_path / "slice.tif", fish[0].image[0])
+    with pytest.raises(ReadError, match="mixes 3D volumes .* and 2D images .slice.tif"):
+        open_volume_folder(viewer, str(tmp_path))
