@@ -259,6 +259,8 @@ def test_a_folder_of_volumes_opens_as_lazy_layers(qtbot, make_napari_viewer, fis
     assert isinstance(viewer.layers["fish_a"].data, np.memmap)  # read as it is shown
     assert not isinstance(viewer.layers["fish_c"].data, np.ndarray)  # compressed: dask
     assert isinstance(viewer.layers["fish_a_labels"], Labels)
+    # the volumes share one space: the first and its labels shown, the others hidden
+    assert [layer.name for layer in viewer.layers if layer.visible] == ["fish_a", "fish_a_labels"]
     widget.image_set.refresh()
     assert [(image.name, labels and labels.name) for image, labels in widget.image_set.pairs()] == [
         ("fish_a", "fish_a_labels"),

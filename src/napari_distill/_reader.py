@@ -89,13 +89,23 @@ def _layer(kind: str, data: io.ImageData | io.ProbabilityData) -> LayerData:
 def read_volume_folder(volumes: Sequence[Path]) -> list[LayerData]:
     """One layer per volume of a folder of 3D stacks, each lazy (memory-mapped or dask, see
     :func:`napari_distill.core.io.read_volume`); ``<stem>_labels.tif`` files open as Labels
-    layers (in memory: they are painted), named as their files."""
+    layers (in memory: they are painted), named as their files.
+
+    Only the first volume and its labels are shown: the volumes share one space, so the top
+    one hides the others anyway, and every visible layer is sliced and drawn at each move of
+    the slider (docs/benchmarks.md, "Many volumes in one viewer"). The layer list's eye shows
+    another; the Quality review's *All images* tab shows the image of the row chosen.
+    """
     layers = []
     for path in volumes:
         if io.is_labels_name(path):
             layers.append(_labels_layer(io.read_labels(path)))
         else:
             layers.append(_image_layer(io.read_volume(path)))
+    first = next((kwargs["name"] for _, kwargs, kind in layers if kind == "image"), None)
+    for _data, kwargs, _kind in layers:
+        if kwargs["name"] not in (first, f"{first}{io.LABELS_NAME_SUFFIX}"):
+            kwargs["visible"] = False
     return layers
 
 

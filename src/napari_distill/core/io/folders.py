@@ -16,10 +16,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import tifffile
+
 from .common import TIFF_SUFFIXES, ImageData, ReadError, suffix_of
 from .repair import repair_non_finite
 from .slices import image_files_in
-from .tiff import read_tiff, read_tiff_2d_header
+from .tiff import arrange_axes, read_tiff
 
 #: A volume's labels file: ``<stem>_labels.tif`` (as ``napari-distill run`` matches them).
 LABELS_NAME_SUFFIX = "_labels"
@@ -27,10 +29,20 @@ _ALWAYS_LAZY = 0  # compressed volumes become dask arrays whatever their size
 
 
 def _spatial_ndim(path: Path) -> int:
-    """2 or 3 (or more: refused when read) from the file's header; 2 for PNG, JPEG, BMP."""
+    """2 or 3 (or more: refused when read) from the file's first series; 2 for PNG, JPEG, BMP.
+
+    Only the header and the series' description are read: the whole file's check (every page
+    within the file) waits until the volume is read, so that listing twenty volumes is quick.
+    """
     if suffix_of(path) not in TIFF_SUFFIXES:
         return 2
-    shape, _dtype, rgb = read_tiff_2d_header(path)
+    try:
+        with tifffile.TiffFile(path) as tiff:
+            series = tiff.series[0]
+            shape, axes = tuple(series.shape), series.axes
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError) as error:
+        raise ReadError(f"{path} could not be read as a TIFF: {error}") from error
+    _order, rgb = arrange_axes(path, shape, axes)
     return len(shape) - (1 if rgb else 0)
 
 
