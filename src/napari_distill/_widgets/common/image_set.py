@@ -117,16 +117,15 @@ class ImageSetBox(QGroupBox):
         self.toggled.connect(self._toggled)
         self.list.itemChanged.connect(self._item_changed)
         self.open_button.clicked.connect(self._open_clicked)
-        for event in (viewer.layers.events.inserted, viewer.layers.events.removed):
-            event.connect(self.schedule)
+        viewer.layers.events.removed.connect(self.schedule)
         viewer.layers.events.inserted.connect(self._watch)
         for layer in viewer.layers:
             self._watch_layer(layer)
 
     # ------------------------------------------------------------------ layers
     def _watch(self, event: Any) -> None:
-        self._watch_layer(event.value)
-        self.refresh()  # a new image appears at once
+        self.schedule()
+        self._watch_layer(event.value)  # the list follows shortly (once for a folder)
 
     def _watch_layer(self, layer: Any) -> None:
         layer.events.name.connect(self.schedule)
@@ -216,7 +215,8 @@ class ImageSetBox(QGroupBox):
         painted = sum(1 for c in counts if c)
         text = (
             f"{len(pairs)} image(s) ticked, {painted} with painted slices ({sum(counts)} "
-            f"slices): one teacher learns from those; the others are pseudo-labelled."
+            f"slices): one teacher learns from those; the others are pseudo-labelled. "
+            "It slices along the first axis only (views reslice one volume)."
         )
         try:
             check_pairs(pairs)

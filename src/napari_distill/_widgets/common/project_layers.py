@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -170,21 +171,26 @@ def teacher_project(viewer: napari.viewer.Viewer, teacher: Layer | None) -> list
 
 class ProjectWork:
     """A folder for a project's stack of memory maps, alive while a widget may train or
-    resume on it; :meth:`new` replaces the last one, :meth:`clear` deletes it (on close)."""
+    resume on it: :meth:`new` replaces the last one, :meth:`clear` deletes it (when the widget
+    goes); one left at the interpreter's exit is deleted then."""
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.path: Path | None = None
+        self._remove: weakref.finalize | None = None
 
     def new(self) -> Path:
         self.clear()
         self.path = Path(tempfile.mkdtemp(prefix=f"napari-distill-{self.prefix}-"))
+        # maps still open stay readable after the folder goes (POSIX), so this never breaks
+        # a run that still holds them
+        self._remove = weakref.finalize(self, shutil.rmtree, self.path, True)
         return self.path
 
-    def clear(self) -> None:
-        if self.path is not None:
-            shutil.rmtree(self.path, ignore_errors=True)  # maps still open stay readable
-            self.path = None
+    def clear(self, *_: Any) -> None:
+        if self._remove is not None:
+            self._remove()
+        self._remove, self.path = None, None
 
 
 def project_names(pairs: list[tuple[Any, Any]]) -> str:

@@ -27,6 +27,7 @@ from qtpy.QtWidgets import (
     QAbstractItemView,
     QComboBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QProgressBar,
     QPushButton,
@@ -94,7 +95,8 @@ class ProjectReviewPanel(QWidget):
         self._on_fitted = on_fitted
         self.runner = WorkerRunner(self, "Quality review of all images")
         self.work = ProjectWork("quality")
-        self.destroyed.connect(self.work.clear)
+        work = self.work  # held by the slot: it outlives the Python wrapper
+        self.destroyed.connect(lambda *_: work.clear())
         self.selection: ProjectSelection | None = None
         self.layers: dict[str, ProjectLayers] = {}  # the images reviewed, by name
         self.rows: list[tuple[str, int]] = []  # the table's (image, slice), in its order
@@ -122,6 +124,9 @@ class ProjectReviewPanel(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.verticalHeader().setVisible(False)
+        header = self.table.horizontalHeader()  # the five columns fit the dock's width
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setStretchLastSection(True)
         self.table.setToolTip("Choose a row to see that image on that slice.")
         self.counts = QLabel("Fit and score to review the slices of every image.")
         self.counts.setWordWrap(True)
@@ -279,8 +284,9 @@ class ProjectReviewPanel(QWidget):
                 handoff(self.layers[name].teacher)[SELECTION_KEY] = selection[name]
         self._fill_table()
         self._update_buttons()
-        if self.rows:
-            self.table.setCurrentCell(0, 0)  # the worst slice, shown
+        if self.rows:  # the worst slice, shown (also when row 0 was current already)
+            self.table.setCurrentCell(0, 0)
+            self.go_to_row(0)
 
     def set_tau(self, tau: float) -> None:
         if self.selection is not None:

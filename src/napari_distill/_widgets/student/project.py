@@ -53,7 +53,8 @@ class StudentProjectBox(QGroupBox):
         super().__init__("All images of the teacher")
         self.widget = widget
         self.work = ProjectWork("student")
-        self.destroyed.connect(self.work.clear)
+        work = self.work  # held by the slot: it outlives the Python wrapper
+        self.destroyed.connect(lambda *_: work.clear())
         self.setCheckable(True)
         self.setChecked(False)
         self.setToolTip(

@@ -43,7 +43,8 @@ class TeacherProject:
     def __init__(self, widget: TeacherWidget) -> None:
         self.widget = widget
         self.work = ProjectWork("teacher")
-        widget.destroyed.connect(self.work.clear)
+        work = self.work  # held by the slot: it outlives the Python wrapper
+        widget.destroyed.connect(lambda *_: work.clear())
 
     def start_training(self, resume_from: Path | None) -> None:
         """A new run (or the loaded checkpoint ``resume_from``) on every ticked image."""
