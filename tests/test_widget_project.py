@@ -240,6 +240,15 @@ def test_a_labels_layer_of_another_shape_is_refused_naming_both(qtbot, viewer, f
     assert "'fish_b labels'" in errors[0] and "'fish_b'" in errors[0]
     assert "(10, 40, 32)" in errors[0] and "(10, 48, 32)" in errors[0]
 
+    # an image of another slice size is marked in the list
+    viewer.add_image(np.zeros((4, 20, 20), np.uint16), name="small")
+    widget.image_set.refresh()
+    assert (
+        widget.image_set.list.item(2).text()
+        == "small: slices of 20 x 20, unlike 'fish_a' (untick it)"
+    )
+    widget.image_set.list.item(2).setCheckState(Qt.CheckState.Unchecked)
+
     # unticking the image lets the rest train
     item = widget.image_set.list.item(1)
     item.setCheckState(Qt.CheckState.Unchecked)

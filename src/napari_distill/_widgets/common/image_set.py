@@ -32,6 +32,7 @@ from napari_distill._widgets.common.project_layers import (
     is_source_image,
     named_labels,
     painted_count,
+    slice_shape,
 )
 
 if TYPE_CHECKING:
@@ -168,13 +169,19 @@ class ImageSetBox(QGroupBox):
         """List the image layers again, with their labels and painted slices."""
         self.list.blockSignals(True)
         self.list.clear()
+        ticked = [image for image, _labels in self.pairs()] if self.isChecked() else []
+        reference = ticked[0] if ticked else None  # the first ticked image sets the slice size
         for image in self.images() if self.isChecked() else []:
             labels = self.labels_for(image)
-            item = QListWidgetItem(self._describe(image, labels))
+            text = self._describe(image, labels)
+            if reference is not None and slice_shape(image) != slice_shape(reference):
+                size = " x ".join(str(n) for n in slice_shape(image))
+                text = f"{image.name}: slices of {size}, unlike '{reference.name}' (untick it)"
+            item = QListWidgetItem(text)
             item.setData(Qt.ItemDataRole.UserRole, image.name)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            ticked = image.name not in self._unticked
-            item.setCheckState(Qt.CheckState.Checked if ticked else Qt.CheckState.Unchecked)
+            on = image.name not in self._unticked
+            item.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
             self.list.addItem(item)
         self.list.blockSignals(False)
         row = self.list.sizeHintForRow(0) if self.list.count() else -1
