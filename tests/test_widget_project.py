@@ -196,6 +196,7 @@ def test_the_student_trains_on_both_images_and_predicts_each(qtbot, predicted, e
     small(widget.settings, steps=6)
     assert widget.inputs.teacher_layer() is not None
     widget.project.setChecked(True)
+    assert widget.inputs.summary.isHidden()  # its one-image count gives way to every image's
     text = widget.project.summary.text()
     assert (
         "2 image(s)" in text and f"'fish_b': 0 painted + {len(accepted['fish_b'])} accepted" in text

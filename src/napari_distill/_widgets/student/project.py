@@ -78,6 +78,8 @@ class StudentProjectBox(QGroupBox):
         """Say which images the student would learn from, and how many slices of each."""
         items = self.items()
         self.summary.setVisible(self.isChecked())
+        # the one-image count above would mislead: this box counts every image instead
+        self.widget.inputs.summary.setVisible(not self.isChecked())
         if not items:
             self.summary.setText(
                 "Choose a teacher prediction above: its teacher's predictions of other images "
