@@ -138,6 +138,35 @@ def mean_teacher_run(
     return _mean_teacher(student, inputs, train_config, settings, device)
 
 
+def student_cell_run(
+    strategy: str,
+    teacher: CellModel,
+    inputs: CellInputs,
+    train_config: CellTrainConfig | None = None,
+    settings: MeanTeacherConfig | None = None,
+    device: str | torch.device = "cpu",
+) -> CellTrainingRun:
+    """A student that starts from ``teacher``: ``mean-teacher`` (:func:`mean_teacher_run`), or
+    ``supervised``, the same steps on the painted fields alone (the control that shows what
+    the unpainted fields add).
+
+    Raises
+    ------
+    ValueError
+        An unknown strategy, or what :func:`mean_teacher_run` refuses.
+    """
+    if strategy == "mean-teacher":
+        return mean_teacher_run(teacher, inputs, train_config, settings, device)
+    if strategy != "supervised":
+        raise ValueError(f"unknown cell strategy {strategy!r}: {CELL_STRATEGIES}")
+    train_config = train_config or CellTrainConfig()
+    student = new_cell_model(teacher.config, train_config.seed)
+    student.load_state_dict(teacher.state_dict())
+    objective = SupervisedCellObjective(inputs.data, student.config, train_config)
+    extra = {"strategy": "supervised", "annotated": inputs.annotated}
+    return CellTrainingRun(student, objective, train_config, device=device, extra=extra)
+
+
 def _mean_teacher(student, inputs, train_config, settings, device) -> CellTrainingRun:
     unlabeled = [torch.from_numpy(inputs.fields[i]) for i in inputs.unannotated]
     supervised = SupervisedCellObjective(inputs.data, student.config, train_config)
