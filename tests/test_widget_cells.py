@@ -113,9 +113,9 @@ def test_teacher_dock_trains_cells_and_predicts_planes_and_nuclei(
     dock = TeacherWidget(viewer)
     viewer.window.add_dock_widget(dock)
     task = dock.cells_task
-    assert task.isHidden() and not dock.content.isHidden()
+    assert task.isHidden() and not dock.task_switch.semantic.isHidden()
     dock.task_switch.set_task(CELLS)
-    assert not task.isHidden() and dock.content.isHidden()
+    assert not task.isHidden() and dock.task_switch.semantic.isHidden()
     inputs = task.inputs
     assert inputs.image_picker.layer().name == "pap"
     assert inputs.cells_picker.layer().name == "cells"

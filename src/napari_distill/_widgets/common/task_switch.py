@@ -81,10 +81,12 @@ class TaskSwitch(QWidget):
 
 def add_task_switch(dock: PluginDock, cells: QWidget) -> TaskSwitch:
     """Put a :class:`TaskSwitch` above ``dock``'s controls (``dock.content``), with ``cells``
-    the overlapping-cells task's widget; returns the switch (``dock.task_switch``)."""
+    the overlapping-cells task's widget; returns the switch, which becomes ``dock.content``
+    (the scrolled widget holding every control; the semantic controls are ``switch.semantic``)."""
     area = dock.scroll_area
     semantic = area.takeWidget()
     switch = TaskSwitch(semantic, cells)
     area.setWidget(switch)
     switch.installEventFilter(area)  # the dock follows the shown controls' size
+    dock.content = switch
     return switch
