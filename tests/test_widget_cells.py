@@ -170,7 +170,8 @@ def test_student_dock_trains_mean_teacher_stops_and_resumes(
     task = dock.cells_task
     assert task.teacher_box.currentText() == "pap teacher nuclei"
     assert task.teacher() is teacher_model
-    assert task.strategy() == "mean-teacher" and not task.strategy_form.isHidden()
+    assert task.strategy() == "mean-teacher" and not task.strategy_settings.isHidden()
+    assert task.inputs.nuclei_picker.layer().name == "nuclei"  # not the teacher's prediction
     assert "running-average" in task.strategy_box.toolTip()
     assert "teacher" in task.strategy_form.fields["ema_decay"].toolTip()
     small(task, steps=6)

@@ -22,6 +22,7 @@ from napari_distill._widgets.common.cells_layers import (
     planes_of_layer,
 )
 from napari_distill._widgets.common.handoff import (
+    METADATA_KEY,
     SourceLayer,
     add_layer_data,
     image_data,
@@ -33,6 +34,11 @@ from napari_distill._widgets.common.layers import LayerPicker
 
 if TYPE_CHECKING:
     import napari
+
+
+def _predicted(layer: Labels) -> bool:
+    """A layer a napari-distill prediction added (painting is what the user made)."""
+    return METADATA_KEY in layer.metadata
 
 
 class CellInputError(ValueError):
@@ -125,11 +131,11 @@ class CellInputsForm(QWidget):
 
     def _fits_cells(self, layer: Labels) -> bool:
         spatial = self._spatial()
-        return spatial is not None and fits_cells(layer, spatial)
+        return spatial is not None and fits_cells(layer, spatial) and not _predicted(layer)
 
     def _fits_nuclei(self, layer: Labels) -> bool:
         spatial = self._spatial()
-        return spatial is not None and tuple(layer.data.shape) == spatial
+        return spatial is not None and tuple(layer.data.shape) == spatial and not _predicted(layer)
 
     def _watch(self, layer: Any) -> None:
         if isinstance(layer, Labels):

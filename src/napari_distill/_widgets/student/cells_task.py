@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from superqt import QCollapsible
 
 from napari_distill._widgets.common.cells_inputs import CellInputError, CellInputsForm
 from napari_distill._widgets.common.cells_layers import CELL_STUDENT_ROLE, cell_teacher_layers
@@ -128,7 +129,9 @@ class StudentCellsTask(QWidget):
         strategy = QGroupBox("Strategy")
         strategy_layout = QVBoxLayout(strategy)
         strategy_layout.addWidget(self.strategy_box)
-        strategy_layout.addWidget(self.strategy_form)
+        self.strategy_settings = QCollapsible("Mean-teacher settings")  # closed: the defaults
+        self.strategy_settings.addWidget(self.strategy_form)  # are the paper's
+        strategy_layout.addWidget(self.strategy_settings)
         training = QGroupBox("Training")
         training_layout = QFormLayout(training)
         training_layout.addRow("Device", self.device_picker)
@@ -181,7 +184,7 @@ class StudentCellsTask(QWidget):
 
     def _strategy_changed(self, *_: Any) -> None:
         self.strategy_box.setToolTip(STRATEGIES[self.strategy()])
-        self.strategy_form.setVisible(self.strategy() == "mean-teacher")
+        self.strategy_settings.setVisible(self.strategy() == "mean-teacher")
 
     def train(self, resume_from: Path | None = None) -> None:
         """Train a new student of the chosen teacher (the Train button)."""
