@@ -8,8 +8,9 @@ the ``mean-teacher`` student, and writes:
 
 - ``widget_cells_teacher.png`` / ``widget_cells_teacher_dock.png``: the Teacher dock after
   predicting an unpainted field: nuclei and one outline layer per plane;
-- ``cells_overlap.png``: zoomed on two overlapping predicted cells, each outline whole, the
-  pair chosen in the per-cell table;
+- ``cells_overlap.png``: zoomed on two overlapping predicted cells of an unpainted field, the
+  pair chosen in the per-cell table and shown alone with napari's *show selected* on their
+  two plane layers: each outline whole, the shared pixels inside both;
 - ``widget_cells_student.png`` / ``widget_cells_student_dock.png``: the Student dock after a
   ``mean-teacher`` run and its prediction.
 """
@@ -31,18 +32,34 @@ STUDENT_STEPS = 100  # a third of the default: the tour's picture, not a benchma
 
 
 def _pair(rows, annotated: set[int]):
-    """The two overlapping cells of an unpainted field whose smaller one is the largest."""
+    """Two overlapping cells of an unpainted field, as easy to see as the field has: each
+    overlapping as few other cells as can be, then the largest smaller cell."""
     by_id = {(r.field, r.cell): r for r in rows}
-    best, best_size = None, -1
+    best, best_key = None, None
     for row in rows:
         if row.field in annotated:
             continue
         for other in row.overlaps:
             partner = by_id[(row.field, other)]
-            size = min(row.area, partner.area)
-            if size > best_size:
-                best, best_size = (row, partner), size
+            crowd = max(len(row.overlaps), len(partner.overlaps))
+            key = (-crowd, min(row.area, partner.area))
+            if best_key is None or key > best_key:
+                best, best_key = (row, partner), key
     return best
+
+
+def _isolate(viewer: napari.Viewer, plane_layers, pair) -> None:
+    """Only the pair's two outlines (napari's *show selected* on their plane layers)."""
+    shown = {row.plane: row.cell for row in pair}
+    for plane, layer in enumerate(plane_layers):
+        layer.visible = plane in shown
+        if plane in shown:
+            layer.selected_label = shown[plane]
+            layer.show_selected_label = True
+            layer.contour = 3
+    for layer in viewer.layers:
+        if layer.__class__.__name__ == "Labels" and layer not in plane_layers:
+            layer.visible = False
 
 
 def show_field(viewer: napari.Viewer, layer, field: int) -> None:
@@ -99,10 +116,9 @@ def cells_tour(out_dir: Path, steps: int | None, settle, press, open_from_menu, 
     teacher.content.grab().save(str(out_dir / "widget_cells_teacher_dock.png"))
     if pair is not None:
         table = task.model_box.table
-        number = task.model_box.table.rows.index(pair[0])
-        table.selectRow(next(r for r in range(table.rowCount())
-                             if int(table.item(r, 0).data(0x0100)) == number))  # fmt: skip
+        table.selectRow(next(r for r in range(table.rowCount()) if table.row_of(r) is pair[0]))
         _zoom_on(viewer, planes_layers[0], pair)
+        _isolate(viewer, planes_layers, pair)
         dock.widget().findChild(type(teacher.scroll_area)).ensureWidgetVisible(table)
         settle()
         viewer.screenshot(str(out_dir / "cells_overlap.png"), canvas_only=False, flash=False)

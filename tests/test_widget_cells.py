@@ -148,9 +148,15 @@ def test_teacher_dock_trains_cells_and_predicts_planes_and_nuclei(
     per_field = sum(np.count_nonzero(np.unique(field)) for layer in planes for field in layer.data)
     assert table.rowCount() == len(table.rows) == per_field > 0
     table.selectRow(0)  # a row shows its cell: its field, its plane layer, its id
-    row = table.rows[int(table.selectedItems()[0].data(0x0100))]
+    row = table.row_of(0)
     assert viewer.layers.selection.active is planes[row.plane]
     assert planes[row.plane].selected_label == row.cell
+
+    viewer.layers["cells"].data = np.zeros_like(cells)  # as if erased: the count follows
+    qtbot.waitUntil(lambda: "No field is painted yet" in inputs.summary.text(), timeout=5000)
+    click(qtbot, task.panel.train_button)
+    assert errors and "No cell is painted in 'cells'" in errors[-1]
+    assert not task.runner.is_running
 
 
 def test_student_dock_trains_mean_teacher_stops_and_resumes(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QAbstractItemView, QHeaderView, QTableWidget, QTableWidgetItem
 
 if TYPE_CHECKING:
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from napari.layers import Labels
 
 COLUMNS = ("Field", "Cell", "Plane", "Area (px)", "Overlaps with")
+ROW_ROLE = Qt.ItemDataRole.UserRole  # an item's row in ``CellTable.rows`` (the table sorts)
 
 
 @dataclass(frozen=True)
@@ -101,19 +103,23 @@ class CellTable(QTableWidget):
             values = (row.field, row.cell, row.plane + 1, row.area, overlaps)
             for column, value in enumerate(values):
                 item = QTableWidgetItem()
-                item.setData(0x0100, number)  # Qt.UserRole: the row in self.rows when sorted
+                item.setData(ROW_ROLE, number)
                 if isinstance(value, int):
-                    item.setData(0, value)  # Qt.DisplayRole: sorts as a number
+                    item.setData(Qt.ItemDataRole.DisplayRole, value)  # sorts as a number
                 else:
                     item.setText(value)
                 self.setItem(number, column, item)
         self.setSortingEnabled(True)
 
+    def row_of(self, table_row: int) -> CellRow:
+        """The cell shown in ``table_row`` (sorted as the user sorted the table)."""
+        return self.rows[int(self.item(table_row, 0).data(ROW_ROLE))]
+
     def _show_chosen(self) -> None:
         items = self.selectedItems()
         if not items:
             return
-        row = self.rows[int(items[0].data(0x0100))]
+        row = self.rows[int(items[0].data(ROW_ROLE))]
         if row.plane >= len(self.plane_layers):
             return
         layer = self.plane_layers[row.plane]
