@@ -110,3 +110,20 @@ def test_resume_refuses_other_fields_and_fewer_steps(painted, teacher, tmp_path)
         resume_cell_run(path, image, repainted, other_nuclei, rgb=False)
     longer = resume_cell_run(path, image, planes, nuclei, rgb=False, steps=12)
     assert longer.total_steps == 12 and longer.step == 1
+
+
+def test_a_supervised_student_starts_from_its_teacher_and_resumes_too(painted, teacher, tmp_path):
+    from napari_distill.core.strategies.cell_runs import student_cell_run
+
+    inputs = prepare_cell_inputs(*painted, rgb=False)
+    run = student_cell_run("supervised", teacher, inputs, dataclasses.replace(TRAIN, steps=3))
+    assert_same(run.model.state_dict(), teacher.state_dict())
+    assert run.model is not teacher and run.extra["strategy"] == "supervised"
+    steps = run.steps()
+    next(steps)
+    steps.close()
+    resumed = resume_cell_run(run.save(tmp_path / "supervised.pt"), *painted, rgb=False)
+    assert resumed.extra["strategy"] == "supervised" and resumed.step == 1
+    assert len(list(resumed.steps())) == 2
+    with pytest.raises(ValueError, match="unknown cell strategy"):
+        student_cell_run("kd", teacher, inputs)
