@@ -40,10 +40,12 @@ from napari_distill._widgets.common.handoff import (
     teacher_prediction,
 )
 from napari_distill._widgets.common.layers import LayerPicker, show_annotated_slice
+from napari_distill._widgets.common.task_switch import add_task_switch
 from napari_distill._widgets.common.train_settings import TrainSettings
 from napari_distill._widgets.common.training_panel import TrainingPanel
 from napari_distill._widgets.common.training_session import SessionControls, TrainingSession
 from napari_distill._widgets.common.workers import WorkerRunner
+from napari_distill._widgets.teacher.cells_task import TeacherCellsTask
 from napari_distill._widgets.teacher.plan import PlanLine, layer_plan
 from napari_distill._widgets.teacher.propagation_panel import PropagationPanel
 from napari_distill.core.models import ModelBundle
@@ -120,6 +122,8 @@ class TeacherWidget(SessionControls, PluginDock):
             self._update_buttons,
         )  # fmt: skip
         self._build_layout()
+        self.cells_task = TeacherCellsTask(viewer, self)  # Pap smear cells whole (docs/cells.md)
+        self.task_switch = add_task_switch(self, self.cells_task)
 
         self.image_picker.currentIndexChanged.connect(self._image_changed)
         self.labels_picker.currentIndexChanged.connect(self._labels_changed)

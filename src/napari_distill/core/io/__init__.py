@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .cells import (
     annotated_fields,
+    cell_planes_metadata,
     pack_planes,
     read_cell_planes,
     unpack_planes,
@@ -40,6 +41,7 @@ from .tags import TAG_COLUMNS, read_tags_csv, weak_csv_kind
 __all__ = [
     "LABELS_NAME",
     "annotated_fields",
+    "cell_planes_metadata",
     "pack_planes",
     "read_cell_planes",
     "unpack_planes",
