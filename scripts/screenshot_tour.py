@@ -24,6 +24,9 @@ After each step it writes the window and the whole dock (its controls, scrolled 
   dock after training three teachers on the Medaka sample (the comparison with flow
   propagation it then shows by itself) and *Propagate* (flow), the propagated labels shown.
   ``--propagation-only`` takes these two alone.
+- ``widget_cells_teacher(_dock).png``, ``cells_overlap.png``, ``widget_cells_student(_dock).png``:
+  the docks' *Overlapping cells* task on the Pap smear fields (``screenshot_cells.py`` says
+  how); ``--cells-only`` takes these alone.
 
 ``--steps N`` trains every network N steps instead of the widgets' defaults: a quick check of
 the pictures, not the README's (they show the default settings).
@@ -286,11 +289,25 @@ def shoot_teacher_propagation(out_dir: Path, steps: int | None) -> None:
     tour.close()
 
 
+def shoot_cells(out_dir: Path, steps: int | None) -> None:
+    """The Pap smear cells pictures (``screenshot_cells.py``)."""
+    from screenshot_cells import cells_tour
+
+    cells_tour(out_dir, steps, settle, press, open_from_menu, WINDOW_SIZE)
+
+
 def main(
-    out_dir: Path, samples: list[str], steps: int | None = None, propagation_only: bool = False
+    out_dir: Path,
+    samples: list[str],
+    steps: int | None = None,
+    propagation_only: bool = False,
+    cells_only: bool = False,
 ) -> None:
     if propagation_only:
         shoot_teacher_propagation(out_dir, steps)
+        return
+    if cells_only:
+        shoot_cells(out_dir, steps)
         return
     shoot_plugins_menu(out_dir)
     shoot_teacher_settings(out_dir)
@@ -303,6 +320,7 @@ def main(
         tour.export()
         tour.close()
     shoot_teacher_propagation(out_dir, steps)
+    shoot_cells(out_dir, steps)
 
 
 if __name__ == "__main__":
@@ -320,5 +338,9 @@ if __name__ == "__main__":
         "--propagation-only", action="store_true",
         help="only widget_teacher_propagation(_dock).png",
     )  # fmt: skip
+    parser.add_argument(
+        "--cells-only", action="store_true",
+        help="only the Pap smear cells pictures (widget_cells_*.png, cells_overlap.png)",
+    )  # fmt: skip
     args = parser.parse_args()
-    main(args.out, args.samples, args.steps, args.propagation_only)
+    main(args.out, args.samples, args.steps, args.propagation_only, args.cells_only)

@@ -86,6 +86,27 @@ def _layer(kind: str, data: io.ImageData | io.ProbabilityData) -> LayerData:
     return _image_layer(data)
 
 
+# Axis names of a cell planes layer (docs/cells.md): the plane axis first, then the fields'.
+CELL_AXES = {4: ("plane", "field", "y", "x"), 3: ("plane", "y", "x")}
+
+
+def _cell_planes_layer(path: Path, meta: dict[str, Any]) -> LayerData:
+    """Cell planes as one Labels layer, ``(P, N, H, W)`` (``(P, H, W)`` when the file holds one
+    field). The file's ``(N, P, H, W)`` is turned so that the plane axis comes first: napari
+    lines layers up by their last axes, so the field slider then moves the fields image and
+    the nuclei with the cells. Overlapping cells lie in different planes."""
+    data = io.read_cell_planes(path)
+    data = data[0] if meta.get("axes") == "PYX" else data.swapaxes(0, 1)
+    spatial = [float(s) for s in (meta.get("scale") or [1.0, 1.0])[-2:]]
+    kwargs = {
+        "name": _layer_name(path),
+        "scale": (1.0,) * (data.ndim - 2) + tuple(spatial),
+        "axis_labels": CELL_AXES[data.ndim],
+        "metadata": {"path": str(path), "unit": meta.get("unit"), "cell_planes": True},
+    }
+    return data, kwargs, "labels"
+
+
 def read_volume_folder(volumes: Sequence[Path]) -> list[LayerData]:
     """One layer per volume of a folder of 3D stacks, each lazy (memory-mapped or dask, see
     :func:`napari_distill.core.io.read_volume`); ``<stem>_labels.tif`` files open as Labels
@@ -117,8 +138,13 @@ def read_path(path: str | os.PathLike[str]) -> list[LayerData]:
     integer image whose values look like labels (0 the commonest value, flat non-zero
     patches) or whose name says so (``*_mask.tif``, ``labels/``...) and whose values agree
     in part; see :mod:`napari_distill.core.io.kinds` for the exact rule. An OME-Zarr image
-    comes with a Labels layer for each of its labels groups.
+    comes with a Labels layer for each of its labels groups. Cell planes written by
+    :func:`~napari_distill.core.io.write_cell_planes` open as one Labels layer with a plane
+    axis (:func:`_cell_planes_layer`).
     """
+    planes = io.cell_planes_metadata(path)
+    if planes:
+        return [_cell_planes_layer(Path(path), planes)]
     volumes = io.volumes_in(path)
     if volumes:
         return read_volume_folder(volumes)

@@ -35,9 +35,32 @@ def _scale(meta: dict[str, Any]) -> tuple[float, ...] | None:
     return None if scale is None else tuple(float(v) for v in scale)
 
 
+def _cell_planes(data: Any, meta: dict[str, Any]) -> np.ndarray | None:
+    """The core's ``(N, P, H, W)`` (or one field's ``(P, H, W)``) of a cells layer, or None.
+
+    A layer marked ``metadata["cell_planes"]`` (the reader's, the cells task's) holds its plane
+    axis first, ``(P, N, H, W)``; any other 4D labels layer is taken as ``(N, P, H, W)``.
+    """
+    marked = bool((meta.get("metadata") or {}).get("cell_planes"))
+    if np.ndim(data) == 4:
+        planes = np.asarray(data)
+        return planes.swapaxes(0, 1) if marked else planes
+    return np.asarray(data) if marked and np.ndim(data) == 3 else None
+
+
 def write_labels_layer(path: str, data: Any, meta: dict[str, Any]) -> list[str]:
-    """Write a Labels layer to one TIFF (uint8/16/32 chosen from the largest label)."""
+    """Write a Labels layer to one TIFF (uint8/16/32 chosen from the largest label).
+
+    Cell planes (:func:`_cell_planes`) are written by
+    :func:`~napari_distill.core.io.write_cell_planes`: lossless, ``(N, P, H, W)`` with its axes
+    in the metadata, and refused when a cell lies in two planes of a field.
+    """
     _check_single_scale(data, meta)
+    planes = _cell_planes(data, meta)
+    if planes is not None:
+        scale = _scale(meta)
+        written = io.write_cell_planes(path, planes, scale, unit=_unit(meta), overwrite=True)
+        return [str(written)]
     written = io.write_labels(path, data, _scale(meta), unit=_unit(meta), overwrite=True)
     return [str(written)]
 

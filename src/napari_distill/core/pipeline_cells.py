@@ -13,7 +13,6 @@ Files in ``out_dir``: ``teacher.pt``, ``teacher_cells.tif`` ``(N, P, H, W)``,
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 import shutil
@@ -25,24 +24,22 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from .inference.cells import fields_as_input, predict_cells
+from .inference.cells import predict_cells
 from .io import write_labels
-from .io.cells import annotated_fields, check_planes, write_cell_planes
+from .io.cells import write_cell_planes
 from .models.cells import CellModel, CellModelConfig
 from .stages import check_out_dir
 from .strategies.cell_configs import MeanTeacherConfig
-from .strategies.mean_teacher import MeanTeacherObjective
-from .training.cells import (
-    CellTrainConfig,
-    CellTrainingRun,
-    SupervisedCellObjective,
-    new_cell_model,
+from .strategies.cell_runs import (
+    CELL_STRATEGIES,
+    mean_teacher_run,
+    prepare_cell_inputs,
+    teacher_cell_run,
 )
-from .training.cells_data import measure_geometry, prepare_cell_data
+from .training.cells import CellTrainConfig, CellTrainingRun
 
 logger = logging.getLogger(__name__)
 
-CELL_STRATEGIES = ("supervised", "mean-teacher")
 CELL_OUTPUTS = {
     "teacher_model": "teacher.pt",
     "teacher_cells": "teacher_cells.tif",
@@ -98,18 +95,6 @@ def check_cell_out_dir(out_dir: str | os.PathLike[str], overwrite: bool) -> dict
     return check_out_dir(out_dir, overwrite, CELL_OUTPUTS)
 
 
-def _check_inputs(image: np.ndarray, cells: np.ndarray, nuclei: np.ndarray, rgb: bool) -> None:
-    n, h, w = image.shape[0], image.shape[1], image.shape[2]
-    if image.ndim != (4 if rgb else 3):
-        raise ValueError(f"fields are (N, H, W) grey or (N, H, W, 3) RGB, got {image.shape}")
-    if cells.shape[0] != n or cells.shape[2:] != (h, w):
-        raise ValueError(f"cells {cells.shape} do not match the fields {image.shape}: need "
-                         "(N, P, H, W) planes")  # fmt: skip
-    if nuclei.shape != (n, h, w):
-        raise ValueError(f"nuclei {nuclei.shape} do not match the fields: need (N, H, W)")
-    check_planes(cells)
-
-
 def _train(run: CellTrainingRun, stage: str, index: int, n_stages: int):
     for record in run.steps():
         yield CellStageProgress(stage, index, n_stages, record)
@@ -147,27 +132,13 @@ def run_cell_pipeline(
     config = config or CellPipelineConfig()
     image, cells, nuclei = np.asarray(image), np.asarray(cells), np.asarray(nuclei)
     rgb = bool(image.ndim == 4 and image.shape[-1] == 3) if rgb is None else rgb
-    _check_inputs(image, cells, nuclei, rgb)
+    inputs = prepare_cell_inputs(image, cells, nuclei, rgb)
     paths = check_cell_out_dir(out_dir, overwrite)
-    annotated = annotated_fields(cells)
-    if not annotated:
-        raise ValueError("no field has a painted cell: paint cells and nuclei on a few fields")
-    unannotated = [i for i in range(image.shape[0]) if i not in annotated]
-    if config.strategy == "mean-teacher" and not unannotated:
+    if config.strategy == "mean-teacher" and not inputs.unannotated:
         raise ValueError("mean-teacher learns from unannotated fields; every field is painted")
-    fields = fields_as_input(image, rgb)
-    data = prepare_cell_data(fields, cells, nuclei, annotated)
-    if data.cells_without_nucleus:
-        logger.warning("%d painted cells have no painted nucleus: not learnt",
-                       data.cells_without_nucleus)  # fmt: skip
-    model_config = measure_geometry(
-        data, dataclasses.replace(config.model, in_channels=fields.shape[1])
-    )
+    data, annotated = inputs.data, inputs.annotated
     n_stages = 4 if config.strategy == "mean-teacher" else 2
-    teacher = new_cell_model(model_config, config.teacher.seed)
-    objective = SupervisedCellObjective(data, model_config, config.teacher)
-    extra = {"strategy": "supervised", "annotated": annotated}
-    run = CellTrainingRun(teacher, objective, config.teacher, device=device, extra=extra)
+    run = teacher_cell_run(inputs, config.model, config.teacher, device)
     yield from _train(run, "teacher", 0, n_stages)
     run.save(paths["teacher_model"])
     t_cells, t_nuclei = yield from _predict(run.model, image, rgb, "teacher labels", 1, n_stages)
@@ -179,14 +150,8 @@ def run_cell_pipeline(
             shutil.copyfile(paths[source], paths[target])
     else:
         torch.manual_seed(config.student.seed)
-        student = new_cell_model(model_config, config.student.seed)
-        student.load_state_dict(run.model.state_dict())
-        unlabeled = [torch.from_numpy(fields[i]) for i in unannotated]
-        supervised = SupervisedCellObjective(data, model_config, config.student)
-        mt = MeanTeacherObjective(supervised, student, unlabeled, config.mean_teacher)
-        extra = {"strategy": "mean-teacher", "annotated": annotated,
-                 "settings": dataclasses.asdict(config.mean_teacher)}  # fmt: skip
-        s_run = CellTrainingRun(student, mt, config.student, device=device, extra=extra)
+        s_run = mean_teacher_run(run.model, inputs, config.student, config.mean_teacher, device)
+        student = s_run.model
         yield from _train(s_run, "student (mean-teacher)", 2, n_stages)
         s_run.save(paths["student_model"])
         s_cells, s_nuclei = yield from _predict(student, image, rgb, "student labels", 3, n_stages)

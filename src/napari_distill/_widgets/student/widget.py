@@ -40,10 +40,12 @@ from napari_distill._widgets.common.handoff import (
     image_data,
     mirror_checkbox,
 )
+from napari_distill._widgets.common.task_switch import add_task_switch
 from napari_distill._widgets.common.train_settings import TrainSettings
 from napari_distill._widgets.common.training_panel import TrainingPanel
 from napari_distill._widgets.common.training_session import SessionControls, TrainingSession
 from napari_distill._widgets.common.workers import WorkerRunner
+from napari_distill._widgets.student.cells_task import StudentCellsTask
 from napari_distill._widgets.student.cleanup import CleanupRow
 from napari_distill._widgets.student.inputs import InputError, StudentInputsForm
 from napari_distill._widgets.student.project import StudentProjectBox
@@ -121,6 +123,8 @@ class StudentWidget(SessionControls, PluginDock):
         )  # fmt: skip
         self.project = StudentProjectBox(self)  # Train and Predict on every image, when ticked
         self._build_layout()
+        self.cells_task = StudentCellsTask(viewer, self)  # Pap smear cells whole (docs/cells.md)
+        self.task_switch = add_task_switch(self, self.cells_task)
 
         self.inputs.changed.connect(self._update_buttons)
         self.inputs.changed.connect(self.project.refresh)

@@ -41,10 +41,12 @@ from napari_distill._widgets.common.handoff import (
 )
 from napari_distill._widgets.common.image_set import ImageSetBox
 from napari_distill._widgets.common.layers import LayerPicker, show_annotated_slice
+from napari_distill._widgets.common.task_switch import add_task_switch
 from napari_distill._widgets.common.train_settings import TrainSettings
 from napari_distill._widgets.common.training_panel import TrainingPanel
 from napari_distill._widgets.common.training_session import SessionControls, TrainingSession
 from napari_distill._widgets.common.workers import WorkerRunner
+from napari_distill._widgets.teacher.cells_task import TeacherCellsTask
 from napari_distill._widgets.teacher.plan import PlanLine, layer_plan
 from napari_distill._widgets.teacher.project import TeacherProject
 from napari_distill._widgets.teacher.propagation_panel import PropagationPanel
@@ -126,6 +128,8 @@ class TeacherWidget(SessionControls, PluginDock):
         )
         self.project = TeacherProject(self)  # what Train and Predict do with several images
         self._build_layout()
+        self.cells_task = TeacherCellsTask(viewer, self)  # Pap smear cells whole (docs/cells.md)
+        self.task_switch = add_task_switch(self, self.cells_task)
 
         self.image_picker.currentIndexChanged.connect(self._image_changed)
         self.labels_picker.currentIndexChanged.connect(self._labels_changed)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .cells import (
     annotated_fields,
+    cell_planes_metadata,
     pack_planes,
     read_cell_planes,
     unpack_planes,
@@ -45,6 +46,7 @@ __all__ = [
     "volumes_in",
     "LABELS_NAME",
     "annotated_fields",
+    "cell_planes_metadata",
     "pack_planes",
     "read_cell_planes",
     "unpack_planes",

@@ -23,6 +23,7 @@ import numpy as np
 import tifffile
 
 from .common import ReadError
+from .tiff import napari_distill_metadata
 from .write import check_target, labels_dtype, write_tiff_atomically
 
 CELL_PLANES_KIND = "cell_planes"
@@ -214,3 +215,13 @@ def read_cell_planes(path: str | os.PathLike[str]) -> np.ndarray:
     except ValueError as error:
         raise ReadError(f"{path}: {error}") from error
     return data
+
+
+def cell_planes_metadata(path: str | os.PathLike[str]) -> dict:
+    """The metadata of a TIFF that :func:`write_cell_planes` wrote (``axes``, ``scale``,
+    ``unit``), or ``{}`` for any other file; reads one IFD, not the pixels."""
+    path = Path(path)
+    if not path.is_file() or path.suffix.lower() not in (".tif", ".tiff"):
+        return {}
+    meta = napari_distill_metadata(path)
+    return meta if meta.get("napari_distill") == CELL_PLANES_KIND else {}

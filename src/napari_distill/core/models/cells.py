@@ -170,22 +170,37 @@ def cell_window(cell_masks: list[np.ndarray], centres: list[tuple[float, float]]
     return side + pad_for(side, depth)
 
 
-def save_cell_model(path: str | Path, model: CellModel, step: int, extra: dict[str, Any]) -> Path:
-    """One dict: weights, config, step and plain extras (strategy, settings, history)."""
+def save_cell_model(
+    path: str | Path,
+    model: CellModel,
+    step: int,
+    extra: dict[str, Any],
+    training_state: dict[str, Any] | None = None,
+) -> Path:
+    """One dict: weights, config, step and plain extras (strategy, settings, history), and,
+    from a training run, what resuming it needs (``training_state``: optimiser, random states,
+    a strategy's own networks; tensors and plain values only)."""
     path = Path(path)
     temporary = path.with_name(f".{path.name}.part")
-    torch.save(
-        {
-            "kind": CELL_CHECKPOINT_KIND,
-            "config": dataclasses.asdict(model.config),
-            "state_dict": model.state_dict(),
-            "step": int(step),
-            "extra": extra,
-        },
-        temporary,
-    )
+    payload = {
+        "kind": CELL_CHECKPOINT_KIND,
+        "config": dataclasses.asdict(model.config),
+        "state_dict": model.state_dict(),
+        "step": int(step),
+        "extra": extra,
+    }
+    if training_state is not None:
+        payload["training_state"] = training_state
+    torch.save(payload, temporary)
     temporary.replace(path)
     return path
+
+
+def _load_payload(path: str | Path) -> dict[str, Any]:
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or payload.get("kind") != CELL_CHECKPOINT_KIND:
+        raise ValueError(f"{path} is not a napari-distill cell model checkpoint")
+    return payload
 
 
 def load_cell_model(path: str | Path) -> tuple[CellModel, int, dict[str, Any]]:
@@ -196,9 +211,19 @@ def load_cell_model(path: str | Path) -> tuple[CellModel, int, dict[str, Any]]:
     ValueError
         The file is not a cell model checkpoint.
     """
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(payload, dict) or payload.get("kind") != CELL_CHECKPOINT_KIND:
-        raise ValueError(f"{path} is not a napari-distill cell model checkpoint")
+    payload = _load_payload(path)
     model = CellModel(CellModelConfig(**payload["config"]))
     model.load_state_dict(payload["state_dict"])
     return model, int(payload["step"]), dict(payload.get("extra", {}))
+
+
+def load_training_state(path: str | Path) -> dict[str, Any] | None:
+    """What :func:`save_cell_model` kept for resuming a run, or None (a checkpoint written
+    without it, e.g. before resuming was complete: Resume then cannot continue it exactly).
+
+    Raises
+    ------
+    ValueError
+        The file is not a cell model checkpoint.
+    """
+    return _load_payload(path).get("training_state")

@@ -198,6 +198,32 @@ class MeanTeacherObjective:
     def after_step(self, step: int, total_steps: int) -> None:
         ema_update(self.teacher, self._student, ema_decay(step, self.config.ema_decay))
 
+    def state_dict(self) -> dict:
+        """What a resumed run needs besides the student: the EMA teacher, the adaptors and the
+        nuclei the teacher last found on the unannotated fields (found by an earlier teacher,
+        so they cannot be found again from this one)."""
+        return {
+            "teacher": self.teacher.state_dict(),
+            "adaptors": self.adaptors.state_dict(),
+            "pseudo": [
+                {
+                    "nuclei": nuclei.to(torch.int32),
+                    "ids": torch.from_numpy(ids.astype(np.int64)),
+                    "centres": torch.from_numpy(centres.astype(np.int64)),
+                }
+                for nuclei, ids, centres in self._pseudo
+            ],  # fmt: skip
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict`."""
+        self.teacher.load_state_dict(state["teacher"])
+        self.adaptors.load_state_dict(state["adaptors"])
+        self._pseudo = [
+            (entry["nuclei"].to(torch.int64), entry["ids"].numpy(), entry["centres"].numpy())
+            for entry in state["pseudo"]
+        ]
+
     @torch.no_grad()
     def _refresh_nuclei(self) -> None:
         """The teacher's nuclei on every unannotated field: where the cell windows go."""

@@ -143,6 +143,7 @@ class CellTrainingRun:
         self.rng = np.random.default_rng(config.seed)
         self.history: list[TrainStep] = []
         self.extra = dict(extra or {})
+        self.earlier_losses: list[float] = []  # of the steps before a resume from a file
         self._elapsed = 0.0
 
     def steps(self) -> Generator[TrainStep, None, CellModel]:
@@ -194,11 +195,37 @@ class CellTrainingRun:
             after(self.step, self.total_steps)
         return value, logs
 
+    def training_state(self) -> dict[str, Any]:
+        """Everything besides the model's weights that the next step depends on: optimiser,
+        random states (the batches' and torch's), time spent, and the objective's own state
+        (a mean teacher's EMA networks and adaptors), so a resumed run takes the same steps."""
+        state: dict[str, Any] = {
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+            "elapsed_s": self._elapsed,
+        }
+        objective_state = getattr(self.objective, "state_dict", None)
+        if objective_state is not None:
+            state["objective"] = objective_state()
+        return state
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        """Continue from :meth:`training_state` (the model's weights are loaded already)."""
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+        self._elapsed = float(state.get("elapsed_s", 0.0))
+        load_objective = getattr(self.objective, "load_state_dict", None)
+        if load_objective is not None and "objective" in state:
+            load_objective(state["objective"])
+
     def save(self, path: str | Path) -> Path:
-        """The model, its step and the run's settings in one checkpoint dict."""
+        """The model, its step, the run's settings and its training state in one checkpoint
+        dict: a stopped run saved here resumes where it was (``resume_cell_run``)."""
         extra = {**self.extra, "train_config": asdict(self.config)}
-        extra["loss"] = [r.loss for r in self.history]
-        return save_cell_model(path, self.model, self.step, extra)
+        extra["loss"] = [*self.earlier_losses, *(r.loss for r in self.history)]
+        return save_cell_model(path, self.model, self.step, extra, self.training_state())
 
 
 def new_cell_model(model_config: CellModelConfig, seed: int) -> CellModel:
