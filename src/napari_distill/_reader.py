@@ -1,4 +1,5 @@
-"""npe2 reader: TIFF stacks, OME-Zarr, folders of 2D slices and 2D images, as napari layer data.
+"""npe2 reader: TIFF stacks, OME-Zarr, folders of 2D slices or of 3D volumes, and 2D images, as
+napari layer data.
 
 A thin adapter over :mod:`napari_distill.core.io.read`. ``napari_get_reader`` returns None for
 what it cannot read (so napari's other readers get their turn) and a reader function
@@ -106,8 +107,32 @@ def _cell_planes_layer(path: Path, meta: dict[str, Any]) -> LayerData:
     return data, kwargs, "labels"
 
 
+def read_volume_folder(volumes: Sequence[Path]) -> list[LayerData]:
+    """One layer per volume of a folder of 3D stacks, each lazy (memory-mapped or dask, see
+    :func:`napari_distill.core.io.read_volume`); ``<stem>_labels.tif`` files open as Labels
+    layers (in memory: they are painted), named as their files.
+
+    Only the first volume and its labels are shown: the volumes share one space, so the top
+    one hides the others anyway, and every visible layer is sliced and drawn at each move of
+    the slider (docs/benchmarks.md, "Many volumes in one viewer"). The layer list's eye shows
+    another; the Quality review's *All images* tab shows the image of the row chosen.
+    """
+    layers = []
+    for path in volumes:
+        if io.is_labels_name(path):
+            layers.append(_labels_layer(io.read_labels(path)))
+        else:
+            layers.append(_image_layer(io.read_volume(path)))
+    first = next((kwargs["name"] for _, kwargs, kind in layers if kind == "image"), None)
+    for _data, kwargs, _kind in layers:
+        if kwargs["name"] not in (first, f"{first}{io.LABELS_NAME_SUFFIX}"):
+            kwargs["visible"] = False
+    return layers
+
+
 def read_path(path: str | os.PathLike[str]) -> list[LayerData]:
-    """Read one file or folder into a list holding one layer data tuple.
+    """Read one file or folder into a list holding one layer data tuple (a folder of 3D
+    volumes: one per volume, :func:`read_volume_folder`).
 
     A labels image opens as a Labels layer: napari-distill's own labels files, and any other
     integer image whose values look like labels (0 the commonest value, flat non-zero
@@ -120,6 +145,9 @@ def read_path(path: str | os.PathLike[str]) -> list[LayerData]:
     planes = io.cell_planes_metadata(path)
     if planes:
         return [_cell_planes_layer(Path(path), planes)]
+    volumes = io.volumes_in(path)
+    if volumes:
+        return read_volume_folder(volumes)
     layers = [_layer(*io.read_any(path))]
     if io.ngff_kind(path) == "image":
         for group in io.ngff_labels(path):

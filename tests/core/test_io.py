@@ -305,7 +305,8 @@ def test_slices_of_another_shape_or_type_are_named(tmp_path, monkeypatch, lazy):
         io.read_image(tmp_path / "b")
     _write_slices(tmp_path / "c", ["s1.tif"])
     _write_slices(tmp_path / "c", ["s2.tif"], shape=(2, 6, 7))
-    with pytest.raises(ReadError, match=r"s2\.tif is not a 2D image"):
+    # a 3D file among 2D slices: the folder is neither one stack nor volumes
+    with pytest.raises(ReadError, match=r"mixes 3D volumes \(s2\.tif.*2D images \(s1\.tif"):
         io.read_image(tmp_path / "c")
 
 

@@ -19,6 +19,10 @@ A prediction Labels layer made by a napari-distill widget carries, in
 ``"image_layer"``
     The name of the image layer it was predicted from (when the user renames that layer the
     name goes stale: match by shape as a fallback).
+``"labels_layer"``
+    Made with the Teacher's *Several images*: the name of the labels layer its image was
+    paired with (None: unpainted). The predictions of one ``bundle`` form a project
+    (:mod:`napari_distill._widgets.common.project_layers`).
 
 The layer data itself is ``(N, H, W)`` class ids, or ``(H, W)`` for a 2D image, with the image
 layer's scale and translate. The Quality widget scores a teacher's pseudo-labels per slice from

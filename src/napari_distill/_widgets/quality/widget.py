@@ -59,6 +59,7 @@ from napari_distill._widgets.common.handoff import (
 from napari_distill._widgets.common.layers import LayerPicker
 from napari_distill._widgets.common.workers import WorkerRunner
 from napari_distill._widgets.quality.fit_tab import FitPanel
+from napari_distill._widgets.quality.project_review import ProjectReviewPanel
 from napari_distill._widgets.quality.review_tab import SELECTION_KEY, ReviewPanel
 from napari_distill.core.config import QualityConfig
 from napari_distill.core.preprocess import annotated_slices
@@ -101,6 +102,10 @@ class QualityWidget(PluginDock):
         self.score_bar = QProgressBar()
         self.score_bar.setFormat("slice %v / %m")
         self.review = ReviewPanel(viewer, QualityConfig().tau)
+        self.project_review = ProjectReviewPanel(  # every image of the teacher, ranked
+            viewer, self.teacher_picker.layer, self.fitting.settings.config,
+            self.device_picker.device, self.fitting.set_model,
+        )  # fmt: skip
         self.tabs = QTabWidget()
         self._build_layout()
 
@@ -134,6 +139,7 @@ class QualityWidget(PluginDock):
 
         self.tabs.addTab(self.fitting, "1. Fit")
         self.tabs.addTab(review_tab, "2. Review")
+        self.tabs.addTab(self.project_review, "All images")
         layout = QVBoxLayout(self.content)
         layout.addLayout(form)
         layout.addWidget(self.summary)
@@ -163,6 +169,7 @@ class QualityWidget(PluginDock):
 
     def _teacher_changed(self, *_) -> None:
         self.review.set_layer(self.teacher_picker.layer())
+        self.project_review.refresh()
         self._update_summary()
         self._update_buttons()
 

@@ -48,6 +48,7 @@ from napari_distill._widgets.common.workers import WorkerRunner
 from napari_distill._widgets.student.cells_task import StudentCellsTask
 from napari_distill._widgets.student.cleanup import CleanupRow
 from napari_distill._widgets.student.inputs import InputError, StudentInputsForm
+from napari_distill._widgets.student.project import StudentProjectBox
 from napari_distill._widgets.student.strategy_form import StrategyPicker
 from napari_distill._widgets.student.tasks import (
     ask_export_path,
@@ -120,11 +121,13 @@ class StudentWidget(SessionControls, PluginDock):
             "student", lambda: self.bundle, self.inputs.image_picker.layer, self.runner,
             self._update_buttons,
         )  # fmt: skip
+        self.project = StudentProjectBox(self)  # Train and Predict on every image, when ticked
         self._build_layout()
         self.cells_task = StudentCellsTask(viewer, self)  # Pap smear cells whole (docs/cells.md)
         self.task_switch = add_task_switch(self, self.cells_task)
 
         self.inputs.changed.connect(self._update_buttons)
+        self.inputs.changed.connect(self.project.refresh)
         self.strategy.combo.currentIndexChanged.connect(self._strategy_changed)
         self.panel.train_clicked.connect(self.train)
         self.panel.stop_clicked.connect(self.runner.stop)
@@ -163,6 +166,7 @@ class StudentWidget(SessionControls, PluginDock):
         model_layout.addWidget(self.export_model_button)  # its own row: the dock is narrow
         layout = QVBoxLayout(self.content)
         layout.addWidget(self.inputs)
+        layout.addWidget(self.project)
         layout.addLayout(form)
         layout.addWidget(self.strategy)
         layout.addWidget(self.guide_link)
@@ -174,6 +178,7 @@ class StudentWidget(SessionControls, PluginDock):
     def enterEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
         # the Quality review changes the selection in place: recount when the user comes back
         self.inputs.update_summary()
+        self.project.refresh()
         super().enterEvent(event)
 
     def _strategy_changed(self, *_: Any) -> None:
@@ -182,6 +187,9 @@ class StudentWidget(SessionControls, PluginDock):
 
     # ------------------------------------------------------------------ training
     def _start_training(self, resume_from: Path | None) -> None:
+        if self.project.active():
+            self.project.start_training(resume_from)
+            return
         try:
             inputs = self.inputs.inputs()
             _model_config, train_config = self.settings.configs()
@@ -257,7 +265,10 @@ class StudentWidget(SessionControls, PluginDock):
             self.predict()
 
     def predict(self) -> None:
-        """Predict the chosen image with the student (the Predict button)."""
+        """Predict the chosen image (or every image of the teacher) with the student."""
+        if self.project.active() and self.bundle is not None:
+            self.project.predict()
+            return
         image = self.inputs.image_picker.layer()
         if self.bundle is None or image is None:
             show_error("Train or load a student and choose an image first.")

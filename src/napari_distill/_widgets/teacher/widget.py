@@ -39,6 +39,7 @@ from napari_distill._widgets.common.handoff import (
     spatial_shape,
     teacher_prediction,
 )
+from napari_distill._widgets.common.image_set import ImageSetBox
 from napari_distill._widgets.common.layers import LayerPicker, show_annotated_slice
 from napari_distill._widgets.common.task_switch import add_task_switch
 from napari_distill._widgets.common.train_settings import TrainSettings
@@ -47,6 +48,7 @@ from napari_distill._widgets.common.training_session import SessionControls, Tra
 from napari_distill._widgets.common.workers import WorkerRunner
 from napari_distill._widgets.teacher.cells_task import TeacherCellsTask
 from napari_distill._widgets.teacher.plan import PlanLine, layer_plan
+from napari_distill._widgets.teacher.project import TeacherProject
 from napari_distill._widgets.teacher.propagation_panel import PropagationPanel
 from napari_distill.core.models import ModelBundle
 from napari_distill.core.preprocess import annotated_slices, class_ids_from_labels
@@ -121,6 +123,10 @@ class TeacherWidget(SessionControls, PluginDock):
             "teacher", lambda: self.bundle, self.image_picker.layer, self.runner,
             self._update_buttons,
         )  # fmt: skip
+        self.image_set = ImageSetBox(
+            viewer, lambda: (self.image_picker.layer(), self.labels_picker.layer())
+        )
+        self.project = TeacherProject(self)  # what Train and Predict do with several images
         self._build_layout()
         self.cells_task = TeacherCellsTask(viewer, self)  # Pap smear cells whole (docs/cells.md)
         self.task_switch = add_task_switch(self, self.cells_task)
@@ -161,6 +167,7 @@ class TeacherWidget(SessionControls, PluginDock):
         layout = QVBoxLayout(self.content)
         layout.addLayout(form)
         layout.addWidget(self.summary)
+        layout.addWidget(self.image_set)
         layout.addWidget(self.plan_line)
         layout.addWidget(self.settings)
         layout.addWidget(self.panel)
@@ -182,6 +189,7 @@ class TeacherWidget(SessionControls, PluginDock):
         self._update_summary()
 
     def _labels_changed(self, *_) -> None:
+        self.image_set.schedule()  # the image chosen above takes the labels chosen above
         # A newly chosen labels layer is shown on a painted slice (once per choice, so the
         # user's own browsing is left alone): what the teacher learns from, and where to paint.
         labels = self.labels_picker.layer()
@@ -237,6 +245,9 @@ class TeacherWidget(SessionControls, PluginDock):
 
     # ------------------------------------------------------------------ training
     def _start_training(self, resume_from: Path | None) -> None:
+        if self.image_set.active():
+            self.project.start_training(resume_from)
+            return
         image, labels = self.image_picker.layer(), self.labels_picker.layer()
         if image is None or labels is None:
             show_error("Choose an image and a labels layer of the same shape first.")
@@ -311,7 +322,10 @@ class TeacherWidget(SessionControls, PluginDock):
             self.predict()
 
     def predict(self) -> None:
-        """Predict the chosen image with the teacher (the Predict button)."""
+        """Predict the chosen image (or the images ticked) with the teacher (Predict)."""
+        if self.image_set.active() and self.bundle is not None:
+            self.project.predict()
+            return
         image = self.image_picker.layer()
         if self.bundle is None or image is None:
             show_error("Train or load a teacher and choose an image first.")

@@ -15,6 +15,7 @@ from .cells import (
     write_cell_planes,
 )
 from .common import MICROMETER, ImageData, ProbabilityData, ReadError, natural_sort_key
+from .folders import LABELS_NAME_SUFFIX, is_labels_name, read_volume, volumes_in
 from .kinds import looks_like_labels
 from .ngff import LABELS_NAME, is_ngff, ngff_header, ngff_kind, ngff_labels, read_ngff
 from .ngff_write import check_ngff_output, labels_target, write_ngff_image, write_ngff_labels
@@ -39,6 +40,10 @@ from .read import (
 from .tags import TAG_COLUMNS, read_tags_csv, weak_csv_kind
 
 __all__ = [
+    "LABELS_NAME_SUFFIX",
+    "is_labels_name",
+    "read_volume",
+    "volumes_in",
     "LABELS_NAME",
     "annotated_fields",
     "cell_planes_metadata",

@@ -31,6 +31,7 @@ from .common import (
     ProbabilityData,
     ReadError,
 )
+from .folders import volumes_in
 from .kinds import looks_like_labels
 from .ngff import ZARR_SUFFIX, ngff_kind, read_ngff
 from .ngff_write import write_ngff_labels
@@ -117,12 +118,23 @@ def read_image(path: PathLike) -> ImageData:
     if ngff_kind(source) is not None:
         image = read_ngff(source)
     elif source.is_dir():
+        _refuse_volumes(source)
         image = read_slices(image_files_in(source), LAZY_THRESHOLD_BYTES, source)
     elif source.suffix.lower() not in IMAGE_SUFFIXES:
         raise ReadError(f"{source}: napari-distill reads {', '.join(IMAGE_SUFFIXES)} files")
     else:
         image = read_2d_or_tiff(source, LAZY_THRESHOLD_BYTES)
     return repair_non_finite(image, LAZY_THRESHOLD_BYTES)
+
+
+def _refuse_volumes(folder: Path) -> None:
+    volumes = volumes_in(folder)
+    if volumes:
+        raise ReadError(
+            f"{folder} holds {len(volumes)} 3D volumes, not the 2D slices of one stack: open "
+            "the folder in napari (each volume becomes a layer), or read each file on its own "
+            f"(napari-distill run --images '{folder}/*.tif' for a project of them)"
+        )
 
 
 def read_image_stack(paths: Sequence[PathLike]) -> ImageData:

@@ -9,7 +9,7 @@ The top of the core's layers: it may import every other stage, the one-image pip
 from __future__ import annotations
 
 from .files import Project, ProjectError, ProjectImage, load_project, project_from_paths
-from .pipeline import run_project_pipeline
+from .pipeline import run_project_pipeline, stack_of_project
 from .stack import ProjectStack, build_project_stack
 
 __all__ = [
@@ -21,4 +21,5 @@ __all__ = [
     "load_project",
     "project_from_paths",
     "run_project_pipeline",
+    "stack_of_project",
 ]

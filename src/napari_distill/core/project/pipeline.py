@@ -133,8 +133,9 @@ def check_project_out_dir(
     return common, per_image
 
 
-def _build_stack(project: Project, work: Path, pad: int) -> tuple[ProjectStack, list[Any]]:
-    """The project's stack, and each image's ``(scale, unit, 2D?)`` for writing its labels."""
+def stack_of_project(project: Project, work: Path, pad: int) -> tuple[ProjectStack, list[Any]]:
+    """The project's stack in ``work`` (``pad``: the model's context slices), and each image's
+    ``(scale, unit, 2D?)`` for writing its labels. The napari widgets build theirs with it."""
     shapes, meta = [], []
     for item in project.images:
         data, _ = item.read()
@@ -209,7 +210,7 @@ def run_project_pipeline(
         dir=out_dir, prefix=".work-", ignore_cleanup_errors=True
     ) as work_name:
         work = Path(work_name)
-        stack, meta = _build_stack(project, work / "stack", config.model.context_slices)
+        stack, meta = stack_of_project(project, work / "stack", config.model.context_slices)
         check_cleanup_classes(config.cleanup, stack.labels)
         plan = config.plan
         if plan_given is not None:
