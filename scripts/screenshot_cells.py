@@ -1,6 +1,6 @@
 """The Pap smear cells part of ``screenshot_tour.py`` (``--cells-only`` takes it alone).
 
-The plugin's Pap smear fields (the sample's seed and size) with the cells and nuclei of the
+The plugin's sample *Pap smear, overlapping cells painted*: the cells and nuclei of the
 first two fields painted, as a user paints them: cells in one Labels layer with its plane axis
 first, nuclei in another. With the docks' *Overlapping cells* task and default settings (the
 student's steps excepted, see ``STUDENT_STEPS``) it trains the cell teacher and predicts, then
@@ -23,11 +23,10 @@ from pathlib import Path
 import napari
 import numpy as np
 
+from napari_distill._sample_data import CELL_PAINTED_FIELDS
 from napari_distill._widgets.common.task_switch import CELLS
-from napari_distill.core.samples import make_pap_smear
 
 logger = logging.getLogger("screenshot_tour")
-PAINTED_FIELDS = 2
 STUDENT_STEPS = 100  # a third of the default: the tour's picture, not a benchmark
 
 
@@ -70,8 +69,9 @@ def show_field(viewer: napari.Viewer, layer, field: int) -> None:
 
 def _zoom_on(viewer: napari.Viewer, layer, pair) -> None:
     show_field(viewer, layer, pair[0].field)
-    centres = np.array([row.centre for row in pair])
-    radius = max(np.sqrt(row.area / np.pi) for row in pair)
+    # The table's centres and areas are in pixels; the camera works in world units (um).
+    centres = np.array([layer.data_to_world((row.field, *row.centre))[-2:] for row in pair])
+    radius = max(np.sqrt(row.area / np.pi) for row in pair) * float(layer.scale[-1])
     viewer.camera.center = tuple(centres.mean(0))
     span = np.ptp(centres, axis=0).max() + 2.6 * radius
     canvas = viewer.window._qt_viewer.canvas.size
@@ -80,16 +80,9 @@ def _zoom_on(viewer: napari.Viewer, layer, pair) -> None:
 
 def cells_tour(out_dir: Path, steps: int | None, settle, press, open_from_menu, window_size):
     """Train and predict cells in both docks and write the PNGs named above."""
-    sample = make_pap_smear()  # what the plugin's Pap smear sample opens
-    cells = sample.cytoplasm_planes.copy()  # (P, N, H, W): the plane axis first, as in napari
-    nuclei = sample.nuclei.copy()
-    cells[:, PAINTED_FIELDS:] = 0
-    nuclei[PAINTED_FIELDS:] = 0
     viewer = napari.Viewer(show=True, title="napari-distill: Pap smear cells")
     viewer.window._qt_window.resize(*window_size)
-    viewer.add_image(sample.image, name="pap smear", rgb=True)
-    viewer.add_labels(cells, name="pap cells", metadata={"cell_planes": True}, opacity=0.5)
-    viewer.add_labels(nuclei, name="pap nuclei", opacity=0.6)
+    viewer.open_sample("napari-distill", "pap_smear_cells")  # cells painted on 2 fields of 4
     dock, teacher = open_from_menu(viewer, "Teacher")
     teacher.task_switch.set_task(CELLS)
     task = teacher.cells_task
@@ -103,8 +96,8 @@ def cells_tour(out_dir: Path, steps: int | None, settle, press, open_from_menu, 
     for name in ("pap cells", "pap nuclei"):
         viewer.layers[name].visible = False
     planes_layers = task.model_box.table.plane_layers
-    pair = _pair(task.model_box.table.rows, set(range(PAINTED_FIELDS)))
-    field = pair[0].field if pair else PAINTED_FIELDS
+    pair = _pair(task.model_box.table.rows, set(range(CELL_PAINTED_FIELDS)))
+    field = pair[0].field if pair else CELL_PAINTED_FIELDS
     viewer.reset_view()
     show_field(viewer, planes_layers[0], field)
     task.panel.plot.redraw()

@@ -233,3 +233,22 @@ def test_a_cells_file_opens_as_planes_and_saves_back_losslessly(
     again = tmp_path / "again.tif"
     layer.save(str(again), plugin="napari-distill")
     np.testing.assert_array_equal(read_cell_planes(again), planes)
+
+
+def test_the_cells_sample_opens_ready_for_the_cells_task(make_napari_viewer):
+    """File > Open Sample > Pap smear, overlapping cells painted: the task picks the painted
+    layers (not the hidden truth) and counts two painted fields of four."""
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-distill", "pap_smear_cells")
+    cells = viewer.layers["pap cells"]
+    assert cells.metadata["cell_planes"] and cells.data.ndim == 4
+    assert cells.data[:, 2:].max() == 0 and cells.data[:, :2].max() > 0
+    np.testing.assert_array_equal(cells.data[:, :2], viewer.layers["pap cells truth"].data[:, :2])
+    dock = TeacherWidget(viewer)
+    dock.task_switch.set_task(CELLS)
+    inputs = dock.cells_task.inputs
+    assert inputs.image_picker.layer().name == "pap smear"
+    assert inputs.cells_picker.layer().name == "pap cells"
+    assert inputs.nuclei_picker.layer().name == "pap nuclei"
+    inputs.update_summary()
+    assert "2 of 4 fields painted (0, 1)" in inputs.summary.text()

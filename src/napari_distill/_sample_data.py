@@ -21,6 +21,10 @@ from napari_distill.core.samples import make_medaka, make_pap_smear
 if TYPE_CHECKING:
     from napari.types import LayerDataTuple
 
+# The cells sample paints its first fields, as a user would start: two give the cell teacher
+# cells to learn from and leave the other fields to predict (or to learn from by mean-teacher).
+CELL_PAINTED_FIELDS = 2
+
 # Robust display window: a few bright bone voxels must not wash out the soft tissue.
 CONTRAST_PERCENTILES = (0.5, 99.9)
 
@@ -89,3 +93,37 @@ def pap_smear() -> list[LayerDataTuple]:
         )
     )
     return layers
+
+
+def pap_smear_cells() -> list[LayerDataTuple]:
+    """The Pap smear fields with whole, overlapping cells painted on the first fields.
+
+    For the docks' *Overlapping cells* task: ``pap cells`` holds the painted cells with the
+    plane axis first, ``(P, N, H, W)`` as napari lines it up with the fields (a layer marked
+    ``cell_planes``, which the writer saves as ``(N, P, H, W)``), ``pap nuclei`` their nuclei;
+    the other fields are unpainted. The whole truth comes hidden, for comparison.
+    """
+    sample = make_pap_smear()
+    scale = (1.0, *sample.scale)
+    planes_scale = (1.0, *scale)  # the plane axis in front of the fields
+    painted_cells = sample.cytoplasm_planes.copy()
+    painted_cells[:, CELL_PAINTED_FIELDS:] = 0
+    painted_nuclei = sample.nuclei.copy()
+    painted_nuclei[CELL_PAINTED_FIELDS:] = 0
+    planes = {"cell_planes": True, "synthetic": True}
+    hidden = {"visible": False}
+    return [
+        (sample.image, {"name": "pap smear", "rgb": True, "scale": scale}, "image"),
+        (
+            sample.cytoplasm_planes,
+            {"name": "pap cells truth", "scale": planes_scale, "metadata": planes, **hidden},
+            "labels",
+        ),
+        (sample.nuclei, {"name": "pap nuclei truth", "scale": scale, **hidden}, "labels"),
+        (painted_nuclei, {"name": "pap nuclei", "scale": scale, "opacity": 0.6}, "labels"),
+        (
+            painted_cells,
+            {"name": "pap cells", "scale": planes_scale, "metadata": planes, "opacity": 0.5},
+            "labels",
+        ),
+    ]
