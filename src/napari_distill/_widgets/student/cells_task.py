@@ -59,18 +59,14 @@ def build_student_run(
     resume_from: Path | None,
 ) -> CellTrainingRun:  # fmt: skip
     """A new student of ``teacher``, or the one saved in ``resume_from`` (EMA teacher too)."""
-    from napari_distill.core.device import select_device
-    from napari_distill.core.strategies.cell_runs import (
-        prepare_cell_inputs,
-        resume_cell_run,
-        student_cell_run,
-    )
+    from napari_distill.core.strategies.cell_runs import new_or_resumed_cell_run, student_cell_run
 
-    device = str(select_device(device))
-    if resume_from is not None:
-        return resume_cell_run(resume_from, image, planes, nuclei, rgb, device=device)
-    inputs = prepare_cell_inputs(image, planes, nuclei, rgb)
-    return student_cell_run(strategy, teacher, inputs, train_config, settings, device)
+    def new(inputs, selected: str) -> CellTrainingRun:
+        return student_cell_run(strategy, teacher, inputs, train_config, settings, selected)
+
+    return new_or_resumed_cell_run(
+        new, image, planes, nuclei, rgb, device=device, resume_from=resume_from
+    )
 
 
 class StudentCellsTask(QWidget):

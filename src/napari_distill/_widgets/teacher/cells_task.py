@@ -36,18 +36,14 @@ def build_teacher_run(
     device: str, resume_from: Path | None,
 ) -> CellTrainingRun:  # fmt: skip
     """A new cell teacher on the painted fields, or the one saved in ``resume_from``."""
-    from napari_distill.core.device import select_device
-    from napari_distill.core.strategies.cell_runs import (
-        prepare_cell_inputs,
-        resume_cell_run,
-        teacher_cell_run,
-    )
+    from napari_distill.core.strategies.cell_runs import new_or_resumed_cell_run, teacher_cell_run
 
-    device = str(select_device(device))
-    if resume_from is not None:
-        return resume_cell_run(resume_from, image, planes, nuclei, rgb, device=device)
-    inputs = prepare_cell_inputs(image, planes, nuclei, rgb)
-    return teacher_cell_run(inputs, train_config=train_config, device=device)
+    def new(inputs, selected: str) -> CellTrainingRun:
+        return teacher_cell_run(inputs, train_config=train_config, device=selected)
+
+    return new_or_resumed_cell_run(
+        new, image, planes, nuclei, rgb, device=device, resume_from=resume_from
+    )
 
 
 class TeacherCellsTask(QWidget):

@@ -12,11 +12,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from ..device import select_device
 from ..inference.cells import fields_as_input
 from ..io.cells import annotated_fields, check_planes
 from ..models.cells import CellModel, CellModelConfig, load_cell_model, load_training_state
@@ -105,10 +107,7 @@ def teacher_cell_run(
     config = measure_geometry(
         inputs.data, dataclasses.replace(model_config, in_channels=inputs.fields.shape[1])
     )
-    model = new_cell_model(config, train_config.seed)
-    objective = SupervisedCellObjective(inputs.data, config, train_config)
-    extra = {"strategy": "supervised", "annotated": inputs.annotated}
-    return CellTrainingRun(model, objective, train_config, device=device, extra=extra)
+    return _supervised(new_cell_model(config, train_config.seed), inputs, train_config, device)
 
 
 def mean_teacher_run(
@@ -133,9 +132,7 @@ def mean_teacher_run(
     if teacher.config.in_channels != inputs.fields.shape[1]:
         raise ValueError(f"the teacher takes {teacher.config.in_channels} channel(s), the "
                          f"fields have {inputs.fields.shape[1]}")  # fmt: skip
-    student = new_cell_model(teacher.config, train_config.seed)
-    student.load_state_dict(teacher.state_dict())
-    return _mean_teacher(student, inputs, train_config, settings, device)
+    return _mean_teacher(_copy_of(teacher, train_config), inputs, train_config, settings, device)
 
 
 def student_cell_run(
@@ -160,11 +157,21 @@ def student_cell_run(
     if strategy != "supervised":
         raise ValueError(f"unknown cell strategy {strategy!r}: {CELL_STRATEGIES}")
     train_config = train_config or CellTrainConfig()
+    return _supervised(_copy_of(teacher, train_config), inputs, train_config, device)
+
+
+def _copy_of(teacher: CellModel, train_config: CellTrainConfig) -> CellModel:
+    """A new model with ``teacher``'s weights: where a student starts."""
     student = new_cell_model(teacher.config, train_config.seed)
     student.load_state_dict(teacher.state_dict())
-    objective = SupervisedCellObjective(inputs.data, student.config, train_config)
+    return student
+
+
+def _supervised(model, inputs, train_config, device) -> CellTrainingRun:
+    """``model`` trained on the painted fields alone."""
+    objective = SupervisedCellObjective(inputs.data, model.config, train_config)
     extra = {"strategy": "supervised", "annotated": inputs.annotated}
-    return CellTrainingRun(student, objective, train_config, device=device, extra=extra)
+    return CellTrainingRun(model, objective, train_config, device=device, extra=extra)
 
 
 def _mean_teacher(student, inputs, train_config, settings, device) -> CellTrainingRun:
@@ -218,10 +225,32 @@ def resume_cell_run(
         settings = MeanTeacherConfig(**extra.get("settings", {}))
         run = _mean_teacher(model, inputs, train_config, settings, device)
     else:
-        objective = SupervisedCellObjective(inputs.data, model.config, train_config)
-        plain = {"strategy": "supervised", "annotated": inputs.annotated}
-        run = CellTrainingRun(model, objective, train_config, device=device, extra=plain)
+        run = _supervised(model, inputs, train_config, device)
     run.step = step
     run.earlier_losses = [float(v) for v in extra.get("loss", [])]
     run.load_training_state(state)
     return run
+
+
+def new_or_resumed_cell_run(
+    new: Callable[[CellInputs, str], CellTrainingRun],
+    image: np.ndarray,
+    cells: np.ndarray,
+    nuclei: np.ndarray,
+    rgb: bool,
+    *,
+    device: str | torch.device = "auto",
+    resume_from: str | os.PathLike[str] | None = None,
+) -> CellTrainingRun:
+    """The run saved in ``resume_from`` continued (:func:`resume_cell_run`), or ``new`` called
+    with the prepared inputs and the selected device (``"auto"`` picks CUDA, MPS or CPU).
+
+    Raises
+    ------
+    ValueError
+        What :func:`prepare_cell_inputs`, ``new`` or :func:`resume_cell_run` refuse.
+    """
+    selected = str(select_device(device))
+    if resume_from is not None:
+        return resume_cell_run(resume_from, image, cells, nuclei, rgb, device=selected)
+    return new(prepare_cell_inputs(image, cells, nuclei, rgb), selected)
