@@ -150,8 +150,11 @@ def merge(results: list[dict]) -> dict:
     for result in results:
         for run in result["runs"]:
             key = (run["seed"], run["annotated"])
+            commit = run.get("commit", result.get("commit"))
+            run = {k: dict(v, commit=v.get("commit", commit)) if k in ARMS else v
+                   for k, v in run.items()}  # fmt: skip
             if key not in joined:
-                joined[key] = dict(run, commit=run.get("commit", result.get("commit")))
+                joined[key] = dict(run, commit=commit)
                 continue
             if not _same_teacher(joined[key]["teacher"], run["teacher"]):
                 raise ValueError(f"seed {key[0]}, {key[1]} annotated: the teachers differ")
