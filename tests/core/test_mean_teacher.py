@@ -44,6 +44,37 @@ def test_ema_decay_and_update():
     assert teacher.weight.item() == pytest.approx(0.75 * 1 + 0.25 * 3)
 
 
+def test_the_average_starts_when_the_warm_up_ends():
+    assert [ema_decay(s, 0.99, warmup=3) for s in range(3)] == [0.0, 0.0, 0.0]
+    assert ema_decay(3, 0.99, warmup=3) == 0.0  # the first step after: the student itself
+    assert ema_decay(4, 0.99, warmup=3) == 0.5
+    assert ema_decay(10_000, 0.99, warmup=3) == 0.99
+
+
+def test_the_objective_averages_from_the_warmed_up_student(tiny_cells):
+    data, config, train, _ = tiny_cells
+    student = new_cell_model(config, 0)
+    settings = MeanTeacherConfig(warmup_steps=2)
+    objective = MeanTeacherObjective(
+        SupervisedCellObjective(data, config, train), student, [torch.zeros(1, 8, 8)], settings
+    )
+    first = nn.utils.parameters_to_vector(student.parameters()).detach().clone()
+    for step in range(3):  # two warm-up steps and the first one after: a = 0
+        with torch.no_grad():
+            for p in student.parameters():
+                p.add_(1.0)
+        objective.after_step(step, 10)
+    warmed = nn.utils.parameters_to_vector(student.parameters()).detach().clone()
+    teacher = nn.utils.parameters_to_vector(objective.teacher.parameters())
+    assert torch.allclose(teacher, warmed) and not torch.allclose(teacher, first)
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(2.0)
+    objective.after_step(3, 10)  # a = 1/2: halfway to the student
+    teacher = nn.utils.parameters_to_vector(objective.teacher.parameters())
+    assert torch.allclose(teacher, warmed + 1.0)
+
+
 def test_ramp_up_is_zero_in_warm_up_then_sigmoid_to_one():
     assert ramp_up(4, warmup=5, length=10) == 0.0
     assert ramp_up(5, 5, 10) == pytest.approx(math.exp(-5))
@@ -95,8 +126,10 @@ def test_mask_guided_loss_is_zero_outside_the_mask_and_spares_the_teacher():
     assert torch.all(student.grad[0, :, 2:] == 0) and student.grad[0, :, :2].abs().sum() > 0
 
 
-def test_a_short_mean_teacher_run_lowers_its_loss(one_torch_thread):
-    torch.manual_seed(0)
+@pytest.fixture
+def tiny_cells():
+    """Cell data of two painted 64 x 64 grey fields (the third kept apart), a tiny model's
+    settings and a short run's settings."""
     sample = make_pap_smear(n_fields=3, field_shape=(64, 64), seed=2)
     fields = fields_as_input(sample.image.mean(-1), rgb=False)
     planes = sample.cytoplasm_planes.transpose(1, 0, 2, 3)
@@ -105,6 +138,12 @@ def test_a_short_mean_teacher_run_lowers_its_loss(one_torch_thread):
     train = CellTrainConfig(
         steps=30, patch_size=64, nucleus_batch=2, cell_batch=4, seed=0, learning_rate=5e-3
     )
+    return data, config, train, fields
+
+
+def test_a_short_mean_teacher_run_lowers_its_loss(one_torch_thread, tiny_cells):
+    torch.manual_seed(0)
+    data, config, train, fields = tiny_cells
     student = new_cell_model(config, 0)
     # Full weight from the first step, so that the losses of the first and last steps compare.
     settings = MeanTeacherConfig(rampup_steps=0, unlabeled_patches=1, unlabeled_windows=2)

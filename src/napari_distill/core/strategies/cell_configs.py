@@ -21,7 +21,8 @@ class MeanTeacherConfig:
 
     ema_decay: float = _setting(
         0.99, "Teacher memory", "How slowly the teacher follows the student: it is the running "
-        "average of the student with weight min(1 - 1/(step + 1), this).", 0.0, 0.9999,
+        "average of the student with weight min(1 - 1/(step + 1), this), steps counted from the "
+        "end of the warm-up.", 0.0, 0.9999,
     )  # fmt: skip
     warmup_steps: int = _setting(
         0, "Warm-up steps", "Steps of learning from your painted fields alone before the "

@@ -32,9 +32,14 @@ from ..training.cells_data import jitter_intensity, nucleus_patches
 from .cell_configs import MeanTeacherConfig
 
 
-def ema_decay(step: int, maximum: float = 0.99) -> float:
-    """``a = min(1 - 1 / (step + 1), maximum)``: the teacher follows closely at first."""
-    return min(1.0 - 1.0 / (step + 1), maximum)
+def ema_decay(step: int, maximum: float = 0.99, warmup: int = 0) -> float:
+    """``a = min(1 - 1 / (k + 1), maximum)`` with ``k`` the steps since the warm-up ended: the
+    teacher follows closely at first. During the warm-up ``a = 0``: the teacher is the student,
+    so the average starts from the warmed-up student (as METHODS.md and the paper's code do),
+    not from an average of the warm-up's students."""
+    if step < warmup:
+        return 0.0
+    return min(1.0 - 1.0 / (step - warmup + 1), maximum)
 
 
 @torch.no_grad()
@@ -196,7 +201,8 @@ class MeanTeacherObjective:
             self._refresh_nuclei()
 
     def after_step(self, step: int, total_steps: int) -> None:
-        ema_update(self.teacher, self._student, ema_decay(step, self.config.ema_decay))
+        cfg = self.config
+        ema_update(self.teacher, self._student, ema_decay(step, cfg.ema_decay, cfg.warmup_steps))
 
     def state_dict(self) -> dict:
         """What a resumed run needs besides the student: the EMA teacher, the adaptors and the
