@@ -120,6 +120,9 @@ def cells_tour(out_dir: Path, steps: int | None, settle, press, open_from_menu, 
     _, student = open_from_menu(viewer, "Student (distillation)")
     student.task_switch.set_task(CELLS)
     s_task = student.cells_task
+    # The painted layers were hidden for the teacher's shots: pick them, not the hidden truth.
+    s_task.inputs.cells_picker.select(viewer.layers["pap cells"])
+    s_task.inputs.nuclei_picker.select(viewer.layers["pap nuclei"])
     s_task.settings.fields["steps"].setValue(steps or STUDENT_STEPS)
     settle()
     press(s_task, s_task.panel.train_button)
