@@ -1,6 +1,6 @@
 """Does ``mutual`` beat plain training on noisy masks, and the best single network of its pair?
 
-    .venv/bin/python benchmarks/noisy_labels.py --json benchmarks/results/noisy_labels.json
+    cd benchmarks && PYTHONPATH=../src:. python noisy_labels.py --json results/noisy.json
 
 The Medaka sample, reduced (see ``weak_common``): every other slice that shows organs is a
 training slice, painted with masks corrupted by ``corrupt_labels`` at a share of wrong pixels;
@@ -25,7 +25,6 @@ import json
 import logging
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -36,7 +35,7 @@ from napari_distill.core.samples import NOISE_KINDS, corrupt_labels
 from napari_distill.core.samples.noise import MIXTURE
 from napari_distill.core.strategies import MutualConfig, get_strategy
 from napari_distill.core.training import train_teacher
-from weak_common import MODEL, score, summary, train_config, volume
+from weak_common import MODEL, score, summary, train_config, volume, write_json
 
 log = logging.getLogger("noisy_labels")
 
@@ -102,13 +101,6 @@ def report(rows: list[dict], args, started: float) -> str:
     return json.dumps(out, indent=2) + "\n"
 
 
-def write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".part")
-    partial.write_text(text)
-    partial.replace(path)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", help="write the results here (else print them)")
@@ -129,10 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(run_condition(kind, share, seed, args))
         log.info("%s", rows[-1])
         if args.json:  # after every condition: a run cut short keeps what it measured
-            write(Path(args.json), report(rows, args, started))
+            write_json(args.json, report(rows, args, started))
     text = report(rows, args, started)
     if args.json:
-        write(Path(args.json), text)
+        write_json(args.json, text)
     sys.stdout.write(text)
     return 0
 
