@@ -1,12 +1,12 @@
 """Does ``mutual`` beat plain training on noisy masks, and the best single network of its pair?
 
-    .venv/bin/python benchmarks/noisy_labels.py --json benchmarks/results/noisy_labels.json
+    cd benchmarks && PYTHONPATH=../src:. python noisy_labels.py --json results/noisy.json
 
 The Medaka sample, reduced (see ``weak_common``): every other slice that shows organs is a
 training slice, painted with masks corrupted by ``corrupt_labels`` at a share of wrong pixels;
-the other slices are the test slices, scored against the clean ground truth. Conditions: the
-mixture of every kind of corruption at shares 0.3, 0.5 and 0.8 (seeds 0 and 1 by default), and
-each kind alone at ``--kind-share`` (seed 0; ``--kinds``). Per condition, with the same step budget:
+the other slices are the test slices, scored against the clean ground truth. Conditions: every
+kind of corruption alone and their mixture (``--kinds``), each at shares 0.3, 0.5 and 0.8
+(``--shares``), seeds 0, 1 and 2 (``--seeds``). Per condition, with the same step budget:
 
 - ``plain``: one network trained on the noisy masks (the teacher's ordinary training);
 - ``mutual``: the pair (average of the two networks), ``noise_rate`` set to the true share (the
@@ -25,7 +25,6 @@ import json
 import logging
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,17 +32,19 @@ import torch
 from napari_distill.core.models import ensemble_members
 from napari_distill.core.progress import run_to_completion
 from napari_distill.core.samples import NOISE_KINDS, corrupt_labels
+from napari_distill.core.samples.noise import MIXTURE
 from napari_distill.core.strategies import MutualConfig, get_strategy
 from napari_distill.core.training import train_teacher
-from weak_common import MODEL, score, summary, train_config, volume
+from weak_common import MODEL, score, summary, train_config, volume, write_json
 
 log = logging.getLogger("noisy_labels")
 
 
 def conditions(args) -> list[tuple[str, float, int]]:
-    rows = [("mixture", share, seed) for share in args.shares for seed in args.seeds]
-    rows += [(kind, args.kind_share, args.seeds[0]) for kind in args.kinds]
-    return rows
+    """Seed outermost, so that a run cut short has every condition for its first seeds."""
+    return [
+        (kind, share, seed) for seed in args.seeds for kind in args.kinds for share in args.shares
+    ]
 
 
 def run_condition(kind: str, share: float, seed: int, args) -> dict:
@@ -81,25 +82,7 @@ def run_condition(kind: str, share: float, seed: int, args) -> dict:
     }  # fmt: skip
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--json", help="write the results here (else print them)")
-    parser.add_argument("--shares", type=float, nargs="+", default=[0.3, 0.5, 0.8])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    parser.add_argument("--kinds", nargs="*", default=list(NOISE_KINDS), choices=NOISE_KINDS)
-    parser.add_argument("--kind-share", type=float, default=0.5)
-    parser.add_argument("--noise-rate", type=float, help="fixed MutualConfig.noise_rate")
-    parser.add_argument("--steps", type=int, default=150, help="steps of every network")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
-    log.setLevel(logging.INFO)
-    torch.set_num_threads(args.threads)
-    started = time.perf_counter()
-    rows = []
-    for kind, share, seed in conditions(args):
-        rows.append(run_condition(kind, share, seed, args))
-        log.info("%s", rows[-1])
+def report(rows: list[dict], args, started: float) -> str:
     results = {}
     for kind, share in dict.fromkeys((r["kind"], r["share"]) for r in rows):
         chosen = [r for r in rows if (r["kind"], r["share"]) == (kind, share)]
@@ -115,10 +98,33 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.perf_counter() - started, 1),
         "threads": torch.get_num_threads(),
     }
-    text = json.dumps(out, indent=2) + "\n"
+    return json.dumps(out, indent=2) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--json", help="write the results here (else print them)")
+    parser.add_argument("--shares", type=float, nargs="+", default=[0.3, 0.5, 0.8])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    kinds = [MIXTURE, *NOISE_KINDS]
+    parser.add_argument("--kinds", nargs="+", default=kinds, choices=kinds)
+    parser.add_argument("--noise-rate", type=float, help="fixed MutualConfig.noise_rate")
+    parser.add_argument("--steps", type=int, default=150, help="steps of every network")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(message)s")
+    log.setLevel(logging.INFO)
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+    rows = []
+    for kind, share, seed in conditions(args):
+        rows.append(run_condition(kind, share, seed, args))
+        log.info("%s", rows[-1])
+        if args.json:  # after every condition: a run cut short keeps what it measured
+            write_json(args.json, report(rows, args, started))
+    text = report(rows, args, started)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text)
+        write_json(args.json, text)
     sys.stdout.write(text)
     return 0
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -86,3 +87,13 @@ def summary(values: list[float]) -> dict[str, float]:
 
 def replace(config, **changes):
     return dataclasses.replace(config, **changes)
+
+
+def write_json(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: a run rewrites its
+    results after every condition, so one cut short keeps what it measured."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".part")
+    partial.write_text(text)
+    partial.replace(target)

@@ -24,7 +24,6 @@ import json
 import logging
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,7 +32,7 @@ from napari_distill.core.progress import run_to_completion
 from napari_distill.core.samples import simulate_points, simulate_scribbles
 from napari_distill.core.strategies import MixedConfig, get_strategy
 from napari_distill.core.training import train_teacher
-from weak_common import MODEL, score, summary, train_config, volume
+from weak_common import MODEL, score, summary, train_config, volume, write_json
 
 log = logging.getLogger("weak_labels")
 ARMS = ("full_only", "partial_ce", "mixed", "mixed_points", "partial_ce_points")
@@ -90,6 +89,25 @@ def run_arm(arm: str, data, full_slices, weak_slices, seed: int, steps: int) -> 
     return run.best_bundle()
 
 
+def report(rows: list[dict], args, started: float) -> str:
+    results = {
+        f"{name}/{arm}": summary(chosen)
+        for name in args.samples
+        for arm in args.arms
+        if (chosen := [r["dice"] for r in rows if (r["sample"], r["arm"]) == (name, arm)])
+    }
+    out = {
+        "benchmark": "weak_labels",
+        "settings": {**vars(args), "full_slices": 2, "weak_slices": 4, "scribble_length": 20,
+                     "points_per_structure": 1, "point_radius": DEFAULTS.point_radius},
+        "summary": results,
+        "runs": rows,
+        "seconds": round(time.perf_counter() - started, 1),
+        "threads": torch.get_num_threads(),
+    }  # fmt: skip
+    return json.dumps(out, indent=2) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--json", help="write the results here (else print them)")
@@ -116,26 +134,11 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append({"sample": name, "seed": seed, "arm": arm, "dice": round(dice, 2),
                              "seconds": round(time.perf_counter() - t0, 1)})  # fmt: skip
                 log.info("%s", rows[-1])
-    results = {
-        f"{name}/{arm}": summary(
-            [r["dice"] for r in rows if (r["sample"], r["arm"]) == (name, arm)]
-        )
-        for name in args.samples
-        for arm in args.arms
-    }
-    out = {
-        "benchmark": "weak_labels",
-        "settings": {**vars(args), "full_slices": 2, "weak_slices": 4, "scribble_length": 20,
-                     "points_per_structure": 1, "point_radius": DEFAULTS.point_radius},
-        "summary": results,
-        "runs": rows,
-        "seconds": round(time.perf_counter() - started, 1),
-        "threads": torch.get_num_threads(),
-    }  # fmt: skip
-    text = json.dumps(out, indent=2) + "\n"
+                if args.json:
+                    write_json(args.json, report(rows, args, started))
+    text = report(rows, args, started)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(text)
+        write_json(args.json, text)
     sys.stdout.write(text)
     return 0
 

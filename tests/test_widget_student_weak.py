@@ -65,9 +65,9 @@ def test_mixed_takes_a_scribbles_layer_counts_slices_trains_and_predicts(
     assert "unknown" in widget.strategy.form.fields["background_label"].toolTip()
     inputs.weak.scribbles_picker.select(widget.viewer.layers["scribbles"])
     n_full = len(sample.annotated)
-    assert f"Full masks on {n_full} slice(s); weak labels only on 4 slice(s)" in (
-        inputs.weak.counts.text()
-    )
+    counts = inputs.weak.counts.text()
+    assert f"Full masks on {n_full} slice(s); scribbles on 4, points on 0, tags on 0" in counts
+    assert "weak labels only on 4 slice(s)" in counts
     click(qtbot, widget.panel.train_button)
     wait_idle(qtbot, widget)
     assert errors == []

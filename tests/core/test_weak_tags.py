@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from napari_distill.core.config import ModelConfig, TrainConfig
-from napari_distill.core.io import ReadError, read_tags_csv, weak_csv_kind
+from napari_distill.core.io import ReadError, read_tags_csv, weak_csv_kind, write_tags_csv
 from napari_distill.core.progress import run_to_completion
 from napari_distill.core.strategies import STRATEGIES, MixedConfig
 from napari_distill.core.strategies.tags import tag_loss, tag_vectors
@@ -37,6 +37,24 @@ def test_tags_csv_reads_spaces_semicolons_empty_and_repeats(tmp_path):
         path.write_text(body)
         with pytest.raises(ReadError, match=message):
             read_tags_csv(path)
+
+
+def test_tags_csv_written_is_read_back_and_nothing_is_replaced_unasked(tmp_path):
+    tags = {7: (), 3: (2, 1, 2), 12: (4,)}
+    path = write_tags_csv(tmp_path / "tags.csv", tags)
+    assert path.read_text() == "slice,classes\n3,1 2\n7,\n12,4\n"
+    assert weak_csv_kind(path) == "tags"
+    assert read_tags_csv(path) == {3: (1, 2), 7: (), 12: (4,)}
+    with pytest.raises(FileExistsError, match="already exists"):
+        write_tags_csv(path, {1: (1,)})
+    assert read_tags_csv(path) == {3: (1, 2), 7: (), 12: (4,)}  # untouched
+    write_tags_csv(path, {1: (1,)}, overwrite=True)
+    assert read_tags_csv(path) == {1: (1,)}
+    with pytest.raises(ValueError, match="never tagged"):
+        write_tags_csv(tmp_path / "bad.csv", {1: (0,)})
+    with pytest.raises(ValueError, match=".csv"):
+        write_tags_csv(tmp_path / "tags.txt", {1: (1,)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tags.csv"]  # no temporary left
 
 
 def test_tag_vectors_mark_present_and_absent_foreground_classes():

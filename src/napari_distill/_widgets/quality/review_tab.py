@@ -20,7 +20,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import Qt
 from qtpy.QtGui import QKeySequence, QShortcut
@@ -36,6 +35,7 @@ from qtpy.QtWidgets import (
 from superqt import QLabeledDoubleSlider
 
 from napari_distill._widgets.common.handoff import handoff
+from napari_distill._widgets.common.slices import current_slice, go_to_slice
 from napari_distill._widgets.quality.score_plot import ScorePlot
 from napari_distill._widgets.quality.score_table import (
     ACCEPTED,
@@ -57,24 +57,6 @@ SELECTION_FILTER = "CSV (*.csv);;JSON (*.json)"
 # hold labels, so it scores rightly empty pseudo-labels near 0 and would walk them first
 # (docs/benchmarks.md, "Quality scores on the real pseudo-labels").
 RANK_CHOICES = (("teacher confidence", "confidence"), ("quality score", "score"))
-
-
-def current_slice(viewer: napari.viewer.Viewer, layer: Layer) -> int | None:
-    """The index along ``layer``'s axis 0 of the slice the viewer shows (None: outside)."""
-    if layer.ndim < 3:
-        return 0  # a 2D image is its only slice
-    index = int(round(float(layer.world_to_data(viewer.dims.point)[0])))
-    return index if 0 <= index < layer.data.shape[0] else None
-
-
-def go_to_slice(viewer: napari.viewer.Viewer, layer: Layer, index: int) -> None:
-    """Show slice ``index`` of ``layer``'s axis 0, whatever its scale and translate."""
-    if layer.ndim < 3:
-        return
-    position = np.asarray(layer.world_to_data(viewer.dims.point), dtype=float)
-    position[0] = index
-    world_axis = viewer.dims.ndim - layer.ndim  # napari right-aligns a layer's axes
-    viewer.dims.set_point(world_axis, float(layer.data_to_world(position)[0]))
 
 
 def published_selection(layer: Layer | None) -> Selection | None:

@@ -76,7 +76,8 @@ class StudentInputs:
         when the teacher comes from a file (it then predicts the accepted slices itself).
     weak:
         For a strategy that takes weak labels: ``{"weak_labels": scribbles or None,
-        "points": rows (slice, y, x, class) or None}``; empty otherwise.
+        "points": rows (slice, y, x, class) or None, "tags": {slice: classes} or None}``;
+        empty otherwise.
     """
 
     image_layer: Image
@@ -149,6 +150,7 @@ class StudentInputsForm(QWidget):
         self.labels_picker.currentIndexChanged.connect(self.weak.refresh)
         self.weak.scribbles_picker.currentIndexChanged.connect(self.update_summary)
         self.weak.points_picker.currentIndexChanged.connect(self.update_summary)
+        self.weak.tags_panel.changed.connect(self.update_summary)
         self.teacher_box.currentIndexChanged.connect(self._teacher_changed)
         self.load_teacher_button.clicked.connect(self.load_teacher)
         self.scores_button.clicked.connect(self.load_scores)
@@ -343,13 +345,17 @@ class StudentInputsForm(QWidget):
 
     def _weak_inputs(self) -> dict[str, Any]:
         try:
-            weak = {"weak_labels": self.weak.scribbles(), "points": self.weak.points()}
+            weak = {
+                "weak_labels": self.weak.scribbles(),
+                "points": self.weak.points(),
+                "tags": self.weak.tags(),
+            }
         except WeakInputsError as error:
             raise InputError(str(error)) from error
-        if weak["weak_labels"] is None and weak["points"] is None:
+        if all(value is None for value in weak.values()):
             raise InputError(
                 "This strategy learns from weak labels: choose a layer of scribbles or of "
-                "points beside the fully painted labels."
+                "points, or tag slices ('Tag this slice...'), beside the fully painted labels."
             )
         return weak
 

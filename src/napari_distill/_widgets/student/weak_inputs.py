@@ -1,5 +1,7 @@
-"""The weak labels a ``mixed`` student learns from: a scribbles Labels layer and / or a Points
-layer whose points carry a ``class`` feature, with the count of slices of each kind.
+"""The weak labels a ``mixed`` student learns from: a scribbles Labels layer, a Points layer
+whose points carry a ``class`` feature and / or slice tags
+(:class:`~napari_distill._widgets.student.slice_tags.SliceTagsPanel`), with the count of slices
+of each kind.
 
 Shown only when the chosen strategy takes weak labels
 (:attr:`~napari_distill.core.strategies.StrategySpec.inputs`). In the scribbles layer 0 means
@@ -17,6 +19,7 @@ from qtpy.QtWidgets import QFormLayout, QLabel, QVBoxLayout, QWidget
 
 from napari_distill._widgets.common.handoff import handoff, spatial_shape
 from napari_distill._widgets.common.layers import LayerPicker
+from napari_distill._widgets.student.slice_tags import SliceTagsError, SliceTagsPanel
 from napari_distill.core.strategies import weak_slice_counts
 
 if TYPE_CHECKING:
@@ -31,7 +34,8 @@ class WeakInputsError(ValueError):
 
 
 class WeakInputs(QWidget):
-    """Pickers for the scribbles and points layers, and a line counting slices by kind."""
+    """Pickers for the scribbles and points layers, the slice tags, and a line counting slices
+    by kind."""
 
     def __init__(
         self,
@@ -55,6 +59,7 @@ class WeakInputs(QWidget):
             "A points layer with a 'class' feature (0 = background): each point counts as a "
             "small disk of its class."
         )
+        self.tags_panel = SliceTagsPanel(viewer, full_layer, image_layer)
         self.counts = QLabel()
         self.counts.setWordWrap(True)
         form = QFormLayout()
@@ -64,6 +69,7 @@ class WeakInputs(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(form)
+        layout.addWidget(self.tags_panel)
         layout.addWidget(self.counts)
 
     def _fits(self, layer: Labels) -> bool:
@@ -77,6 +83,7 @@ class WeakInputs(QWidget):
 
     def refresh(self) -> None:
         self.scribbles_picker.refresh()
+        self.tags_panel.refresh()
 
     def _chosen(self, picker: LayerPicker) -> Any:
         return None if picker.currentText() == NONE else picker.layer()
@@ -109,25 +116,46 @@ class WeakInputs(QWidget):
         classes = np.asarray(layer.features[column], dtype=np.int64)
         return np.column_stack([coords[:, -3:], classes])
 
+    def tags(self) -> dict[int, tuple[int, ...]] | None:
+        """The slice tags ``{slice: present classes}``, or None when no slice is tagged.
+
+        Raises
+        ------
+        WeakInputsError
+            A tag names a class the full labels do not have, or a slice beyond them.
+        """
+        try:
+            return self.tags_panel.checked_tags() or None
+        except SliceTagsError as error:
+            raise WeakInputsError(str(error)) from error
+
     def describe(self, full: np.ndarray | None) -> None:
-        """Count the slices with full masks, weak labels only, and both."""
+        """Count the slices with full masks, with each kind of weak label, with weak labels
+        only, and with both."""
         if full is None:
             self.counts.setText("")
             return
         stack = full.reshape((-1, *full.shape[-2:]))
-        weak = np.zeros(stack.shape, bool)
+        scribbled = np.zeros(len(stack), bool)
         scribbles = self.scribbles()
-        if scribbles is not None:
-            weak |= scribbles.reshape(stack.shape) != 0
+        if scribbles is not None and scribbles.size == stack.size:
+            scribbled = scribbles.reshape(stack.shape).reshape(len(stack), -1).any(1)
+        clicked = np.zeros(len(stack), bool)
         try:
             points = self.points()
         except WeakInputsError:
             points = None
         if points is not None:
             inside = (points[:, 0] >= 0) & (points[:, 0] < len(stack))
-            weak[points[inside, 0], 0, 0] = True  # a slice with a point carries weak labels
+            clicked[points[inside, 0]] = True
+        tagged = np.zeros(len(stack), bool)
+        tagged[[i for i in self.tags_panel.tags if 0 <= i < len(stack)]] = True
+        weak = np.zeros(stack.shape, bool)
+        weak[scribbled | clicked | tagged, 0, 0] = True  # weak_slice_counts looks per slice
         n_full, n_weak, n_both = weak_slice_counts(stack, weak)
         self.counts.setText(
-            f"Full masks on {n_full} slice(s); weak labels only on {n_weak} slice(s)"
+            f"Full masks on {n_full} slice(s); scribbles on {int(scribbled.sum())}, points on "
+            f"{int(clicked.sum())}, tags on {int(tagged.sum())}; weak labels only on {n_weak} "
+            "slice(s)"
             + (f"; {n_both} slice(s) have both (the full mask counts)." if n_both else ".")
         )

@@ -37,7 +37,7 @@ from .read import (
     write_labels,
     write_probabilities,
 )
-from .tags import TAG_COLUMNS, read_tags_csv, weak_csv_kind
+from .tags import TAG_COLUMNS, read_tags_csv, weak_csv_kind, write_tags_csv
 
 __all__ = [
     "LABELS_NAME_SUFFIX",
@@ -80,6 +80,7 @@ __all__ = [
     "read_points_csv",
     "read_tags_csv",
     "weak_csv_kind",
+    "write_tags_csv",
     "read_ngff",
     "read_probabilities",
     "write_image",

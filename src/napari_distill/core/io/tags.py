@@ -6,6 +6,9 @@ slice, the classes separated by spaces or semicolons (``3,1 2`` or ``3,"1;2"``).
 tagged with no class (an empty cell) says it holds background only. Every class a row does
 not list is *absent* from that slice; the background (0) is never tagged.
 
+:func:`write_tags_csv` writes the same format (classes separated by spaces), so a file saved
+by the Student widget is read back by the command line and the other way round.
+
 The header tells this file apart from a points file (``slice,y,x,class``):
 :func:`weak_csv_kind` reads only the header.
 """
@@ -13,11 +16,15 @@ The header tells this file apart from a points file (``slice,y,x,class``):
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
+import secrets
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .common import ReadError
+from .write import check_output_path
 
 TAG_COLUMNS = ("slice", "classes")
 
@@ -79,3 +86,37 @@ def read_tags_csv(path: str | os.PathLike[str]) -> dict[int, tuple[int, ...]]:
             )
         tags.setdefault(index, set()).update(classes)
     return {index: tuple(sorted(classes)) for index, classes in sorted(tags.items())}
+
+
+def write_tags_csv(
+    path: str | os.PathLike[str],
+    tags: Mapping[int, Sequence[int]],
+    overwrite: bool = False,
+) -> Path:
+    """Write ``{slice: present class ids}`` as the CSV :func:`read_tags_csv` reads, atomically.
+
+    Raises
+    ------
+    ValueError
+        Not a ``.csv`` name, or a slice < 0 or a class < 1 (the background is never tagged).
+    FileExistsError
+        The file exists and ``overwrite`` is False.
+    """
+    target = check_output_path(path, overwrite, (".csv",))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(TAG_COLUMNS)
+    for index in sorted(int(i) for i in tags):
+        classes = sorted({int(c) for c in tags[index]})
+        if index < 0 or any(c <= 0 for c in classes):
+            raise ValueError(
+                f"slice {index}: slices are >= 0 and classes >= 1 (the background is never tagged)"
+            )
+        writer.writerow([index, " ".join(str(c) for c in classes)])
+    temporary = target.with_name(f".{target.name}.{secrets.token_hex(4)}.part")
+    try:
+        temporary.write_text(buffer.getvalue())
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return target

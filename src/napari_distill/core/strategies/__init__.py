@@ -109,7 +109,7 @@ STRATEGIES: dict[str, StrategySpec] = {
     ),
     "mixed": StrategySpec(
         name="mixed",
-        title="Mixed supervision (scribbles, points)",
+        title="Mixed supervision (scribbles, points, tags)",
         description=(
             "Full masks on some slices, scribbles or points on others: a teacher branch "
             "learns the full masks, a student branch the weak labels, plus KL(teacher || "
