@@ -195,9 +195,10 @@ def summary(runs: list[dict]) -> dict:
     """Per budget and arm: every score's mean and spread over seeds, and each arm's per-seed
     difference from ``supervised`` on the seeds that have both."""
     out: dict = {}
+    runs = [_with_kd_teacher(r) for r in runs]
     for n_annotated in sorted({r["annotated"] for r in runs}):
         mine = [r for r in runs if r["annotated"] == n_annotated]
-        arms = [a for a in ("teacher", *ARMS) if any(a in r for r in mine)]
+        arms = [a for a in ("teacher", *ARMS, "kd-teacher") if any(a in r for r in mine)]
         out[str(n_annotated)] = by_arm = {}
         for arm in arms:
             have = [r for r in mine if arm in r]
@@ -213,6 +214,14 @@ def summary(runs: list[dict]) -> dict:
                     diffs = [r[arm][part]["aji"] - r["supervised"][part]["aji"] for r in paired]
                     by_arm[arm][f"{part}_aji_minus_supervised"] = _mean_sd(diffs)
     return out
+
+
+def _with_kd_teacher(run: dict) -> dict:
+    """The kd pipeline's semantic teacher as an arm of its own, timed by its training stage."""
+    if "kd" not in run:
+        return run
+    kd = run["kd"]
+    return {**run, "kd-teacher": {**kd["teacher"], "train_s": kd["stage_s"]["teacher"]}}
 
 
 def _commit() -> str:
