@@ -15,11 +15,18 @@ fields are separate images, not slices of one volume, so nothing propagates betw
 Its student's labels on the test fields become cells as the product could give them
 (``core.evaluation.cells_from_semantic``: nuclei = its watershed nucleus instances, cells = the
 cytoplasm-or-nucleus mask grown from them, one plane, no overlaps), scored like the cell arms.
+
+Run on its own, it prints the ceiling of that conversion: the test fields' true semantic
+labels made cells the same way, no model (the same test fields as ``pap_smear.py``)::
+
+    PYTHONPATH=src .venv/bin/python benchmarks/pap_kd.py --seeds 0 1 2 --test-fields 2
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
 import tempfile
 import time
 
@@ -30,16 +37,19 @@ from napari_distill.core.evaluation import cells_from_semantic, score_cells, sco
 from napari_distill.core.inference import predict_bundle
 from napari_distill.core.pipeline import PipelineConfig, run_pipeline
 from napari_distill.core.progress import run_to_completion
+from napari_distill.core.samples import make_pap_smear
 
 
 def _semantic_scores(bundle, test) -> dict:
     labels = run_to_completion(
         predict_bundle(bundle, test.image, device="cpu", keep_probabilities=False, rgb=True)
     ).labels
+    return _as_cells_scores(np.asarray(labels), test)
+
+
+def _as_cells_scores(labels: np.ndarray, test) -> dict:
     class_id = {name: k for k, name in test.class_names.items()}
-    cells, nuclei = cells_from_semantic(
-        np.asarray(labels), class_id["cytoplasm"], class_id["nucleus"]
-    )
+    cells, nuclei = cells_from_semantic(labels, class_id["cytoplasm"], class_id["nucleus"])
     return {
         "cells": score_cells(cells, test.cytoplasm_planes.transpose(1, 0, 2, 3)).as_dict(),
         "nuclei": score_nuclei(nuclei, test.nuclei).as_dict(),
@@ -78,3 +88,20 @@ def kd_arm(train, test, n_annotated: int, seed: int, args) -> dict:
         "accepted": [int(i) for i in result.selection.accepted_slices],
         "teacher": _semantic_scores(result.teacher, test),
     }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="The ceiling of the kd arm's conversion.")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--test-fields", type=int, default=3)
+    parser.add_argument("--size", type=int, default=512, help="field side (pixels)")
+    args = parser.parse_args()
+    out = {}
+    for seed in args.seeds:  # the test stack of pap_smear.py's seed
+        test = make_pap_smear(args.test_fields, (args.size, args.size), seed=5000 + seed)
+        out[seed] = _as_cells_scores(test.semantic_full, test)
+    print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+    main()
