@@ -12,7 +12,9 @@ painted fields for ``--steps``; from it, with the same further budget ``--studen
   many steps as the student);
 - ``mean-teacher``: MMT-PSM at its defaults, learning the unannotated fields too;
 - ``no-psm`` / ``no-mask`` (``--ablations``): mean-teacher without sample mining (every pixel
-  learnt) / with features copied everywhere.
+  learnt) / with features copied everywhere;
+- ``kd``: the product's semantic pipeline before the cell model, its labels made cells
+  without overlaps (``pap_kd.py``); it needs no cell teacher (one kept is loaded, to join).
 
 Every arm of a seed and budget starts from the same teacher, reseeded alike, so arms run in
 another process (``--arms``) compare fairly: ``--teacher-dir`` keeps each teacher's weights and
@@ -51,6 +53,7 @@ from napari_distill.core.training.cells import (
     new_cell_model,
 )
 from napari_distill.core.training.cells_data import measure_geometry, prepare_cell_data
+from pap_kd import kd_arm
 
 log = logging.getLogger("pap_smear")
 
@@ -73,18 +76,20 @@ def _train(model, objective, config) -> float:
     return time.perf_counter() - started
 
 
-ARMS = {
+CELL_ARMS = {
     "supervised": None,
     "mean-teacher": MeanTeacherConfig(),
     "no-psm": MeanTeacherConfig(mining=False),
     "no-mask": MeanTeacherConfig(mask_guided=False),
 }
+ARMS = (*CELL_ARMS, "kd")
 # Settings that must agree for runs to be joined (the others say which runs were made).
 COMPARABLE = ("fields", "test_fields", "size", "steps", "student_steps")
 
 
-def _teacher(seed: int, n_annotated: int, model_config, data, test, args):
-    """Train the teacher, or load the one ``--teacher-dir`` kept for these settings."""
+def _teacher(seed: int, n_annotated: int, model_config, data, test, args, train: bool = True):
+    """Train the teacher, or load the one ``--teacher-dir`` kept for these settings; with
+    ``train`` False, (None, None) when none is kept."""
     teacher = new_cell_model(model_config, seed)
     key = "_".join(f"{k}{getattr(args, k)}" for k in COMPARABLE)
     path = Path(args.teacher_dir or ".") / f"teacher_s{seed}_a{n_annotated}_{key}.pt"
@@ -93,6 +98,8 @@ def _teacher(seed: int, n_annotated: int, model_config, data, test, args):
         teacher.load_state_dict(saved["state"])
         log.info("seed %d, %d annotated: teacher loaded from %s", seed, n_annotated, path)
         return teacher, saved["record"]
+    if not train:
+        return None, None
     teacher_cfg = CellTrainConfig(steps=args.steps, seed=seed)
     seconds = _train(teacher, SupervisedCellObjective(data, model_config, teacher_cfg), teacher_cfg)
     record = {**_scores(teacher, test), "train_s": seconds}
@@ -112,10 +119,13 @@ def run_seed(seed: int, n_annotated: int, args) -> dict:
     model_config = measure_geometry(data, CellModelConfig(in_channels=fields.shape[1]))
     student_cfg = CellTrainConfig(steps=args.student_steps, seed=seed)
     out: dict = {"seed": seed, "annotated": n_annotated, "load_start": os.getloadavg()}
-    teacher, out["teacher"] = _teacher(seed, n_annotated, model_config, data, test, args)
+    cell_arms = [name for name in args.arms if name in CELL_ARMS]
+    teacher, record = _teacher(seed, n_annotated, model_config, data, test, args, bool(cell_arms))
+    if record is not None:
+        out["teacher"] = record
     unlabeled = [torch.from_numpy(fields[i]) for i in range(n_annotated, args.fields)]
-    for name in args.arms:
-        settings = ARMS[name]
+    for name in cell_arms:
+        settings = CELL_ARMS[name]
         torch.manual_seed(seed)
         student = copy.deepcopy(teacher)
         supervised = SupervisedCellObjective(data, model_config, student_cfg)
@@ -130,6 +140,11 @@ def run_seed(seed: int, n_annotated: int, args) -> dict:
         out[name]["load_after"] = os.getloadavg()
         log.info("  cells AJI %.3f, nuclei AJI %.3f", out[name]["cells"]["aji"],
                  out[name]["nuclei"]["aji"])  # fmt: skip
+    if "kd" in args.arms:
+        log.info("seed %d, %d annotated: kd (semantic pipeline)", seed, n_annotated)
+        out["kd"] = {**kd_arm(train, test, n_annotated, seed, args), "load_after": os.getloadavg()}
+        log.info("  cells AJI %.3f, nuclei AJI %.3f", out["kd"]["cells"]["aji"],
+                 out["kd"]["nuclei"]["aji"])  # fmt: skip
     out["load_end"] = os.getloadavg()
     return out
 
@@ -140,7 +155,8 @@ def _same_teacher(a: dict, b: dict) -> bool:
 
 def merge(results: list[dict]) -> dict:
     """Runs of other seeds or arms joined: a seed's arms from several files go into one run,
-    provided their teachers scored exactly alike (the same teacher; training repeats)."""
+    provided their teachers scored exactly alike (the same teacher; training repeats). A run
+    without a cell teacher (``kd`` alone) joins any."""
     settings = {k: v for k, v in results[0]["settings"].items() if k in COMPARABLE}
     for result in results[1:]:
         mismatched = [k for k in COMPARABLE if result["settings"][k] != settings[k]]
@@ -156,8 +172,11 @@ def merge(results: list[dict]) -> dict:
             if key not in joined:
                 joined[key] = dict(run, commit=commit)
                 continue
-            if not _same_teacher(joined[key]["teacher"], run["teacher"]):
+            teachers = [r["teacher"] for r in (joined[key], run) if "teacher" in r]
+            if len(teachers) == 2 and not _same_teacher(*teachers):
                 raise ValueError(f"seed {key[0]}, {key[1]} annotated: the teachers differ")
+            if teachers:  # a kd-only run may have none
+                joined[key]["teacher"] = teachers[0]
             joined[key].update({k: v for k, v in run.items() if k in ARMS})
     runs = sorted(joined.values(), key=lambda r: (r["annotated"], r["seed"]))
     settings["seeds"] = sorted({r["seed"] for r in runs})
@@ -176,9 +195,10 @@ def summary(runs: list[dict]) -> dict:
     """Per budget and arm: every score's mean and spread over seeds, and each arm's per-seed
     difference from ``supervised`` on the seeds that have both."""
     out: dict = {}
+    runs = [_with_kd_teacher(r) for r in runs]
     for n_annotated in sorted({r["annotated"] for r in runs}):
         mine = [r for r in runs if r["annotated"] == n_annotated]
-        arms = [a for a in ("teacher", *ARMS) if any(a in r for r in mine)]
+        arms = [a for a in ("teacher", *ARMS, "kd-teacher") if any(a in r for r in mine)]
         out[str(n_annotated)] = by_arm = {}
         for arm in arms:
             have = [r for r in mine if arm in r]
@@ -194,6 +214,14 @@ def summary(runs: list[dict]) -> dict:
                     diffs = [r[arm][part]["aji"] - r["supervised"][part]["aji"] for r in paired]
                     by_arm[arm][f"{part}_aji_minus_supervised"] = _mean_sd(diffs)
     return out
+
+
+def _with_kd_teacher(run: dict) -> dict:
+    """The kd pipeline's semantic teacher as an arm of its own, timed by its training stage."""
+    if "kd" not in run:
+        return run
+    kd = run["kd"]
+    return {**run, "kd-teacher": {**kd["teacher"], "train_s": kd["stage_s"]["teacher"]}}
 
 
 def _commit() -> str:

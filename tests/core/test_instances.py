@@ -8,6 +8,7 @@ import pytest
 from napari_distill.core.config import InstanceConfig
 from napari_distill.core.evaluation.instances import (
     apply_instance_config,
+    cells_from_semantic,
     check_cleanup_classes,
     clean_semantic,
     describe_cleanup,
@@ -114,3 +115,24 @@ def test_instances_from_semantic_keeps_classes_apart() -> None:
     )
     with pytest.raises(ValueError, match="mode"):
         apply_instance_config(labels, InstanceConfig(mode="cells"))
+
+
+def test_cells_from_semantic_grows_each_nucleus_into_its_cell() -> None:
+    labels = two_touching_discs().astype(np.uint8)  # cytoplasm 1: two touching cells
+    labels[18:23, 18:23] = labels[18:23, 36:41] = 2  # a nucleus in each
+    labels[2:6, 52:58] = 1  # a piece of cytoplasm without a nucleus
+    cells, nuclei = cells_from_semantic(labels, cytoplasm_class=1, nucleus_class=2)
+    assert cells.shape == (1, *labels.shape) and nuclei.shape == labels.shape
+    assert sorted(np.unique(nuclei).tolist()) == [0, 1, 2]
+    plane = cells[0]
+    assert np.array_equal(plane > 0, labels > 0)  # every foreground pixel in one cell
+    left, right = nuclei[20, 20], nuclei[20, 38]
+    assert plane[20, 12] == left and plane[20, 46] == right  # each cell has its nucleus's id
+    assert plane[20, 25] == left and plane[20, 33] == right  # the split runs between them
+    lone = np.unique(plane[2:6, 52:58])
+    assert lone.size == 1 and lone[0] not in (0, left, right)  # its own cell, a new id
+    stacked_cells, stacked_nuclei = cells_from_semantic(np.stack([labels, labels]), 1, 2)
+    assert stacked_cells.shape == (2, 1, *labels.shape)
+    assert np.array_equal(stacked_cells[1], cells) and np.array_equal(stacked_nuclei[0], nuclei)
+    with pytest.raises(ValueError, match="2D or a stack"):
+        cells_from_semantic(labels[0], 1, 2)

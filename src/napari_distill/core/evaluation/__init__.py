@@ -18,6 +18,7 @@ from .comparison import (
 )
 from .instances import (
     apply_instance_config,
+    cells_from_semantic,
     check_cleanup_classes,
     clean_semantic,
     describe_cleanup,
@@ -43,6 +44,7 @@ __all__ = [
     "LeaveOneOutScore",
     "aji",
     "apply_instance_config",
+    "cells_from_semantic",
     "check_cleanup_classes",
     "clean_semantic",
     "combine_probabilities",

@@ -9,6 +9,9 @@
   transform, per 2D slice, with ids unique across the stack.
 - :func:`instances_from_semantic` and :func:`apply_instance_config`: the above as
   :class:`~napari_distill.core.config.InstanceConfig` asks.
+- :func:`cells_from_semantic`: cells and nuclei of a semantic cytoplasm / nucleus labelling as
+  the cell format (docs/cells.md) holds them, one plane without overlaps: what a semantic
+  model can say about cells, to be scored beside the overlap-aware cell model.
 """
 
 from __future__ import annotations
@@ -253,3 +256,52 @@ def apply_instance_config(labels: np.ndarray, config: InstanceConfig) -> np.ndar
         )
     classes = config.instance_classes or tuple(int(c) for c in np.unique(labels) if c != 0)
     return instances_from_semantic(labels, classes, config)
+
+
+def cells_from_semantic(
+    labels: np.ndarray,
+    cytoplasm_class: int,
+    nucleus_class: int,
+    config: InstanceConfig = InstanceConfig(),  # noqa: B008 - frozen, never mutated
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cell planes and nucleus instances from semantic cytoplasm / nucleus labels.
+
+    Nuclei are the instances of ``nucleus_class`` (:func:`split_instances` with
+    ``config.min_distance`` and ``config.min_size``). Cells are the watershed pieces of the
+    cytoplasm-or-nucleus mask seeded by those nuclei, flooded by distance from the nuclei: each
+    cell takes its nucleus's id. A piece of the mask that holds no nucleus is one cell of its
+    own (ids above every nucleus's). One label per pixel cannot hold two cells, so every cell
+    lies in a single plane and overlapping cells are split between them.
+
+    Parameters
+    ----------
+    labels:
+        ``(H, W)`` or ``(N, H, W)`` class ids.
+    cytoplasm_class, nucleus_class:
+        The class ids of cytoplasm and nucleus.
+    config:
+        Seed distance and smallest nucleus (``mode`` and the classes are not read).
+
+    Returns
+    -------
+    tuple of np.ndarray
+        Cell planes ``(1, H, W)`` or ``(N, 1, H, W)`` and nuclei ``(H, W)`` or ``(N, H, W)``,
+        int32, ids unique within a field.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim not in (2, 3):
+        raise ValueError(f"labels must be 2D or a stack of 2D fields, got shape {labels.shape}")
+    fields = labels[np.newaxis] if labels.ndim == 2 else labels
+    nuclei = np.zeros(fields.shape, dtype=np.int32)
+    cells = np.zeros(fields.shape, dtype=np.int32)
+    for index, field_labels in enumerate(fields):
+        seeds = split_instances(field_labels == nucleus_class, config.min_distance, config.min_size)
+        mask = (field_labels == cytoplasm_class) | (seeds > 0)
+        distance = ndimage.distance_transform_edt(seeds == 0)
+        grown = watershed(distance, seeds, mask=mask)
+        unseeded, _ = ndimage.label(mask & (grown == 0))
+        nuclei[index] = seeds
+        cells[index] = np.where(unseeded > 0, unseeded + seeds.max(initial=0), grown)
+    if labels.ndim == 2:
+        return cells, nuclei[0]  # the one field's axis is its one plane's
+    return cells[:, np.newaxis], nuclei
