@@ -57,7 +57,9 @@ def commands(d: Path, target: str) -> dict[str, list[str]]:
     """Each command with ``target`` as one of its outputs (the others in ``d``)."""
     image, labels = ["--image", str(d / "image.tif")], ["--labels", str(d / "labels.tif")]
     teacher = ["--teacher", str(d / "teacher.pt")]
-    fresh = str(Path(tempfile.mkdtemp(dir=d)) / "fresh")  # an output that is fine
+    # An output that is fine: never written, since every command here is refused first (and
+    # building the list touches no disk: COMMANDS below is made at import, in the cwd).
+    fresh = str(d / "fresh")
     predict = ["predict", "--model", str(d / "teacher.pt"), *image]
     score = ["quality-score", *teacher, "--quality", str(d / "quality.pt"), *image]
     return {
