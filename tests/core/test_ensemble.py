@@ -16,7 +16,6 @@ import torch
 
 from napari_distill.core.config import ModelConfig, TrainConfig
 from napari_distill.core.inference import predict_bundle
-from napari_distill.core.inference.comparison import held_out_groups
 from napari_distill.core.models import load_checkpoint, read_checkpoint, save_checkpoint
 from napari_distill.core.models.networks import ModelEnsemble, UNet, build_model, ensemble_members
 from napari_distill.core.preprocess import Normalization, as_stack
@@ -34,7 +33,6 @@ from napari_distill.core.training.splits import (
     early_stopping_allowed,
     member_splits,
     split_painted_slices,
-    stored_splits,
 )
 from synthetic import fixed_disk_square_volume as tiny_volume
 
@@ -126,31 +124,6 @@ def test_members_hold_out_different_slices_and_keep_each_class(painted_volume):
     six = member_splits(labels, np.array(painted), config, 6)
     assert sorted(v[0] for _, v in six[:5]) == [1, 2, 3, 4, 5] and six[5][1] == six[0][1]
     assert not early_stopping_allowed(*splits)  # one validation slice per member
-
-
-def test_the_networks_of_a_views_teacher_hold_out_slices_together(painted_volume):
-    """One network per axis predicts a slice only together with the others: each set of
-    views networks shares its split, so a held-out slice is scored as the teacher predicts,
-    by every view (a views network alone under-rated the teacher against propagation)."""
-    image, truth, _ = painted_volume
-    painted = [0, 2, 4, 6, 7]
-    labels = np.zeros_like(truth)
-    labels[painted] = truth[painted]
-    config = TrainConfig(seed=0)
-    one_set = member_splits(labels, np.array(painted), config, 3, views=3)
-    assert one_set == [member_splits(labels, np.array(painted), config, 1)[0]] * 3
-    two_sets = member_splits(labels, np.array(painted), config, 6, views=3)
-    first, second = two_sets[0][1], two_sets[3][1]
-    assert two_sets == [two_sets[0]] * 3 + [two_sets[3]] * 3 and first != second
-    views = dataclasses.replace(TINY_ENSEMBLE, views=True)
-    assert views.networks_per_view_set == 3 and TINY_ENSEMBLE.networks_per_view_set == 1
-    run = train_teacher(
-        image, labels, model_config=views, train_config=dataclasses.replace(TINY_TRAIN, steps=1),
-        device="cpu",
-    )  # fmt: skip
-    run_to_completion(run.steps())
-    groups, _ = held_out_groups(run.best_bundle(), stored_splits(run.best_bundle()))
-    assert list(groups.values()) == [[0, 1, 2]]  # one held-out set, predicted by every view
 
 
 def test_members_share_the_split_when_none_can_be_held_out(painted_volume):

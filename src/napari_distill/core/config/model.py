@@ -123,12 +123,6 @@ class ModelConfig:
         """The configuration of one member (this configuration with ``members=1``)."""
         return dataclasses.replace(self, members=1, views=False)
 
-    @property
-    def networks_per_view_set(self) -> int:
-        """Members that predict a slice together: one per axis with views (members ``m``
-        with the same ``m // networks_per_view_set``), else 1."""
-        return min(VIEW_AXES, self.members) if self.views else 1
-
     def member_axis(self, member: int) -> int:
         """The axis of the stack that member ``member`` slices along (0 without views)."""
         return member % VIEW_AXES if self.views else 0

@@ -96,20 +96,9 @@ def split_painted_slices(
 
 
 def member_splits(
-    labels_stack: np.ndarray,
-    annotated: Sequence[int],
-    train_config: TrainConfig,
-    members: int,
-    views: int = 1,
+    labels_stack: np.ndarray, annotated: Sequence[int], train_config: TrainConfig, members: int
 ) -> list[Split]:
     """One split per member of a teacher ensemble, the first :func:`split_painted_slices`'s.
-
-    ``views``: members that predict together, one per axis of a views teacher (members
-    ``m`` with the same ``m // views``), share one split. Each held-out slice is then
-    predicted as the teacher predicts every slice, by networks of every axis: a views
-    network alone scored less than half of the three together on the sample's transverse
-    stacks, so a slice held out by one of them under-rated the teacher against propagation
-    (docs/benchmarks.md, "Why the leave-out estimate under-rated the teacher").
 
     Each next member holds out the slices held out least often so far (the same number of
     slices, under the same only-painting rule), so with enough annotated slices the members
@@ -125,10 +114,9 @@ def member_splits(
     )
     if set(first[1]) <= set(first[0]):
         return [first] * members
-    sets = -(-members // max(1, views))
     splits = [first]
     times_held_out = Counter(first[1])
-    for _ in range(sets - 1):
+    for _ in range(members - 1):
         split = split_slices(
             annotated,
             train_config.validation_fraction,
@@ -138,7 +126,7 @@ def member_splits(
         )
         splits.append(split)
         times_held_out.update(split[1])
-    return [splits[m // max(1, views)] for m in range(members)]
+    return splits
 
 
 def _spare_slices(
@@ -239,8 +227,6 @@ def saved_splits(
     ):
         return stored
     logger.warning("the annotated slices changed since the checkpoint was saved: new split")
-    splits = member_splits(
-        labels_stack, annotated, train_config, members, bundle.model_config.networks_per_view_set
-    )
+    splits = member_splits(labels_stack, annotated, train_config, members)
     bundle.extra.update(splits_extra(splits))
     return splits

@@ -281,10 +281,8 @@ def train_teacher(
         model_config, train_config = plan.apply(model_config, train_config)
         plan.log(logger)
     torch_device = select_device(device)
-    config = model_config or ModelConfig()
-    splits = member_splits(
-        labels_stack, annotated, train_config, config.members, config.networks_per_view_set
-    )
+    members = (model_config or ModelConfig()).members
+    splits = member_splits(labels_stack, annotated, train_config, members)
     torch.manual_seed(train_config.seed)  # reproducible initial weights and dropout
     bundle = new_teacher_bundle(
         stack, labels_stack, annotated, splits, model_config, train_config, class_names
