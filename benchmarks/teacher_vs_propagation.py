@@ -39,7 +39,8 @@ nine organs (background left out) on the unpainted slices against the full truth
 Settings run seed by seed (the first seed across the whole grid first), and the JSON
 (``--json``) is written after each, with the summary (:func:`grid_summary`): per setting each
 method's mean and spread over the seeds, the estimates beside the truth, and issue 25's
-targets. ``--resume`` keeps the runs already in ``--json`` and skips their settings;
+targets. ``--resume`` keeps the runs already in ``--json`` and skips their settings (each
+run records the commit it ran with; runs written before that take the file's);
 ``--summarise FILE`` only recomputes the summary of a results file.
 """
 
