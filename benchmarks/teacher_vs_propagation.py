@@ -39,7 +39,8 @@ nine organs (background left out) on the unpainted slices against the full truth
 Settings run seed by seed (the first seed across the whole grid first), and the JSON
 (``--json``) is written after each, with the summary (:func:`grid_summary`): per setting each
 method's mean and spread over the seeds, the estimates beside the truth, and issue 25's
-targets. ``--resume`` keeps the runs already in ``--json`` and skips their settings;
+targets. ``--resume`` keeps the runs already in ``--json`` and skips their settings (each
+run records the commit it ran with; runs written before that take the file's);
 ``--summarise FILE`` only recomputes the summary of a results file.
 """
 
@@ -343,7 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.json) if args.json else None
     runs: list[dict[str, Any]] = []
     if args.resume and out is not None and out.exists():
-        runs = json.loads(out.read_text())["runs"]
+        earlier = json.loads(out.read_text())
+        # Each run keeps the commit it ran with: the file's commit is the latest resume's.
+        runs = [{"commit": earlier.get("commit", "unknown"), **r} for r in earlier["runs"]]
     done = {(r["seed"], r["resolution"], r["spacing"], r["k"], r["method"]) for r in runs}
     payload: dict[str, Any] = {
         "benchmark": "teacher_vs_propagation",
@@ -368,7 +371,8 @@ def main(argv: list[str] | None = None) -> int:
                                                 r["k"], r["method"]) not in
                             {(seed, resolution, every, k, m) for m in outcomes}]  # fmt: skip
                     for name, outcome in outcomes.items():
-                        runs.append(record(case, every, resolution, name, outcome))
+                        row = record(case, every, resolution, name, outcome)
+                        runs.append({"commit": payload["commit"], **row})
                     log.info(
                         "seed %d r %d spacing %d k %d (%.0f s): %s", seed, resolution, every,
                         k, time.perf_counter() - started,
