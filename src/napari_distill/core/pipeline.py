@@ -27,7 +27,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,6 +174,30 @@ def stage_records(
         yield PipelineProgress(stages[index], index, len(stages), record)
 
 
+def teacher_stage(
+    image: Any,
+    labels: np.ndarray,
+    config: PipelineConfig,
+    save_to: Path,
+    *,
+    device: torch.device,
+    class_names: Mapping[int, str] | None,
+    rgb: bool | None,
+    plan: TeacherPlan | None,
+    stages: Sequence[str] = STAGES,
+) -> Generator[PipelineProgress, None, tuple[ModelBundle, list]]:
+    """Stage 0 of a pipeline: the teacher trained (its snapshots kept for the quality
+    classifier), saved to ``save_to``; returns its best bundle and the snapshots."""
+    run = train_teacher(
+        image, labels, model_config=config.model, train_config=config.teacher,
+        device=device, class_names=class_names, rgb=rgb, plan=plan,
+    )  # fmt: skip
+    recorder = SnapshotRecorder(run.model)
+    yield from stage_records(recorder.record(run.steps()), 0, stages)
+    run.save(save_to)
+    return run.best_bundle(), recorder.snapshots
+
+
 def run_pipeline(
     image: np.ndarray,
     labels: np.ndarray,
@@ -229,14 +253,10 @@ def run_pipeline(
     label_scale = None if scale is None else tuple(scale)[-np.ndim(labels) :]
 
     started = time.perf_counter()
-    run = train_teacher(
-        image, labels, model_config=config.model, train_config=config.teacher,
-        device=torch_device, class_names=class_names, rgb=rgb, plan=config.plan,
+    teacher, snapshots = yield from teacher_stage(
+        image, labels, config, paths["teacher"], device=torch_device, class_names=class_names,
+        rgb=rgb, plan=config.plan,
     )  # fmt: skip
-    recorder = SnapshotRecorder(run.model)
-    yield from stage_records(recorder.record(run.steps()), 0)
-    run.save(paths["teacher"])
-    teacher = run.best_bundle()
     seconds["teacher"] = time.perf_counter() - started
 
     started = time.perf_counter()
@@ -272,7 +292,7 @@ def run_pipeline(
         quality = yield from stage_records(
             fit_quality(
                 teacher, image, labels, config=config.quality,
-                teacher_snapshots=recorder.snapshots, device=torch_device,
+                teacher_snapshots=snapshots, device=torch_device,
                 predict_config=config.predict, rgb=rgb,
             ),
             3,

@@ -41,13 +41,13 @@ from ..evaluation import apply_instance_config, check_cleanup_classes
 from ..inference import predict_bundle
 from ..io import check_output_folder, write_labels
 from ..models import ModelBundle
-from ..pipeline import PipelineConfig, PipelineProgress, stage_records
+from ..pipeline import PipelineConfig, PipelineProgress, stage_records, teacher_stage
 from ..preprocess import annotated_slices
-from ..quality import SnapshotRecorder, fit_quality, save_quality, score_slices
+from ..quality import fit_quality, save_quality, score_slices
 from ..quality.project_selection import ProjectSelection
 from ..stages import validated
 from ..strategies import get_strategy
-from ..training import plan_for_data, train_teacher
+from ..training import plan_for_data
 from .files import Project
 from .report import ImageSummary, ProjectSummary, mean_score, write_project_report
 from .stack import ProjectStack, build_project_stack
@@ -221,21 +221,17 @@ def run_project_pipeline(
             )  # fmt: skip
 
         started = time.perf_counter()
-        run = train_teacher(
-            stack.image, stack.labels, model_config=config.model, train_config=config.teacher,
-            device=torch_device, class_names=class_names, rgb=stack.rgb, plan=plan,
+        teacher, snapshots = yield from teacher_stage(
+            stack.image, stack.labels, config, common["teacher"], device=torch_device,
+            class_names=class_names, rgb=stack.rgb, plan=plan, stages=PROJECT_STAGES,
         )  # fmt: skip
-        recorder = SnapshotRecorder(run.model)
-        yield from _stage(recorder.record(run.steps()), 0)
-        run.save(common["teacher"])
-        teacher = run.best_bundle()
         seconds["teacher"] = time.perf_counter() - started
 
         started = time.perf_counter()
         quality = yield from _stage(
             fit_quality(
                 teacher, stack.image, stack.labels, config=config.quality,
-                teacher_snapshots=recorder.snapshots, device=torch_device,
+                teacher_snapshots=snapshots, device=torch_device,
                 predict_config=config.predict, rgb=stack.rgb,
             ),
             1,
