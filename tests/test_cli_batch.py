@@ -216,6 +216,32 @@ def test_folder_on_the_cluster_equals_predicting_in_process(files, expected, clu
     assert not list(chunked.glob(".*part*"))  # the chunks' scratch file is gone
 
 
+def test_without_a_cluster_the_batch_runs_the_same_function_here(files, bundle, expected, tmp_path):
+    """No client: each volume in turn in this process (the per-volume function of a task),
+    with each slice's progress; a failed volume is a row and the rest go on; a rerun skips."""
+    volumes = list_volumes(str(files / "vols"))
+    broken = tmp_path / "broken.tif"
+    broken.write_bytes(b"not a tiff at all")
+    volumes.insert(1, broken)
+    outputs = output_paths(volumes, tmp_path / "out")
+    (tmp_path / "out").mkdir()
+    records = []
+    batch = run_batch(None, bundle, None, volumes, outputs, VolumeOptions())
+    results = run_to_completion(batch, records.append)
+    assert [r.status for r in results] == ["done", "failed", "done", "done"]
+    assert "not a TIFF" in results[1].error and results[0].chunks == 1
+    for volume, out in zip(volumes, outputs, strict=True):
+        if volume != broken:
+            np.testing.assert_array_equal(read_labels(out).data, expected[volume.stem])
+    assert [r.done for r in records if r.result is not None] == [1, 2, 3, 4]
+    within = [r for r in records if r.slice is not None]
+    assert len(within) == 7 + 8 + 9  # a record per slice of each volume
+    fractions = [r.fraction()[0] for r in records]
+    assert fractions == sorted(fractions) and fractions[-1] == records[-1].fraction()[1]
+    again = run_to_completion(run_batch(None, bundle, None, volumes, outputs, VolumeOptions()))
+    assert [r.status for r in again] == ["skipped", "failed", "skipped", "skipped"]
+
+
 def test_bad_volume_is_reported_the_rest_done_and_a_rerun_skips(files, cluster, tmp_path, capsys):
     volumes = tmp_path / "vols"
     shutil.copytree(files / "vols", volumes)

@@ -58,13 +58,69 @@ def test_run_images_writes_labels_per_image_and_scores_with_the_image(run_dir):
     assert settings["steps"] == 2 and settings["tau"] == 0
 
 
-def test_run_project_repeats_a_run(run_dir, tmp_path):
+def test_run_project_repeats_a_run_and_a_local_cluster_predicts_the_same(run_dir, tmp_path):
+    """The run repeated from its project.json, its predictions on a local Dask cluster of one
+    worker (one task per image): the same label files as the first run's, made in process."""
     out = tmp_path / "again"
     assert main(["run", "--project", str(run_dir / "project.json"), "--out-dir", str(out),
-                 "--device", "cpu", "--quiet"]) == 0  # fmt: skip
-    assert (out / "fish2_labels.tif").is_file()
+                 "--device", "cpu", "--quiet", "--workers", "1"]) == 0  # fmt: skip
     student = (out / "report.md").read_text()
     assert "learnt from 20 pseudo-labelled" in student  # tau 0 and the steps, from the file
+    for k in range(3):
+        for suffix in ("_teacher_labels.tif", "_labels.tif"):
+            np.testing.assert_array_equal(
+                tifffile.imread(out / f"fish{k}{suffix}"),
+                tifffile.imread(run_dir / f"fish{k}{suffix}"),
+            )
+    assert (out / "scores.csv").read_text() == (run_dir / "scores.csv").read_text()
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in run_dir.iterdir())
+
+
+@pytest.fixture
+def unanswered(monkeypatch):
+    """Dask gives up on a scheduler after 1 s instead of 30 (its connect timeout setting)."""
+    import dask
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        yield "tcp://127.0.0.1:9"  # the discard port: nothing listens there
+
+
+def test_a_scheduler_that_does_not_answer_stops_the_run_before_it_writes(
+    folders, tmp_path, capsys, unanswered
+):
+    out = tmp_path / "out"
+    code = main([
+        "run", "--images", str(folders / "scans"), "--labels-dir", str(folders / "painted"),
+        "--out-dir", str(out), "--scheduler", unanswered, *FAST,
+    ])  # fmt: skip
+    assert code == 2
+    assert f"--scheduler: no Dask scheduler answers at {unanswered}" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_the_project_file_says_where_to_predict_and_flags_override_it(
+    folders, tmp_path, capsys, unanswered
+):
+    project = tmp_path / "p.toml"
+    scans, painted = (folders / "scans").as_posix(), (folders / "painted").as_posix()
+    text = f'images = "{scans}"\nlabels_dir = "{painted}"\n[settings]\nsteps = 2\n'
+    project.write_text(text + f'scheduler = "{unanswered}"\n')
+    argv = ["run", "--project", str(project), "--out-dir", str(tmp_path / "o"), *FAST]
+    assert main(argv) == 2
+    assert f"no Dask scheduler answers at {unanswered}" in capsys.readouterr().err
+    assert main([*argv, "--scheduler", "tcp://127.0.0.1"]) == 2  # the flag wins
+    assert "'tcp://127.0.0.1' is not an address" in capsys.readouterr().err
+    project.write_text(text + "workers = 0\n")
+    assert main(argv) == 2
+    assert "--workers must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def test_one_image_runs_refuse_cluster_options(folders, tmp_path, capsys):
+    image = folders / "scans" / "fish1.tif"
+    argv = ["run", "--image", str(image), "--labels", str(folders / "painted" / "fish1_labels.tif")]
+    assert main([*argv, "--out-dir", str(tmp_path / "o"), "--workers", "2", *FAST]) == 2
+    assert "--scheduler and --workers go with --images or --project" in capsys.readouterr().err
 
 
 def test_a_labels_file_of_another_shape_is_refused_by_name(folders, tmp_path, capsys):

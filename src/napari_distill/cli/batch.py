@@ -22,21 +22,34 @@ log = logging.getLogger("napari_distill")
 SUMMARY_NAME = "summary.csv"
 
 
-def add_batch_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of a batch (``--out-dir`` and what goes with it)."""
+#: Where a batch runs when neither --scheduler nor --workers is given.
+LOCAL_CLUSTER = "a local cluster of one single-threaded worker process per core"
+IN_PROCESS = "predicted in this process, one image after another"
+
+
+def add_cluster_arguments(p: argparse.ArgumentParser, *, when: str, default: str) -> None:
+    """``--scheduler`` and ``--workers``: where a batch's tasks run (read with
+    :func:`cluster_client`). ``when``: the options they go with (``"--out-dir"``);
+    ``default``: where the tasks run without either (:data:`LOCAL_CLUSTER` or
+    :data:`IN_PROCESS`). Each worker computes with ``--threads`` torch threads (auto: 1)."""
     p.add_argument(
         "--scheduler",
         metavar="ADDRESS",
-        help="with --out-dir: the address of a running Dask scheduler, e.g. tcp://node:8786 "
-        "(default: a local cluster of one single-threaded worker process per core)",
+        help=f"with {when}: the address of a running Dask scheduler, e.g. tcp://node:8786 "
+        f"(default: {default})",
     )
     p.add_argument(
         "--workers",
         type=int,
         metavar="N",
-        help="with --out-dir and no --scheduler: worker processes of the local cluster "
-        "(default: one per core)",
+        help=f"with {when} and no --scheduler: worker processes of a local Dask cluster "
+        f"(default: {'one per core' if default == LOCAL_CLUSTER else 'none, ' + default})",
     )
+
+
+def add_batch_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of a batch (``--out-dir`` and what goes with it)."""
+    add_cluster_arguments(p, when="--out-dir", default=LOCAL_CLUSTER)
     p.add_argument(
         "--chunk-slices",
         type=int,
@@ -47,6 +60,15 @@ def add_batch_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
+def check_cluster_arguments(args: argparse.Namespace) -> None:
+    """Refuse a ``--workers`` count below one (or not a whole number, from a project file)."""
+    workers = args.workers
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)):
+        raise UserError(f"--workers must be a whole number, got {workers!r}")
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers must be >= 1, got {workers}")
+
+
 def _check(args: argparse.Namespace) -> None:
     for option in ("probabilities", "instances", "work_dir"):
         if getattr(args, option):
@@ -54,13 +76,25 @@ def _check(args: argparse.Namespace) -> None:
             raise UserError(f"{flag} writes one file: use it with --out, not --out-dir")
     if args.chunk_slices is not None and args.chunk_slices < 0:
         raise UserError(f"--chunk-slices must be >= 0, got {args.chunk_slices}")
-    if args.workers is not None and args.workers < 1:
-        raise UserError(f"--workers must be >= 1, got {args.workers}")
+    check_cluster_arguments(args)
+
+
+def worker_threads(args: argparse.Namespace) -> int:
+    """Torch's CPU threads on each worker: ``--threads`` (auto: one per worker process)."""
+    return threads_setting(args) or 1
 
 
 @contextlib.contextmanager
-def _client(args: argparse.Namespace) -> Iterator[Any]:
-    """A client of the cluster at ``--scheduler``, or of a local cluster closed afterwards."""
+def cluster_client(args: argparse.Namespace, *, local_by_default: bool = True) -> Iterator[Any]:
+    """A client of the cluster at ``--scheduler``, or of a local cluster (``--workers``)
+    closed afterwards; None when neither is given and not ``local_by_default`` (in process).
+
+    The scheduler is reached before any work starts: one that does not answer (within Dask's
+    ``distributed.comm.timeouts.connect``, 30 s by default) is a :class:`UserError`.
+    """
+    if not (args.scheduler or args.workers or local_by_default):
+        yield None
+        return
     from distributed import Client
 
     from napari_distill.core.batch import dashboard_link, local_cluster
@@ -69,9 +103,11 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
     logging.getLogger("distributed").setLevel(logging.WARNING)
     if args.scheduler:
         try:
-            client = Client(args.scheduler, timeout="30s")
+            client = Client(args.scheduler)
         except OSError as exc:
             raise UserError(f"--scheduler: no Dask scheduler answers at {args.scheduler}") from exc
+        except (TypeError, ValueError) as exc:  # not an address: no port, unknown protocol
+            raise UserError(f"--scheduler: {args.scheduler!r} is not an address ({exc})") from exc
         with client:
             yield client
         return
@@ -125,9 +161,9 @@ def predict_batch(args: argparse.Namespace, bundle: Any, cleanup: Any) -> None:
         device=args.device,
         overwrite=args.overwrite,
     )
-    threads = threads_setting(args) or 1  # auto: one torch thread per worker process
+    threads = worker_threads(args)
     log.info("%d volume%s -> %s", len(volumes), "" if len(volumes) == 1 else "s", out_dir)
-    with _client(args) as client:
+    with cluster_client(args) as client:
         results = drive(
             run_batch(
                 client,

@@ -25,7 +25,7 @@ from napari_distill.cli._base import (
     teacher_plan,
 )
 from napari_distill.cli.cells import add_cell_arguments, run_cells, wants_cells
-from napari_distill.cli.project import add_project_arguments, run_project
+from napari_distill.cli.project import add_project_arguments, check_one_image_place, run_project
 from napari_distill.cli.weak import add_weak_arguments, check_weak_arguments, run_weak
 from napari_distill.core.config import KDConfig, QualityConfig, TrainConfig
 
@@ -268,6 +268,7 @@ def run_all(args: argparse.Namespace) -> None:
 
     if args.images or args.project:  # many images: cli/project.py
         return run_project(args)
+    check_one_image_place(args)
     if wants_cells(args):  # Pap smear cells: core.pipeline_cells
         return run_cells(args)
     check_weak_arguments(args)

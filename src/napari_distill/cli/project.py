@@ -1,11 +1,11 @@
 """``napari-distill run --images 'DIR/*.tif' [--labels-dir LDIR]`` or ``run --project FILE``:
 method 1 over many images (:func:`~napari_distill.core.project.pipeline.run_project_pipeline`).
 
-The images' predictions run in this process, one image after another, with the pipeline's
-tqdm bars (the Dask batch of ``predict --out-dir`` is for a trained model over many volumes;
-here the teacher's and the student's labels are two stages of one run, and the teacher's
-probabilities are scored as they are written). The settings of a project file fill the
-options not given on the command line; the run writes ``project.json`` to repeat it.
+The images' predictions (the teacher's, then the student's) go through the batch code of
+``predict --out-dir``: in this process by default, one image after another, or one task per
+image on a Dask cluster with ``--workers N`` (a local one) or ``--scheduler ADDRESS`` (the
+options, their help and their errors are :mod:`.batch`'s). The settings of a project file fill
+the options not given on the command line; the run writes ``project.json`` to repeat it.
 """
 
 from __future__ import annotations
@@ -16,6 +16,13 @@ import logging
 from typing import Any
 
 from ._base import UserError, given_settings
+from .batch import (
+    IN_PROCESS,
+    add_cluster_arguments,
+    check_cluster_arguments,
+    cluster_client,
+    worker_threads,
+)
 
 log = logging.getLogger("napari_distill")
 
@@ -24,6 +31,9 @@ PROJECT_SETTINGS = (
     "steps", "tau", "seed", "teachers", "downsample", "smaller_student", "mirror", "plan",
     "largest_component", "min_size",
 )  # fmt: skip
+# Where the predictions run: a project file may say so too, but a run's project.json does not
+# record it (the same run repeated elsewhere, or after the cluster is gone, runs as asked then).
+PLACE_SETTINGS = ("scheduler", "workers")
 
 
 def add_project_arguments(source: Any, p: argparse.ArgumentParser) -> None:
@@ -41,6 +51,16 @@ def add_project_arguments(source: Any, p: argparse.ArgumentParser) -> None:
         help="with --images: labels files named as their image (<name>.tif or "
         "<name>_labels.tif); images without one are unlabelled",
     )
+    add_cluster_arguments(p, when="--images or --project", default=IN_PROCESS)
+
+
+def check_one_image_place(args: argparse.Namespace) -> None:
+    """Refuse ``--scheduler`` / ``--workers`` for a run of one image (predicted here)."""
+    if args.scheduler or args.workers is not None:
+        raise UserError(
+            "--scheduler and --workers go with --images or --project: a run of one image "
+            "predicts it in this process"
+        )
 
 
 def _apply_settings(args: argparse.Namespace, settings: dict[str, Any]) -> None:
@@ -48,11 +68,10 @@ def _apply_settings(args: argparse.Namespace, settings: dict[str, Any]) -> None:
     from . import build_parser
 
     defaults = build_parser().parse_args(["run", "--images", "x", "--out-dir", "x"])
-    unknown = sorted(set(settings) - set(PROJECT_SETTINGS))
+    known = PROJECT_SETTINGS + PLACE_SETTINGS
+    unknown = sorted(set(settings) - set(known))
     if unknown:
-        raise UserError(
-            f"the project file's settings {unknown} are not known; use {list(PROJECT_SETTINGS)}"
-        )
+        raise UserError(f"the project file's settings {unknown} are not known; use {list(known)}")
     for key, value in settings.items():
         if getattr(args, key, None) == getattr(defaults, key, None):
             setattr(args, key, value)
@@ -87,14 +106,18 @@ def run_project(args: argparse.Namespace) -> None:
         len(project.labelled),
         ", ".join(i.name for i in project.labelled),
     )
+    check_cluster_arguments(args)
     config = pipeline_config(args)
     given = given_settings(args, steps=args.steps)
-    records = run_project_pipeline(
-        project, args.out_dir, config=dataclasses.replace(config, plan=None),
-        device=args.device, overwrite=args.overwrite,
-        plan_given=given if args.plan else None,
-    )  # fmt: skip
-    result = drive_pipeline(records, quiet=args.quiet)
+    # the cluster first: a scheduler that does not answer stops the run before it writes
+    with cluster_client(args, local_by_default=False) as client:
+        records = run_project_pipeline(
+            project, args.out_dir, config=dataclasses.replace(config, plan=None),
+            device=args.device, overwrite=args.overwrite,
+            plan_given=given if args.plan else None, client=client,
+            worker_threads=worker_threads(args),
+        )  # fmt: skip
+        result = drive_pipeline(records, quiet=args.quiet)
     s = result.summary
     log.info(
         "teacher Dice %s, student Dice %s, %d pseudo-labelled slices from %d images: see %s",

@@ -1,5 +1,6 @@
 """What the widgets run in their workers for many images: one teacher or student trained on the
-core's project stack, and a model's prediction of each image in turn.
+core's project stack, and a model's prediction of each image in turn (the core's batch in this
+process: one prediction path with the command line's ``run --images``).
 
 Generators of plain data (no layer is touched): the training ones yield the
 :class:`~napari_distill.core.training.TrainingRun` first, then its steps, as the single-image
@@ -17,6 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from napari_distill._widgets.common.handoff import METADATA_KEY, SourceLayer
+from napari_distill.core.batch import BatchProgress, VolumeOptions, failed_volumes, run_batch
+from napari_distill.core.config import PredictConfig
+from napari_distill.core.inference import Prediction
+from napari_distill.core.io import ImageData
 from napari_distill.core.models import ModelBundle
 from napari_distill.core.project import Project, ProjectImage, stack_of_project
 from napari_distill.core.strategies import get_strategy
@@ -89,20 +95,39 @@ def project_student_training(
 
 
 def predict_each(
-    predict: Callable[..., Generator[Any, None, list]],
+    layers_of: Callable[[Prediction, SourceLayer], list],
     bundle: ModelBundle,
-    items: Sequence[tuple[Any, Any]],
-    *args: Any,
+    items: Sequence[tuple[Any, SourceLayer]],
+    device: str,
+    mirror: bool,
+    *,
     extra: Mapping[str, Mapping[str, Any]] | None = None,
-) -> Generator[Any, None, list]:
-    """``predict(bundle, data, source, *args)`` for each ``(data, source)`` in turn; all the
-    layer data, in order. ``extra[image name]`` is added to the first layer's hand-off dict
-    (e.g. the labels layer the image was paired with)."""
-    from napari_distill._widgets.common.handoff import METADATA_KEY
+) -> Generator[BatchProgress, None, list]:
+    """Each ``(data, source)`` predicted by the core's batch in this process
+    (:func:`~napari_distill.core.batch.run_batch` without a cluster: the per-image function of
+    ``predict --out-dir`` and ``run --images``), probabilities kept for the hand-off; then
+    ``layers_of(prediction, source)`` for each, all the layer data in order.
+    ``extra[image name]`` is added to the first layer's hand-off dict (e.g. the labels layer
+    the image was paired with).
 
+    Raises
+    ------
+    ValueError
+        An image's prediction failed (each failed image named with its error).
+    """
+    volumes = [
+        ImageData(data, source.scale, source.rgb, Path(source.name)) for data, source in items
+    ]
+    options = VolumeOptions(
+        config=PredictConfig(mirror=mirror), device=device, keep_probabilities=True
+    )
+    results = yield from run_batch(None, bundle, None, volumes, [None] * len(items), options)
+    failed = failed_volumes(results)
+    if failed:
+        raise ValueError(failed)
     layers: list = []
-    for data, source in items:
-        made = yield from predict(bundle, data, source, *args)
+    for result, (_, source) in zip(results, items, strict=True):
+        made = layers_of(result.prediction, source)
         added = (extra or {}).get(source.name)
         if added:
             made[0][1]["metadata"][METADATA_KEY].update(added)

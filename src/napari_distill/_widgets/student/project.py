@@ -13,6 +13,7 @@ labels (``mixed``, ``mutual``) are refused here with a message.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +31,7 @@ from napari_distill._widgets.common.project_layers import (
     teacher_project,
 )
 from napari_distill._widgets.common.project_tasks import predict_each, project_student_training
-from napari_distill._widgets.student.tasks import student_prediction
+from napari_distill._widgets.student.tasks import student_layers
 from napari_distill.core.quality import Selection
 from napari_distill.core.strategies import get_strategy, prediction_bundle
 
@@ -140,12 +141,17 @@ class StudentProjectBox(QGroupBox):
         classes = (
             widget.instance_class_box.currentData() if widget.instances_box.isChecked() else None
         )
+        bundle = prediction_bundle(widget.bundle)
+        layers_of = partial(
+            student_layers, bundle=bundle, instance_classes=classes,
+            cleanup=widget.cleanup.config(),
+        )  # fmt: skip
         widget.runner.start(
-            predict_each, student_prediction, prediction_bundle(widget.bundle),
+            predict_each, layers_of, bundle,
             [(image_data(item.image), SourceLayer.from_layer(item.image)) for item in items],
-            widget.device_picker.device(), classes, widget.mirror_box.isChecked(),
-            widget.cleanup.config(), on_return=widget._on_predicted,
-            on_finish=widget._on_prediction_finished, progress=lambda p: (p.done, p.total),
+            widget.device_picker.device(), widget.mirror_box.isChecked(),
+            on_return=widget._on_predicted, on_finish=widget._on_prediction_finished,
+            progress=lambda p: p.fraction(),
             description=f"Student prediction of {len(items)} images",
             error_message="Student prediction failed",
         )  # fmt: skip

@@ -27,6 +27,7 @@ from napari_distill.core.strategies import get_strategy
 
 if TYPE_CHECKING:
     from napari_distill._widgets.common.train_settings import TrainSettings
+    from napari_distill.core.inference import Prediction
     from napari_distill.core.models import ModelBundle
     from napari_distill.core.training import TrainingRun, TrainStep
 
@@ -57,15 +58,26 @@ def student_prediction(
     mirror: bool = False,
     cleanup: InstanceConfig | None = None,
 ) -> Generator[Any, None, list]:
-    """Predict ``image`` with the student; return the labels layer data.
+    """Predict ``image`` with the student; return the labels layer data
+    (:func:`student_layers`)."""
+    prediction = yield from predict_layer_image(bundle, image, source, device, mirror)
+    return student_layers(prediction, source, bundle, instance_classes, cleanup)
+
+
+def student_layers(
+    prediction: Prediction,
+    source: SourceLayer,
+    bundle: ModelBundle,
+    instance_classes: Sequence[int] | None = None,
+    cleanup: InstanceConfig | None = None,
+) -> list:
+    """The labels layer data of the student's ``prediction`` of ``source``.
 
     ``cleanup`` (a ``"semantic"`` :class:`InstanceConfig`: one piece per organ named, small
     pieces dropped) is applied to the labels first. With ``instance_classes`` (empty: every
     foreground class) the labels are then split into instances (cells) by
-    :func:`~napari_distill.core.evaluation.apply_instance_config`; with ``mirror`` the slices'
-    mirror images are averaged in (:attr:`PredictConfig.mirror`).
+    :func:`~napari_distill.core.evaluation.apply_instance_config`.
     """
-    prediction = yield from predict_layer_image(bundle, image, source, device, mirror)
     layers = layer_data_for(prediction, source, bundle=bundle, role=STUDENT_ROLE, label="student")
     data, kwargs, kind = layers[0]
     if cleanup is not None and describe_cleanup(cleanup):

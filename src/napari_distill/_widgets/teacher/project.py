@@ -6,11 +6,13 @@ in the widget's own session (live curves, Stop, Resume, Save as for one image); 
 the images lives in a :class:`~napari_distill._widgets.common.project_layers.ProjectWork`
 folder until the next run or the widget's end. Predict adds ``"<image> teacher"`` for each
 ticked image (never replacing a layer), each carrying the labels layer its image was paired
-with, so the Quality review and the Student find the pairs.
+with, so the Quality review and the Student find the pairs; the images are predicted by the
+core's batch in this process (the path of ``run --images``, never a Dask cluster from here).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,10 +20,11 @@ from napari.utils.notifications import show_error
 
 from napari_distill._widgets.common.device import use_cpu_threads
 from napari_distill._widgets.common.handoff import (
+    TEACHER_ROLE,
     SourceLayer,
     class_names_of,
     image_data,
-    teacher_prediction,
+    layer_data_for,
 )
 from napari_distill._widgets.common.project_layers import (
     LABELS_LAYER_KEY,
@@ -93,11 +96,14 @@ class TeacherProject:
             image.name: {LABELS_LAYER_KEY: None if labels is None else labels.name}
             for image, labels in pairs
         }
+        layers_of = partial(
+            layer_data_for, bundle=widget.bundle, role=TEACHER_ROLE, label="teacher",
+            with_probabilities=widget.probabilities_box.isChecked(),
+        )  # fmt: skip
         widget.runner.start(
-            predict_each, teacher_prediction, widget.bundle, items,
-            widget.device_picker.device(), widget.probabilities_box.isChecked(),
+            predict_each, layers_of, widget.bundle, items, widget.device_picker.device(),
             widget.mirror_box.isChecked(), extra=extra, on_return=widget._on_predicted,
-            on_finish=widget._on_prediction_finished, progress=lambda p: (p.done, p.total),
+            on_finish=widget._on_prediction_finished, progress=lambda p: p.fraction(),
             description=f"Teacher prediction of {len(items)} images",
             error_message="Teacher prediction failed",
         )  # fmt: skip

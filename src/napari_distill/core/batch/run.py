@@ -1,5 +1,6 @@
 """A batch of volumes on a Dask distributed cluster: one task per volume, or per chunk of
-slices for a volume larger than a worker's memory; a summary row per volume.
+slices for a volume larger than a worker's memory; a summary row per volume. Without a
+cluster, the same per-volume function runs in this process, one volume after another.
 
 Dask does the distribution (scheduling, moving results, retrying the tasks of a worker that
 died); this module only submits the tasks and gathers the results as they complete. A failed
@@ -21,14 +22,19 @@ from typing import Any
 
 import numpy as np
 
+from ..inference import PredictProgress
 from ..models import ModelBundle
 from .task import (
     ModelPlugin,
+    Volume,
     VolumeOptions,
     VolumeResult,
     background_task,
     chunk_task,
     finish_task,
+    predict_volume_steps,
+    volume_label,
+    volume_name,
     volume_task,
 )
 from .volumes import chunk_slices_for_memory, plan_chunks, read_header
@@ -43,11 +49,24 @@ SUMMARY_FIELDS = (
 
 @dataclass(frozen=True)
 class BatchProgress:
-    """A volume finished (done, skipped or failed): ``done`` of ``total``."""
+    """A volume finished (done, skipped or failed): ``done`` of ``total``, its ``result``.
+
+    In process, also a slice of the volume being predicted (``result`` None, ``slice`` that
+    volume's :class:`~napari_distill.core.inference.PredictProgress`).
+    """
 
     done: int
     total: int
-    result: VolumeResult
+    result: VolumeResult | None
+    slice: PredictProgress | None = None
+
+    def fraction(self, scale: int = 1000) -> tuple[int, int]:
+        """``(done, total)`` in ``scale``-ths of a volume, the slices of the volume being
+        predicted counted in (a progress bar that moves within a volume)."""
+        within = 0.0
+        if self.slice is not None and self.slice.total:
+            within = self.slice.done / self.slice.total
+        return round(scale * (self.done + within)), scale * self.total
 
 
 def local_cluster(workers: int | None = None, **kwargs: Any) -> Any:
@@ -74,11 +93,11 @@ def smallest_memory_limit(client: Any) -> int | None:
 
 
 def run_batch(
-    client: Any,
+    client: Any | None,
     bundle: ModelBundle,
-    checkpoint: bytes,
-    volumes: Sequence[Path],
-    outputs: Sequence[Path],
+    checkpoint: bytes | None,
+    volumes: Sequence[Volume],
+    outputs: Sequence[Path | None],
     options: VolumeOptions = VolumeOptions(),  # noqa: B008 - frozen, never mutated
     *,
     chunk_slices: int | None = None,
@@ -90,12 +109,16 @@ def run_batch(
     Parameters
     ----------
     client:
-        A ``distributed.Client``.
+        A ``distributed.Client``; None predicts in this process with ``bundle``, one volume
+        after another, whole, with the function a task runs
+        (:func:`~.task.predict_volume_steps`), yielding each slice's progress too.
     bundle, checkpoint:
         The model (read here for its classes and context) and its file's bytes (sent to each
-        worker once).
+        worker once; unused in process).
     volumes, outputs:
-        The inputs and the labels file each one writes. A volume whose output exists is
+        The inputs (paths, or :class:`~.task.VolumeSource` s; in process also
+        :class:`~napari_distill.core.io.ImageData`) and the labels file each one writes
+        (None in process: the result holds the prediction). A volume whose output exists is
         skipped unless ``options.overwrite``.
     chunk_slices:
         Slices per chunk; None cuts only volumes too large for a worker's memory
@@ -112,8 +135,12 @@ def run_batch(
     list of VolumeResult
         One per volume, in the order of ``volumes``.
     """
+    if client is None:
+        return (yield from _run_in_process(bundle, volumes, outputs, options))
     from distributed import as_completed
 
+    if checkpoint is None:
+        raise ValueError("a batch on a cluster needs the checkpoint's bytes")
     plugin = ModelPlugin(checkpoint, threads, prepare)
     client.register_plugin(plugin)
     halo = bundle.model_config.context_slices
@@ -129,15 +156,18 @@ def run_batch(
     # write, retried by Dask), so the tasks may replace it.
     task_options = dataclasses.replace(options, overwrite=True)
     for index, (volume, out) in enumerate(zip(volumes, outputs, strict=True)):
-        if out.exists() and not options.overwrite:
-            results[index] = VolumeResult(str(volume), str(out), "skipped")
+        if _skipped(out, options):
+            results[index] = VolumeResult(volume_label(volume), str(out), "skipped")
             ready.append(index)
             continue
-        key = f"napari-distill-{index}-{volume.name}-{token}"
+        key = f"napari-distill-{index}-{volume_name(volume)}-{token}"
         try:
-            header = read_header(volume) if can_cut else None
+            # a file's header says whether it needs cutting; other sources are predicted whole
+            header = read_header(Path(volume)) if can_cut and _is_path(volume) else None
         except (OSError, ValueError) as exc:  # tifffile's errors for an unreadable header
-            results[index] = VolumeResult(str(volume), str(out), "failed", error=_message(exc))
+            results[index] = VolumeResult(
+                volume_label(volume), str(out), "failed", error=_message(exc)
+            )
             ready.append(index)
             continue
         per_chunk = None
@@ -145,8 +175,9 @@ def run_batch(
             per_chunk = chunk_slices or chunk_slices_for_memory(header, memory_limit, halo)
         spans = plan_chunks(header.shape[0], per_chunk) if header is not None else [(0, 0)]
         if len(spans) == 1:
+            where = str(volume) if _is_path(volume) else volume
             future = client.submit(
-                volume_task, plugin.name, str(volume), str(out), task_options, key=key, pure=False
+                volume_task, plugin.name, where, _text(out), task_options, key=key, pure=False
             )
         else:
             future = _submit_chunked(
@@ -165,12 +196,60 @@ def run_batch(
         except Exception as exc:  # noqa: BLE001 - one volume's failure, whatever it is, is
             # a row of the summary and the batch goes on
             result = VolumeResult(
-                str(volumes[index]), str(outputs[index]), "failed", error=_message(exc)
-            )
+                volume_label(volumes[index]), _text(outputs[index]), "failed",
+                error=_message(exc),
+            )  # fmt: skip
         results[index] = result
         done += 1
         yield BatchProgress(done, len(volumes), result)
     return [r for r in results if r is not None]
+
+
+def _run_in_process(
+    bundle: ModelBundle,
+    volumes: Sequence[Volume],
+    outputs: Sequence[Path | None],
+    options: VolumeOptions,
+) -> Generator[BatchProgress, None, list[VolumeResult]]:
+    """The batch in this process: each volume in turn, as a task would predict it."""
+    results = []
+    for index, (volume, out) in enumerate(zip(volumes, outputs, strict=True)):
+        if _skipped(out, options):
+            result = VolumeResult(volume_label(volume), str(out), "skipped")
+        else:
+            steps = predict_volume_steps(bundle, volume, out, options)
+            try:
+                while True:
+                    record = next(steps)
+                    yield BatchProgress(index, len(volumes), None, record)
+            except StopIteration as stop:
+                result = stop.value
+            except Exception as exc:  # noqa: BLE001 - as on a cluster: one volume's failure
+                # is its row, and the batch goes on
+                logger.debug("%s failed", volume_label(volume), exc_info=True)
+                result = VolumeResult(
+                    volume_label(volume), _text(out), "failed", error=_message(exc)
+                )
+        results.append(result)
+        yield BatchProgress(index + 1, len(volumes), result)
+    return results
+
+
+def _is_path(volume: Volume) -> bool:
+    return isinstance(volume, str | os.PathLike)
+
+
+def _skipped(out: Path | None, options: VolumeOptions) -> bool:
+    return out is not None and out.exists() and not options.overwrite
+
+
+def _text(out: Path | None) -> str:
+    return "" if out is None else str(out)
+
+
+def failed_volumes(results: Sequence[VolumeResult]) -> str:
+    """The failed volumes with their errors, one per line ("" when none failed)."""
+    return "\n".join(f"{r.volume}: {r.error}" for r in results if r.status == "failed")
 
 
 def _submit_chunked(

@@ -14,21 +14,22 @@ those of the whole volume's prediction.
 from __future__ import annotations
 
 import hashlib
+import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from ..allocator import retained_freed_memory
 from ..config import InstanceConfig, PredictConfig
 from ..evaluation import apply_instance_config
-from ..inference import predict_bundle
+from ..inference import Prediction, PredictProgress, predict_bundle
 from ..inference.tissue import BackgroundModel, estimate_background
-from ..io import read_image, write_labels
+from ..io import ImageData, read_image, write_labels
 from ..models import ModelBundle, load_checkpoint
 from ..preprocess import as_stack
 from ..progress import run_to_completion
@@ -41,12 +42,53 @@ except ImportError:  # pragma: no cover - distributed is a dependency
 
 @dataclass(frozen=True)
 class VolumeOptions:
-    """How each volume is predicted and written (the same for every volume of a batch)."""
+    """How each volume is predicted and written (the same for every volume of a batch).
+
+    ``probabilities_dir``: keep each volume's probabilities and labels there as memory maps
+    (in ``<probabilities_dir>/<output's stem>/``, as ``predict_stack``'s ``out_dir`` writes
+    them) for the caller to read, e.g. a project's teacher, whose probabilities are scored.
+    ``keep_probabilities``: keep them in memory instead, in the result's ``prediction`` (in
+    process only: a volume predicted without an output file).
+    """
 
     config: PredictConfig = PredictConfig()
     cleanup: InstanceConfig | None = None
     device: str = "cpu"
     overwrite: bool = False
+    probabilities_dir: str | None = None
+    keep_probabilities: bool = False
+
+
+class VolumeSource(Protocol):
+    """A volume that is not a file of its own (a project stack's slices, say): read on the
+    worker that predicts it, so it must pickle small (paths and indices, never pixels)."""
+
+    name: str
+
+    def read(self) -> ImageData: ...
+
+
+#: What a batch predicts: a file (or OME-Zarr) path, a :class:`VolumeSource`, or, in process
+#: only, an :class:`ImageData` already in memory (a napari layer's data).
+Volume = str | os.PathLike[str] | VolumeSource | ImageData
+
+
+def open_volume(volume: Volume) -> ImageData:
+    """The image of ``volume`` (a path read lazily, a source read, data as it is)."""
+    if isinstance(volume, ImageData):
+        return volume
+    if isinstance(volume, str | os.PathLike):
+        return read_image(volume)
+    return volume.read()
+
+
+def volume_name(volume: Volume) -> str:
+    """The file name of a path, else the source's ``name`` (the ``volume`` of a summary row)."""
+    if isinstance(volume, ImageData):
+        return volume.path.name
+    if isinstance(volume, str | os.PathLike):
+        return Path(volume).name
+    return volume.name
 
 
 @dataclass(frozen=True)
@@ -61,6 +103,9 @@ class VolumeResult:
     chunks: int = 0
     voxels: dict[int, int] = field(default_factory=dict)  # voxels per class id
     error: str = ""
+    probabilities: str = ""  # the folder of its probabilities (VolumeOptions.probabilities_dir)
+    # the prediction itself when no output file was asked for (in process only)
+    prediction: Prediction | None = field(default=None, repr=False, compare=False)
 
     @property
     def classes_found(self) -> tuple[int, ...]:
@@ -74,43 +119,69 @@ def voxels_per_class(labels: np.ndarray, class_ids: tuple[int, ...]) -> dict[int
     return {int(c): int(counts[c]) for c in class_ids}
 
 
-def _predict(bundle: ModelBundle, image: Any, options: VolumeOptions, **kwargs: Any) -> Any:
+def _predict(
+    bundle: ModelBundle, image: Any, options: VolumeOptions, **kwargs: Any
+) -> Generator[PredictProgress, None, Prediction]:
     # Freed activations kept for reuse, as the command line predicts: a Dask worker's
     # MALLOC_TRIM_THRESHOLD_ (64 KiB) would otherwise page every layer's memory in again.
+    kwargs.setdefault("keep_probabilities", False)
     with retained_freed_memory():
-        return run_to_completion(
-            predict_bundle(
-                bundle,
-                image,
-                config=options.config,
-                device=options.device,
-                keep_probabilities=False,
-                **kwargs,
+        return (
+            yield from predict_bundle(
+                bundle, image, config=options.config, device=options.device, **kwargs
             )
         )
 
 
-def predict_volume(
-    bundle: ModelBundle, volume: str | Path, out: str | Path, options: VolumeOptions
-) -> VolumeResult:
-    """Predict a whole volume and write its labels (TIFF, with the volume's voxel size)."""
+def predict_volume_steps(
+    bundle: ModelBundle, volume: Volume, out: str | Path | None, options: VolumeOptions
+) -> Generator[PredictProgress, None, VolumeResult]:
+    """Predict a whole volume and write its labels to ``out`` (TIFF or OME-Zarr, with the
+    volume's voxel size, cleaned up as ``options.cleanup`` says); yield each slice's progress.
+
+    ``out`` None (in process): nothing is written, the result's ``prediction`` holds the
+    labels (not cleaned up) and, with ``options.keep_probabilities``, the probabilities.
+    """
     start = time.perf_counter()
-    data = read_image(volume)
-    prediction = _predict(bundle, data.data, options, rgb=data.rgb)
+    data = open_volume(volume)
+    folder = None
+    if options.probabilities_dir is not None:
+        folder = Path(options.probabilities_dir) / Path(out or volume_name(volume)).stem
+    prediction = yield from _predict(
+        bundle, data.data, options, rgb=data.rgb, out_dir=folder,
+        keep_probabilities=folder is not None or options.keep_probabilities,
+    )  # fmt: skip
     squeeze = data.data.ndim - (1 if data.rgb else 0) == 2  # a 2D image gives 2D labels
     labels = prediction.labels[0] if squeeze else prediction.labels
-    if options.cleanup is not None:
-        labels = apply_instance_config(labels, options.cleanup)
-    write_labels(out, labels, data.scale, unit=data.unit, overwrite=options.overwrite)
+    if out is not None:
+        if options.cleanup is not None:
+            labels = apply_instance_config(labels, options.cleanup)
+        write_labels(out, labels, data.scale, unit=data.unit, overwrite=options.overwrite)
     return VolumeResult(
-        str(volume),
-        str(out),
+        volume_label(volume),
+        "" if out is None else str(out),
         "done",
         shape=tuple(int(s) for s in labels.shape),
         seconds=time.perf_counter() - start,
         chunks=1,
         voxels=voxels_per_class(labels, bundle.class_ids),
+        probabilities="" if folder is None else str(folder),
+        prediction=prediction if out is None else None,
     )
+
+
+def predict_volume(
+    bundle: ModelBundle, volume: Volume, out: str | Path | None, options: VolumeOptions
+) -> VolumeResult:
+    """:func:`predict_volume_steps` to its end (a Dask task yields no progress)."""
+    return run_to_completion(predict_volume_steps(bundle, volume, out, options))
+
+
+def volume_label(volume: Volume) -> str:
+    """How a summary row names ``volume``: its path as given, or its name."""
+    if isinstance(volume, str | os.PathLike):
+        return str(volume)
+    return volume_name(volume)
 
 
 def volume_background(bundle: ModelBundle, volume: str | Path, options: VolumeOptions) -> Any:
@@ -140,13 +211,15 @@ def predict_chunk(
     stack = data.data
     halo = bundle.model_config.context_slices
     low, high = max(0, start - halo), min(stack.shape[0], stop + halo)
-    prediction = _predict(
-        bundle,
-        stack[low:high],
-        options,
-        rgb=data.rgb,
-        slices=range(start - low, stop - low),
-        background=background,
+    prediction = run_to_completion(
+        _predict(
+            bundle,
+            stack[low:high],
+            options,
+            rgb=data.rgb,
+            slices=range(start - low, stop - low),
+            background=background,
+        )
     )
     labels = np.asarray(prediction.labels[start - low : stop - low])
     if part is None:
@@ -235,7 +308,9 @@ def worker_bundle(plugin_name: str) -> ModelBundle:
     return plugin.bundle
 
 
-def volume_task(plugin_name: str, volume: str, out: str, options: VolumeOptions) -> VolumeResult:
+def volume_task(
+    plugin_name: str, volume: Volume, out: str | None, options: VolumeOptions
+) -> VolumeResult:
     return predict_volume(worker_bundle(plugin_name), volume, out, options)
 
 

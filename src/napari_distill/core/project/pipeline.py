@@ -6,8 +6,10 @@ counterpart for a :class:`~napari_distill.core.project.Project`, a generator of 
 :class:`~napari_distill.core.pipeline.PipelineProgress` records. The volumes are copied into one
 stack of memory maps (:mod:`.stack`; no volume's context reaches another), so the
 teacher, the quality classifier and the student train with the single-stack code. The teacher
-then predicts each image in turn (its probabilities on disk, scored, then deleted), and the
-student labels each image in turn: memory holds one volume's prediction at a time, not the
+then predicts each image (its probabilities on disk, scored, then deleted), and the student
+labels each image, through the batch code of ``predict --out-dir`` (:mod:`.predict`): in this
+process one image after another, or one task per image on a Dask cluster (``client``), with
+the same files either way. Memory holds one volume's prediction at a time, not the
 project's.
 
 Writes into ``out_dir``: ``teacher.pt``, ``quality.pt``, ``student.pt``, per image
@@ -26,7 +28,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import shutil
 import tempfile
 import time
 from collections.abc import Generator, Mapping
@@ -37,20 +38,19 @@ from typing import Any
 import torch
 
 from ..device import device_text, select_device
-from ..evaluation import apply_instance_config, check_cleanup_classes
-from ..inference import predict_bundle
-from ..io import check_output_folder, write_labels
+from ..evaluation import check_cleanup_classes
+from ..io import check_output_folder
 from ..models import ModelBundle
 from ..pipeline import PipelineConfig, PipelineProgress, stage_records, teacher_stage
-from ..preprocess import annotated_slices
-from ..quality import fit_quality, save_quality, score_slices
+from ..quality import fit_quality, save_quality
 from ..quality.project_selection import ProjectSelection
 from ..stages import validated
 from ..strategies import get_strategy
 from ..training import plan_for_data
 from .files import Project
+from .predict import Placement, stack_volumes, student_predictions, teacher_predictions
 from .report import ImageSummary, ProjectSummary, mean_score, write_project_report
-from .stack import ProjectStack, build_project_stack
+from .stack import ProjectStack, Span, build_project_stack
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +151,22 @@ def stack_of_project(project: Project, work: Path, pad: int) -> tuple[ProjectSta
     return build_project_stack(volumes(), shapes, work, pad), meta
 
 
+def _worker_device(device: str | torch.device) -> str:
+    """The device a worker chooses for itself: the one asked for (``auto`` by default)."""
+    return device if isinstance(device, str) else str(device)
+
+
+def _image_summary(
+    span: Span, selection: ProjectSelection, per_image: dict[str, dict[str, Path]]
+) -> ImageSummary:
+    chosen = selection[span.name]
+    scored, mean = mean_score([v for i, v in chosen.scores.items() if i not in chosen.annotated])
+    return ImageSummary(
+        span.name, span.n, len(chosen.annotated), len(chosen.accepted), scored, mean,
+        per_image[span.name]["teacher_labels"].name, per_image[span.name]["labels"].name,
+    )  # fmt: skip
+
+
 def _capped(
     selection: ProjectSelection, stack: ProjectStack, cap: int | None
 ) -> tuple[list[int], bool]:
@@ -177,6 +193,8 @@ def run_project_pipeline(
     class_names: dict[int, str] | None = None,
     plan_given: Mapping[str, Any] | None = None,
     max_pseudo_slices: int | None = MAX_PSEUDO_SLICES,
+    client: Any | None = None,
+    worker_threads: int | None = 1,
 ) -> Generator[PipelineProgress, None, ProjectResult]:
     """Teacher from every painted slice, pseudo-labels of every image, student, labels.
 
@@ -192,6 +210,11 @@ def run_project_pipeline(
         (one axis always); None: ``config.plan`` or the configs as they are.
     max_pseudo_slices:
         At most this many accepted slices (the best-scored) train the student; None: all.
+    client, worker_threads:
+        A ``distributed.Client``: the teacher's and the student's predictions of the images
+        run on its cluster, one task per image (:mod:`.predict`; its workers must see
+        ``out_dir`` at the same path), with ``worker_threads`` torch threads each; None: in
+        this process. The files are the same either way.
 
     Raises
     ------
@@ -240,31 +263,16 @@ def run_project_pipeline(
         seconds["quality"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        selections = {}
-        for number, span in enumerate(stack.spans):
-            volume = stack.volume(span.name)
-            scale, unit, flat = meta[number]
-            folder = work / f"teacher-{number}"
-            prediction = yield from _stage(
-                predict_bundle(
-                    teacher, volume, config=config.predict, device=torch_device,
-                    out_dir=folder, rgb=stack.rgb,
-                ),
-                2,
-            )  # fmt: skip
-            labels = prediction.labels
-            write_labels(
-                per_image[span.name]["teacher_labels"], labels[0] if flat else labels, scale,
-                unit=unit, overwrite=True,
-            )  # fmt: skip
-            stack.pseudo_labels[span.start : span.stop] = labels
-            scores = yield from _stage(
-                score_slices(quality, volume, prediction, device=torch_device, rgb=stack.rgb), 2
-            )
-            painted = annotated_slices(stack.labels[span.start : span.stop])
-            selections[span.name] = scores.selection(config.quality.tau, painted.tolist())
-            del prediction, labels
-            shutil.rmtree(folder, ignore_errors=True)  # the probabilities: scored, not needed
+        place = Placement(torch_device, client, _worker_device(device), worker_threads)
+        volumes = stack_volumes(stack, meta, work / "stack")
+        selections = yield from _stage(
+            teacher_predictions(
+                teacher, quality, stack, volumes,
+                {name: files["teacher_labels"] for name, files in per_image.items()},
+                config=config.predict, tau=config.quality.tau, place=place, work=work,
+            ),
+            2,
+        )  # fmt: skip
         selection = ProjectSelection(selections)
         selection.save_csv(common["scores_csv"])
         selection.save_json(common["scores_json"])
@@ -284,37 +292,14 @@ def run_project_pipeline(
         seconds["student"] = time.perf_counter() - started
 
         started = time.perf_counter()
-        images = []
-        for number, span in enumerate(stack.spans):
-            scale, unit, flat = meta[number]
-            prediction = yield from _stage(
-                predict_bundle(
-                    student, stack.volume(span.name), config=config.predict,
-                    device=torch_device, keep_probabilities=False, rgb=stack.rgb,
-                ),
-                4,
-            )  # fmt: skip
-            labels = apply_instance_config(prediction.labels, config.cleanup)
-            write_labels(
-                per_image[span.name]["labels"], labels[0] if flat else labels, scale,
-                unit=unit, overwrite=True,
-            )  # fmt: skip
-            chosen = selection[span.name]
-            scored, mean = mean_score(
-                [v for i, v in chosen.scores.items() if i not in chosen.annotated]
-            )
-            images.append(
-                ImageSummary(
-                    span.name,
-                    span.n,
-                    len(chosen.annotated),
-                    len(chosen.accepted),
-                    scored,
-                    mean,
-                    per_image[span.name]["teacher_labels"].name,
-                    per_image[span.name]["labels"].name,
-                )
-            )
+        yield from _stage(
+            student_predictions(
+                student, volumes, {name: files["labels"] for name, files in per_image.items()},
+                config=config.predict, cleanup=config.cleanup, place=place,
+            ),
+            4,
+        )  # fmt: skip
+        images = [_image_summary(span, selection, per_image) for span in stack.spans]
         seconds["student labels"] = time.perf_counter() - started
         del stack  # the maps, before their folder goes
 
