@@ -132,6 +132,22 @@ def test_a_volume_of_another_slice_size_is_refused_by_name(tmp_path):
         build_project_stack(iter([("a", a, None, False), ("b", b, None, False)]), [2, 2], tmp_path)
 
 
+def test_a_wider_intensity_type_later_widens_the_stack_and_keeps_every_value(tmp_path):
+    small = np.full((2, 4, 4), 200, np.uint8)
+    wide = np.full((3, 4, 4), 60000, np.uint16)
+    signed = np.full((1, 4, 4), -5, np.int16)
+    stack = build_project_stack(
+        iter([("a", small, None, False), ("b", wide, None, False), ("c", signed, None, False)]),
+        [2, 3, 1],
+        tmp_path,
+    )
+    assert stack.image.dtype == np.int32  # holds uint16 and int16 alike
+    np.testing.assert_array_equal(stack.volume("a"), small)
+    np.testing.assert_array_equal(stack.volume("b"), wide)
+    np.testing.assert_array_equal(stack.volume("c"), signed)
+    assert sorted(p.name for p in tmp_path.glob("image*.npy")) == ["image_int32.npy"]
+
+
 def test_project_selection_carries_the_image(tmp_path):
     first = Selection.from_scores([0.9, 0.2, 0.5], tau=0.6, annotated=[0])
     second = Selection.from_scores([0.1, 0.8], tau=0.6, confidence=[0.3, 0.7])

@@ -264,7 +264,7 @@ def run_project_pipeline(
 
         started = time.perf_counter()
         place = Placement(torch_device, client, _worker_device(device), worker_threads)
-        volumes = stack_volumes(stack, meta, work / "stack")
+        volumes = stack_volumes(stack, meta)
         selections = yield from _stage(
             teacher_predictions(
                 teacher, quality, stack, volumes,

@@ -34,9 +34,6 @@ from ..preprocess import annotated_slices
 from ..quality import QualityModel, Selection, score_slices
 from .stack import ProjectStack
 
-#: The stack's image file, as :func:`~.stack.build_project_stack` writes it.
-STACK_IMAGE_FILE = "image.npy"
-
 
 @dataclass(frozen=True)
 class StackVolume:
@@ -83,10 +80,10 @@ class Placement:
         return buffer.getvalue()
 
 
-def stack_volumes(stack: ProjectStack, meta: Sequence[Any], folder: Path) -> list[StackVolume]:
-    """Each image of ``stack`` (written in ``folder``) as a :class:`StackVolume`; ``meta`` is
-    each image's ``(scale, unit, 2D?)`` (:func:`~.pipeline.stack_of_project`)."""
-    path = str(folder / STACK_IMAGE_FILE)
+def stack_volumes(stack: ProjectStack, meta: Sequence[Any]) -> list[StackVolume]:
+    """Each image of ``stack`` (whose image is a memory-mapped file) as a :class:`StackVolume`;
+    ``meta`` is each image's ``(scale, unit, 2D?)`` (:func:`~.pipeline.stack_of_project`)."""
+    path = str(stack.image.filename)
     return [
         StackVolume(span.name, path, span.start, span.stop, flat, stack.rgb, scale, unit)
         for span, (scale, unit, flat) in zip(stack.spans, meta, strict=True)

@@ -20,6 +20,7 @@ differs is refused with its name.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -100,6 +101,23 @@ def _chunks(n: int) -> Iterator[slice]:
         yield slice(start, min(n, start + COPY_SLICES))
 
 
+def _widened(image_map: np.memmap, dtype: np.dtype, filled: int) -> np.memmap:
+    """``image_map`` copied into a new map of ``dtype`` (its first ``filled`` slices), so a
+    later volume of a wider intensity type (uint16 after uint8, float after integers) keeps
+    its values instead of wrapping around. The new file sits beside the old one, which is
+    deleted where the system allows it (not while mapped, on Windows)."""
+    old = Path(image_map.filename)
+    wider = np.lib.format.open_memmap(
+        old.with_name(f"image_{dtype.name}.npy"), "w+", dtype, image_map.shape
+    )
+    for part in _chunks(filled):
+        wider[part] = image_map[part]
+    del image_map
+    with contextlib.suppress(OSError):
+        old.unlink()
+    return wider
+
+
 def build_project_stack(
     volumes: Iterator[tuple[str, object, np.ndarray | None, bool]],
     n_slices: list[int],
@@ -118,10 +136,13 @@ def build_project_stack(
     pad:
         The model's 2.5D context slices: ``2 * pad`` edge copies between two volumes.
 
+    The stack takes the first volume's intensity type, widened when a later volume's does
+    not fit in it (``numpy.promote_types``: uint8 then uint16 gives uint16).
+
     Raises
     ------
     ValueError
-        A volume's slices differ in size, colours or intensity type from the first volume's.
+        A volume's slices differ in size or colours from the first volume's.
     """
     work = Path(work_dir)
     work.mkdir(parents=True, exist_ok=True)
@@ -155,6 +176,9 @@ def build_project_stack(
                 "must share their slices' size and colours (crop or pad them to one size)"
             )
         assert labels_map is not None
+        dtype = np.dtype(getattr(image, "dtype", np.float32))
+        if not np.can_cast(dtype, image_map.dtype, "safe"):
+            image_map = _widened(image_map, np.promote_types(image_map.dtype, dtype), position)
         n = shape[0]
         if n != n_slices[number]:
             raise ValueError(f"{name} has {n} slices, {n_slices[number]} were expected")
