@@ -25,6 +25,7 @@ from napari_distill._widgets.student.widget import StudentWidget
 from napari_distill._widgets.teacher import project as teacher_project
 from napari_distill._widgets.teacher.widget import TeacherWidget
 from napari_distill.core.io import ReadError
+from napari_distill.core.project import VIEWS_UNAVAILABLE
 from napari_distill.core.samples import make_medaka
 
 TIMEOUT_MS = 120_000
@@ -152,6 +153,33 @@ def test_a_stopped_run_on_two_images_resumes_finishes_and_predicts_each(
     wait_idle(qtbot, widget.runner)
     assert errors == []
     assert resumed is not run and resumed.step == 40 and resumed.stop_reason == "completed"
+
+
+def test_views_are_greyed_out_for_several_images_saying_why(qtbot, viewer, errors):
+    widget = TeacherWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    small(widget.settings, steps=4)
+    views = widget.settings.switches[("model", "views")]
+    members = widget.settings.fields[("model", "members")]
+    views.click()  # the user asks for views: three teachers
+    assert views.isChecked() and members.value() == 3
+
+    widget.image_set.setChecked(True)
+    assert not views.isEnabled() and not views.isChecked() and members.value() == 1
+    assert views.toolTip() == f"Not used for several images: {VIEWS_UNAVAILABLE}."
+    assert "Views are off" in widget.image_set.summary.text()
+    qtbot.waitUntil(lambda: widget.plan_line.plan is not None, timeout=10_000)
+    decision = widget.plan_line.plan.decision("views")
+    assert decision.value is False and decision.reason == VIEWS_UNAVAILABLE
+    assert "views off" in widget.plan_line.text()
+    click(qtbot, widget.panel.train_button)
+    wait_idle(qtbot, widget.runner)
+    assert errors == []
+    config = widget.bundle.model_config
+    assert (config.views, config.members) == (False, 1)  # one network, along the slices
+
+    widget.image_set.setChecked(False)  # one image again: the user's views come back
+    assert views.isEnabled() and views.isChecked() and members.value() == 3
 
 
 @pytest.fixture
