@@ -155,7 +155,9 @@ def test_a_stopped_run_on_two_images_resumes_finishes_and_predicts_each(
     assert resumed is not run and resumed.step == 40 and resumed.stop_reason == "completed"
 
 
-def test_views_are_greyed_out_for_several_images_saying_why(qtbot, viewer, errors):
+def test_views_are_greyed_out_for_several_images_saying_why(
+    qtbot, viewer, monkeypatch, tmp_path, errors
+):
     widget = TeacherWidget(viewer)
     viewer.window.add_dock_widget(widget)
     small(widget.settings, steps=4)
@@ -180,6 +182,22 @@ def test_views_are_greyed_out_for_several_images_saying_why(qtbot, viewer, error
 
     widget.image_set.setChecked(False)  # one image again: the user's views come back
     assert views.isEnabled() and views.isChecked() and members.value() == 3
+
+    # a views teacher trained on one image, saved, loaded: not resumed on several images
+    click(qtbot, widget.panel.train_button)
+    wait_idle(qtbot, widget.runner)
+    assert errors == [] and widget.bundle.model_config.views
+    path = tmp_path / "views.pt"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(path), ""))
+    click(qtbot, widget.save_button)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    click(qtbot, widget.load_button)
+    widget.image_set.setChecked(True)
+    click(qtbot, widget.panel.resume_button)
+    assert not widget.runner.is_running and widget.run is None
+    assert (
+        len(errors) == 1 and "This teacher has Views, which resume on one image only" in errors[0]
+    )
 
 
 @pytest.fixture
