@@ -15,7 +15,8 @@ the GUI thread records its ticks (``gui_latency.TickRecorder``) while
   one and its labels shown, the others hidden);
 - ``browse_all_visible``: the same with all 20 shown;
 - ``train_on_two``: the Teacher, *Several images* ticked with two of the volumes, trains
-  ``--steps`` steps through its Train button.
+  ``--steps`` steps through its Train button (``--teachers N`` networks side by side, set in
+  the dock as a user would; by default one, as *Several images* leaves it).
 
     xvfb-run -a -s "-screen 0 1366x768x24" .venv/bin/python benchmarks/many_layers.py \\
         --json benchmarks/results/many_layers.json
@@ -135,6 +136,9 @@ def measure(args: argparse.Namespace) -> dict:
             if item.text().split(" ")[0].rstrip(":") not in ("fish_00", "fish_01"):
                 item.setCheckState(item.checkState().Unchecked)
         result["trained_on"] = [image.name for image, _ in widget.image_set.pairs()]
+        if args.teachers is not None:  # as a user sets Teachers (Several images leaves 1)
+            widget.settings.fields[("model", "members")].setValue(args.teachers)
+        result["teachers"] = widget.settings.fields[("model", "members")].value()
         settle(1.0)
         training = TickRecorder(args.tick_ms, lambda: widget.run.step if widget.run else -1)
         training.start()
@@ -165,6 +169,9 @@ def main() -> None:
     parser.add_argument("--shape", type=int, nargs=3, default=(96, 256, 128))
     parser.add_argument("--compress", action="store_true", help="zlib TIFFs (dask layers)")
     parser.add_argument("--steps", type=int, default=60, help="teacher steps on two volumes")
+    parser.add_argument(
+        "--teachers", type=int, help="Teachers set in the dock before training (default: as left)"
+    )
     parser.add_argument("--browse-slices", type=int, default=40)
     parser.add_argument("--tick-ms", type=int, default=10)
     parser.add_argument("--json", type=Path)

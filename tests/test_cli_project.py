@@ -142,3 +142,13 @@ def test_images_without_any_labels_are_refused(folders, tmp_path, capsys):
         ["run", "--images", str(folders / "scans"), "--out-dir", str(tmp_path / "o"), *FAST]
     )
     assert code == 2 and "no image of the project has labels" in capsys.readouterr().err
+
+
+def test_views_asked_for_several_images_are_refused_saying_why(folders, tmp_path, capsys):
+    code = main([
+        "run", "--images", str(folders / "scans"), "--labels-dir", str(folders / "painted"),
+        "--out-dir", str(tmp_path / "out"), "--views", *FAST,
+    ])  # fmt: skip
+    error = capsys.readouterr().err
+    assert code == 2 and "--views is for one image (--image)" in error
+    assert "one volume run into the next" in error and not (tmp_path / "out").exists()

@@ -282,6 +282,31 @@ def test_axes_drawn_in_the_background_look_as_drawn_on_the_gui_thread(qtbot):
     np.testing.assert_array_equal(in_background, on_gui_thread)
 
 
+def test_showing_and_resizing_the_canvas_draw_its_axes_off_the_gui_thread(qtbot):
+    # matplotlib draws a shown or resized canvas on the GUI thread (150-230 ms with many
+    # volumes open, at a run's first step); here a background frame stands in for it
+    panel = TrainingPanel(train_text="Train teacher")
+    qtbot.addWidget(panel)
+    panel.resize(360, 500)
+    panel.show()
+    qtbot.waitExposed(panel)
+    plot = panel.plot
+    gui_draws = []
+    plot.canvas.draw = lambda: gui_draws.append(threading.current_thread().name)
+    panel.show_step(step(1))  # the first point shows the canvas, at its size
+    qtbot.waitUntil(lambda: plot._background is not None, timeout=5_000)
+    shown = plot.full_draws
+    panel.resize(420, 500)
+    qtbot.waitUntil(lambda: plot.full_draws > shown and plot._background is not None, timeout=5_000)
+    assert gui_draws == []
+    resized = np.asarray(plot.canvas.renderer.buffer_rgba()).copy()
+    width, height = (int(n) for n in plot.figure.bbox.size)
+    assert resized.shape[:2] == (height, width) == (plot.canvas.height(), plot.canvas.width())
+    del plot.canvas.draw  # the same figure drawn here, curves and all, looks the same
+    plot.canvas.draw()
+    np.testing.assert_array_equal(resized, np.asarray(plot.canvas.renderer.buffer_rgba()))
+
+
 def test_the_curve_keeps_its_height_when_the_status_wraps(qtbot):
     panel = TrainingPanel(train_text="Train teacher")
     qtbot.addWidget(panel)

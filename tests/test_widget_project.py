@@ -10,6 +10,7 @@ import pytest
 import tifffile
 from napari.layers import Labels
 from qtpy.QtCore import Qt
+from qtpy.QtWidgets import QFileDialog
 
 from napari_distill._widgets.common import image_set as image_set_module
 from napari_distill._widgets.common import workers
@@ -24,6 +25,7 @@ from napari_distill._widgets.student.widget import StudentWidget
 from napari_distill._widgets.teacher import project as teacher_project
 from napari_distill._widgets.teacher.widget import TeacherWidget
 from napari_distill.core.io import ReadError
+from napari_distill.core.project import VIEWS_UNAVAILABLE
 from napari_distill.core.samples import make_medaka
 
 TIMEOUT_MS = 120_000
@@ -111,6 +113,91 @@ def test_the_teacher_trains_on_two_images_and_predicts_each(qtbot, viewer, fish,
         assert shared["bundle"] is widget.bundle
         assert layer.data.shape == viewer.layers[image].data.shape
     assert {"fish_a", "fish_b", "fish_a labels"} <= {layer.name for layer in viewer.layers}
+
+
+def test_a_stopped_run_on_two_images_resumes_finishes_and_predicts_each(
+    qtbot, viewer, monkeypatch, tmp_path, errors
+):
+    widget = teacher_dock(viewer)
+    small(widget.settings, steps=40)
+    click(qtbot, widget.panel.train_button)
+    qtbot.waitUntil(lambda: widget.run is not None and widget.run.step >= 2, timeout=TIMEOUT_MS)
+    click(qtbot, widget.panel.stop_button)
+    wait_idle(qtbot, widget.runner)
+    run, stopped_at = widget.run, widget.run.step
+    assert errors == [] and stopped_at < 40
+    assert "Training stopped" in widget.panel.status_label.text()
+    path = tmp_path / "stopped.pt"  # the stopped run, for a resume from its file below
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(path), ""))
+    click(qtbot, widget.save_button)
+
+    click(qtbot, widget.panel.resume_button)  # the same run goes on, on the same stack
+    wait_idle(qtbot, widget.runner)
+    assert errors == []
+    assert widget.run is run and run.step == 40 and run.stop_reason == "completed"
+    assert "Training finished at step 40 of 40" in widget.panel.status_label.text()
+    click(qtbot, widget.predict_button)
+    wait_idle(qtbot, widget.runner)
+    assert errors == []
+    layers = teacher_prediction_layers(viewer)
+    assert [layer.name for layer in layers] == ["fish_a teacher", "fish_b teacher"]
+    assert all(handoff(layer)["bundle"] is widget.bundle for layer in layers)
+
+    # the stopped run's file, loaded into the dock, resumes on a new stack of the same images
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    click(qtbot, widget.load_button)
+    assert widget.run is None and widget.bundle.step == stopped_at
+    click(qtbot, widget.panel.resume_button)
+    qtbot.waitUntil(lambda: widget.run is not None, timeout=TIMEOUT_MS)
+    resumed = widget.run
+    wait_idle(qtbot, widget.runner)
+    assert errors == []
+    assert resumed is not run and resumed.step == 40 and resumed.stop_reason == "completed"
+
+
+def test_views_are_greyed_out_for_several_images_saying_why(
+    qtbot, viewer, monkeypatch, tmp_path, errors
+):
+    widget = TeacherWidget(viewer)
+    viewer.window.add_dock_widget(widget)
+    small(widget.settings, steps=4)
+    views = widget.settings.switches[("model", "views")]
+    members = widget.settings.fields[("model", "members")]
+    views.click()  # the user asks for views: three teachers
+    assert views.isChecked() and members.value() == 3
+
+    widget.image_set.setChecked(True)
+    assert not views.isEnabled() and not views.isChecked() and members.value() == 1
+    assert views.toolTip() == f"Not used for several images: {VIEWS_UNAVAILABLE}."
+    assert "Views are off" in widget.image_set.summary.text()
+    qtbot.waitUntil(lambda: widget.plan_line.plan is not None, timeout=10_000)
+    decision = widget.plan_line.plan.decision("views")
+    assert decision.value is False and decision.reason == VIEWS_UNAVAILABLE
+    assert "views off" in widget.plan_line.text()
+    click(qtbot, widget.panel.train_button)
+    wait_idle(qtbot, widget.runner)
+    assert errors == []
+    config = widget.bundle.model_config
+    assert (config.views, config.members) == (False, 1)  # one network, along the slices
+
+    widget.image_set.setChecked(False)  # one image again: the user's views come back
+    assert views.isEnabled() and views.isChecked() and members.value() == 3
+
+    # a views teacher trained on one image, saved, loaded: not resumed on several images
+    click(qtbot, widget.panel.train_button)
+    wait_idle(qtbot, widget.runner)
+    assert errors == [] and widget.bundle.model_config.views
+    path = tmp_path / "views.pt"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(path), ""))
+    click(qtbot, widget.save_button)
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *a, **k: (str(path), ""))
+    click(qtbot, widget.load_button)
+    widget.image_set.setChecked(True)
+    click(qtbot, widget.panel.resume_button)
+    assert not widget.runner.is_running and widget.run is None
+    assert (
+        len(errors) == 1 and "This teacher has Views, which resume on one image only" in errors[0]
+    )
 
 
 @pytest.fixture

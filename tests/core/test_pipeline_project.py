@@ -20,6 +20,7 @@ from napari_distill.core.config import (
     QualityConfig,
     TrainConfig,
 )
+from napari_distill.core.models import load_checkpoint
 from napari_distill.core.pipeline import PipelineConfig
 from napari_distill.core.progress import run_to_completion
 from napari_distill.core.project.files import Project, ProjectImage, load_project
@@ -135,3 +136,26 @@ def test_peak_memory_does_not_grow_with_the_number_of_volumes(project_run, tmp_p
     eight = _peak_bytes(8, tmp_path)
     # measured: 4.1 MB and 8.4 MB; keeping them in memory would add about 14 MB more
     assert eight < two + 10e6, (two / 1e6, eight / 1e6)
+
+
+def test_views_are_refused_for_a_project_before_anything_is_written(tmp_path):
+    views = dataclasses.replace(tiny_config(), model=ModelConfig(members=3, views=True))
+    for config, given in ((views, None), (tiny_config(), {"views": True})):
+        with pytest.raises(ValueError, match="views cannot be used for several images: .*"
+                           "volume after volume"):  # fmt: skip
+            run_to_completion(
+                run_project_pipeline(_arrays_project(2), tmp_path / "out", config=config,
+                                     device="cpu", plan_given=given)
+            )  # fmt: skip
+        assert not (tmp_path / "out").exists()
+
+
+def test_a_planned_project_teacher_slices_along_one_axis(tmp_path):
+    result = run_to_completion(
+        run_project_pipeline(_arrays_project(2), tmp_path / "out", config=tiny_config(),
+                             device="cpu", plan_given={"steps": 2})
+    )  # fmt: skip
+    saved = load_checkpoint(tmp_path / "out" / "teacher.pt")[0]
+    views = next(d for d in saved.extra["plan"]["decisions"] if d["setting"] == "views")
+    assert views["value"] is False and "volume after volume" in views["reason"]
+    assert not result.teacher.model_config.views and not saved.model_config.views

@@ -139,6 +139,18 @@ def test_too_few_members_for_views_turn_views_off():
     assert "need 3 networks and 2 was set" in plan.decision("views").reason
 
 
+def test_data_sliced_along_one_axis_only_get_no_views_saying_why():
+    image, labels = volume()
+    assert plan_for_data(image, labels, device="cpu").decision("views").value is True
+    why = "several volumes end to end"
+    plan = plan_for_data(image, labels, device="cpu", one_axis=why, given={"views": False})
+    decision = plan.decision("views")
+    assert (decision.value, decision.reason, decision.source) == (False, why, "plan")
+    assert plan.decision("members").value == 1  # not raised for views
+    with pytest.raises(ValueError, match=f"views cannot be used here: {why}"):
+        plan_for_data(image, labels, device="cpu", one_axis=why, given={"views": True})
+
+
 def test_a_gpu_batch_comes_from_its_free_memory():
     fp = measure(*volume())
     small = plan_teacher(fp, "cuda", free_memory=2 * 10**8).decision("batch_size").value

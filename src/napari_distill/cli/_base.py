@@ -106,7 +106,7 @@ def add_teachers_argument(p: argparse.ArgumentParser) -> None:
         "along its three axes in turn; those across the slices see each painted slice "
         "edge-on, as painted rows, and learn how the organs continue between painted slices; "
         "the prediction is the mean of all three views (needs at least 3 teachers; default: "
-        "planned from the data, off with --no-plan)",
+        "planned from the data, off with --no-plan; one image only, not with --images)",
     )
 
 

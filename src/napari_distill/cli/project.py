@@ -81,6 +81,7 @@ def run_project(args: argparse.Namespace) -> None:
     """The ``run`` command over a project."""
     from napari_distill.core.project.files import ProjectError, load_project, project_from_paths
     from napari_distill.core.project.pipeline import run_project_pipeline
+    from napari_distill.core.project.stack import VIEWS_UNAVAILABLE
 
     from .distill import drive_pipeline, pipeline_config
 
@@ -100,6 +101,10 @@ def run_project(args: argparse.Namespace) -> None:
         project.check()
     except ProjectError as error:
         raise UserError(str(error)) from error
+    if args.views:
+        raise UserError(
+            f"--views is for one image (--image): {VIEWS_UNAVAILABLE}. Run without --views."
+        )
     log.info(
         "project: %d images, %d with labels (%s)",
         len(project.images),

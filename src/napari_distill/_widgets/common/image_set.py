@@ -223,7 +223,8 @@ class ImageSetBox(QGroupBox):
         text = (
             f"{len(pairs)} image(s) ticked, {painted} with painted slices ({sum(counts)} "
             f"slices): one teacher learns from those; the others are pseudo-labelled. "
-            "It slices along the first axis only (views reslice one volume)."
+            "Views are off: several images are sliced along their first axis only (hover "
+            "Views for why)."
         )
         try:
             check_pairs(pairs)

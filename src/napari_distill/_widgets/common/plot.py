@@ -9,8 +9,9 @@ millisecond). The axes (ticks and their labels: about 25 ms of CPU, several time
 busy machine) are drawn again only when they change: the canvas has a fixed height, so status
 lines that wrap differently never resize it, and a falling loss never rescales its axis (it
 starts at 0; :func:`_fit`). When they do change (a run's first step fixes the step axis), they
-are drawn in a background thread (:mod:`~napari_distill._widgets.common.plot_frame`). Until the
-first point, a one-line hint stands in place of the empty axes.
+are drawn in a background thread (:mod:`~napari_distill._widgets.common.plot_frame`), as are
+those of a canvas shown or resized: no full draw runs on the GUI thread. Until the first point,
+a one-line hint stands in place of the empty axes.
 
 Example
 -------
@@ -25,13 +26,12 @@ import functools
 
 import numpy as np
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QSizePolicy, QVBoxLayout, QWidget
 
-from napari_distill._widgets.common.plot_frame import FrameRenderer, FrameSpec
+from napari_distill._widgets.common.plot_frame import FrameCanvas, FrameRenderer, FrameSpec
 from napari_distill._widgets.common.plot_hint import HintedCanvas
 
 # napari's dark theme (napari.utils.theme "dark"): the plot sits in a dark dock.
@@ -86,7 +86,7 @@ class CurvePlot(QWidget):
         # No layout engine: a tight layout on every draw costs more than the draw itself; the
         # margins are fitted once per resize instead (resizeEvent).
         self.figure = Figure(figsize=(3.6, 2.4), dpi=100, facecolor=_BACKGROUND)
-        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas = FrameCanvas(self.figure, on_stale=self._axes_stale)
         self.canvas.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         # Fixed, and never squeezed by the dock's layout: a resize costs a full draw
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
@@ -183,29 +183,31 @@ class CurvePlot(QWidget):
         self.canvas.update()
 
     def _draw_axes(self) -> None:
-        """Draw the axes again: in the background once the canvas was drawn at its size (by
-        a show or a resize, which matplotlib draws on the GUI thread), else now."""
-        renderer = getattr(self.canvas, "renderer", None)
-        width, height = self.figure.bbox.size
-        if renderer is None or (renderer.width, renderer.height) != (int(width), int(height)):
-            self.canvas.draw_idle()  # full draw; _on_draw caches the background
-            return
+        """Draw the axes again, in the background (a full draw on the GUI thread stalls the
+        viewer for 25 ms to a few hundred on a busy machine)."""
         spec = FrameSpec.of(self.figure, self.axes, self.axes2)
         if spec != self._frame_wanted:
             self._frame_wanted = spec
             self._frames.request(spec)
 
+    def _axes_stale(self) -> None:
+        """The canvas was shown or resized: its axes are drawn anew (when the plot shows)."""
+        self._background = None
+        if self.isVisible():
+            self._draw_axes()
+        else:
+            self._dirty = True  # drawn by showEvent
+
     def _on_frame(self, spec: FrameSpec, pixels) -> None:
-        renderer = getattr(self.canvas, "renderer", None)
-        current = FrameSpec.of(self.figure, self.axes, self.axes2)
         if spec == self._frame_wanted:
             self._frame_wanted = None
-        if (
-            spec != current
-            or renderer is None
-            or pixels.shape[:2] != (renderer.height, renderer.width)
-        ):
-            return  # the axes changed meanwhile: a newer frame or a full draw follows
+        if spec != FrameSpec.of(self.figure, self.axes, self.axes2):
+            if self._frame_wanted is None:  # changed since (margins refitted): draw them now
+                self._draw_axes()
+            return
+        renderer = self.canvas.get_renderer()  # the canvas's buffer, made anew after a resize
+        if pixels.shape[:2] != (renderer.height, renderer.width):
+            return
         np.asarray(renderer.buffer_rgba())[...] = pixels
         self.full_draws += 1
         self._background = self.canvas.copy_from_bbox(self.figure.bbox)

@@ -1,11 +1,13 @@
 """The axes of a curve plot (frame, ticks, labels: no curves) drawn off the GUI thread.
 
 A full matplotlib draw of the training curve's figure costs about 25 ms of CPU, mostly its
-text, and several times that in wall time on a busy machine: on the GUI thread, the viewer
-stalls for it. When the axes' limits change during a run (its first step fixes the step axis),
-:class:`FrameRenderer` draws them on a figure of its own in a background thread; the plot
-copies the pixels into its canvas and blits its curves on top, as after a draw of its own
-(:meth:`~napari_distill._widgets.common.plot.CurvePlot.redraw`).
+text, and several times that in wall time on a busy machine (150-230 ms measured with 20
+volumes open, as the canvas first showed at a run's first step): on the GUI thread, the viewer
+stalls for it. Whenever the axes must be drawn (the canvas shown or resized, the axes' limits
+changed), :class:`FrameRenderer` draws them on a figure of its own in a background thread; the
+plot copies the pixels into its canvas and blits its curves on top, as after a draw of its own
+(:meth:`~napari_distill._widgets.common.plot.CurvePlot.redraw`). :class:`FrameCanvas` is the
+canvas that asks for such a frame where matplotlib would draw on the GUI thread.
 
 Each render builds its own :class:`~matplotlib.figure.Figure` from the plot's recipe, so no
 matplotlib object is shared between the threads. The drawing still takes Python's GIL, which
@@ -22,8 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
 from matplotlib.figure import Figure
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, QTimer, Signal
 
 logger = logging.getLogger(__name__)
 
@@ -112,3 +115,25 @@ class FrameRenderer(QObject):
                 self.ready.emit(spec, pixels)
             except RuntimeError:  # the plot was deleted meanwhile (its window closed)
                 logger.debug("plot frame dropped: its plot is gone", exc_info=True)
+
+
+class FrameCanvas(FigureCanvasQTAgg):
+    """A Qt canvas whose idle draws go to ``on_stale`` instead of a draw on the GUI thread.
+
+    matplotlib asks for an idle draw when the canvas is shown or resized
+    (``resizeEvent`` calls ``draw_idle``), and its ``paintEvent`` then draws the whole figure on
+    the GUI thread; here ``on_stale`` is called instead, once for a burst and after the events
+    queued meanwhile (the plot refits its margins after the canvas's resize), and draws a frame
+    in the background. ``draw()`` still draws here, when called on purpose.
+    """
+
+    def __init__(self, figure: Figure, on_stale: Callable[[], None]) -> None:
+        super().__init__(figure)
+        self._on_stale = on_stale
+        self._stale = QTimer(self)  # a child: it goes with the canvas, never calling a dead one
+        self._stale.setSingleShot(True)
+        self._stale.setInterval(0)
+        self._stale.timeout.connect(on_stale)
+
+    def draw_idle(self) -> None:
+        self._stale.start()

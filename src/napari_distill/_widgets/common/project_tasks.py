@@ -24,7 +24,12 @@ from napari_distill.core.config import PredictConfig
 from napari_distill.core.inference import Prediction
 from napari_distill.core.io import ImageData
 from napari_distill.core.models import ModelBundle
-from napari_distill.core.project import Project, ProjectImage, stack_of_project
+from napari_distill.core.project import (
+    VIEWS_UNAVAILABLE,
+    Project,
+    ProjectImage,
+    stack_of_project,
+)
 from napari_distill.core.strategies import get_strategy
 from napari_distill.core.training import TrainingRun, TrainStep, plan_for_data, train_teacher
 
@@ -38,8 +43,9 @@ def project_teacher_training(
     **kwargs: Any,
 ) -> Generator[TrainingRun | TrainStep, None, ModelBundle]:
     """One teacher on the painted slices of every image: the project's stack is written into
-    ``work``, planned from its painted slices (keeping ``plan_given``, one axis: a views
-    teacher reslices one volume; None: the configs as they are), then trained.
+    ``work``, planned from its painted slices (keeping ``plan_given``; one axis, no views:
+    :data:`~napari_distill.core.project.VIEWS_UNAVAILABLE`; None: the configs as they are),
+    then trained.
 
     ``kwargs`` go to :func:`~napari_distill.core.training.train_teacher` (``model_config``,
     ``train_config``, ``device``, ``class_names``, ``resume_from``).
@@ -50,8 +56,8 @@ def project_teacher_training(
     if plan_given is not None and kwargs.get("resume_from") is None:
         plan = plan_for_data(
             stack.image, stack.labels, spacing=spacing, rgb=stack.rgb, device=kwargs["device"],
-            given={**plan_given, "views": False}, model_config=model_config,
-            train_config=kwargs["train_config"], class_names=kwargs.get("class_names"),
+            given=plan_given, model_config=model_config, train_config=kwargs["train_config"],
+            class_names=kwargs.get("class_names"), one_axis=VIEWS_UNAVAILABLE,
         )  # fmt: skip
     run = train_teacher(stack.image, stack.labels, rgb=stack.rgb, plan=plan, **kwargs)
     yield run

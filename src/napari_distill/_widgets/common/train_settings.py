@@ -168,6 +168,8 @@ class TrainSettings(QWidget):
     edited:
         The ``(config, field)`` the user changed since the form was filled: a plan from the
         data (:meth:`show_plan`) leaves them alone, and :meth:`given` passes them to it.
+    views_unavailable:
+        Why Views cannot be used now (:meth:`set_views_unavailable`), else None.
     """
 
     def __init__(
@@ -180,6 +182,8 @@ class TrainSettings(QWidget):
         self.fields: dict[tuple[str, str], QSpinBox | QDoubleSpinBox] = {}
         self.switches: dict[tuple[str, str], QCheckBox] = {}
         self.edited: set[tuple[str, str]] = set()
+        self.views_unavailable: str | None = None
+        self._views_before: tuple[bool, int] = (False, 1)  # restored when available again
         self._filling = False  # values set by the form itself are not the user's edits
         main = QFormLayout()
         for spec in MAIN_SETTINGS:
@@ -235,14 +239,43 @@ class TrainSettings(QWidget):
             self._filling = False
 
     def given(self) -> dict[str, Any]:
-        """``{setting: value}`` of the planned settings the user changed (for the plan)."""
+        """``{setting: value}`` of the planned settings the user changed (for the plan;
+        not Views while they are unavailable)."""
         model, train = self.configs()
         configs = {"model": model, "train": train}
         return {
             name: getattr(configs[config], name)
             for config, name in self.edited
             if PLANNED.get(name) == config
+            and not (name == "views" and self.views_unavailable is not None)
         }
+
+    def set_views_unavailable(self, reason: str | None) -> None:
+        """Untick and grey out Views, saying ``reason`` when hovered (several images are
+        trained), with Teachers back at its default unless the user set it; or (None) give
+        both back as they were."""
+        views, members = self.switches[("model", "views")], self.fields[("model", "members")]
+        if reason is not None and self.views_unavailable is not None:
+            views.setToolTip(f"Not used for several images: {reason}.")
+        if (reason is None) == (self.views_unavailable is None):
+            self.views_unavailable = reason
+            return
+        self._filling = True  # not the user's edits: the plan fills around them as before
+        try:
+            if reason is not None:
+                self._views_before = (views.isChecked(), members.value())
+                views.setChecked(False)
+                if ("model", "members") not in self.edited:
+                    members.setValue(ModelConfig().members)  # raised for views, not asked
+                views.setToolTip(f"Not used for several images: {reason}.")
+            else:
+                views.setChecked(self._views_before[0])
+                members.setValue(self._views_before[1])
+                views.setToolTip(MAIN_SWITCHES[0][3])
+        finally:
+            self._filling = False
+        views.setEnabled(reason is None)
+        self.views_unavailable = reason
 
     @staticmethod
     def _label(text: str, tooltip: str) -> QLabel:
@@ -257,7 +290,11 @@ class TrainSettings(QWidget):
         return box
 
     def _views_toggled(self, on: bool) -> None:
-        self.fields[("model", "members")].setMinimum(VIEW_AXES if on else 1)
+        filling, self._filling = self._filling, True  # Teachers raised for views: not an edit
+        try:
+            self.fields[("model", "members")].setMinimum(VIEW_AXES if on else 1)
+        finally:
+            self._filling = filling
 
     def _field(self, config, name, label, low, high, decimals, tooltip) -> QWidget:
         if decimals is None:

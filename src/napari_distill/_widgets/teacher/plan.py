@@ -47,6 +47,7 @@ def layer_plan(
         model_config=model_config,
         train_config=train_config,
         class_names=names,
+        one_axis=settings.views_unavailable,
     )
 
 

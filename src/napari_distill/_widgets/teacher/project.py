@@ -8,6 +8,9 @@ folder until the next run or the widget's end. Predict adds ``"<image> teacher"`
 ticked image (never replacing a layer), each carrying the labels layer its image was paired
 with, so the Quality review and the Student find the pairs; the images are predicted by the
 core's batch in this process (the path of ``run --images``, never a Dask cluster from here).
+While *Several images* is ticked, Views are greyed out with their reason
+(:data:`~napari_distill.core.project.VIEWS_UNAVAILABLE`): the stack of several volumes is
+sliced along its first axis only.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from napari_distill._widgets.common.project_layers import (
     project_names,
 )
 from napari_distill._widgets.common.project_tasks import predict_each, project_teacher_training
+from napari_distill.core.project import VIEWS_UNAVAILABLE
 
 if TYPE_CHECKING:
     from napari_distill._widgets.teacher.widget import TeacherWidget
@@ -48,6 +52,13 @@ class TeacherProject:
         self.work = ProjectWork("teacher")
         work = self.work  # held by the slot: it outlives the Python wrapper
         widget.destroyed.connect(lambda *_: work.clear())
+        widget.image_set.toggled.connect(self._image_set_toggled)
+
+    def _image_set_toggled(self, on: bool) -> None:
+        # one stack of several volumes slices along its first axis only: Views greyed out,
+        # saying why, and the plan line planned so
+        self.widget.settings.set_views_unavailable(VIEWS_UNAVAILABLE if on else None)
+        self.widget._update_summary()
 
     def start_training(self, resume_from: Path | None) -> None:
         """A new run (or the loaded checkpoint ``resume_from``) on every ticked image."""
@@ -62,6 +73,13 @@ class TeacherProject:
             return
         except ValueError as error:
             show_error(f"Invalid setting: {error}")
+            return
+        loaded = widget.bundle if resume_from is not None else None
+        if loaded is not None and loaded.model_config.views:
+            show_error(
+                f"This teacher has Views, which resume on one image only: {VIEWS_UNAVAILABLE}. "
+                "Untick Several images to resume it on one image, or train a new teacher."
+            )
             return
         first = pairs[0][0]
         spacing = tuple(float(s) for s in first.scale) if len(first.scale) == 3 else None

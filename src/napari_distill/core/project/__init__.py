@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from .files import Project, ProjectError, ProjectImage, load_project, project_from_paths
 from .pipeline import run_project_pipeline, stack_of_project
-from .stack import ProjectStack, build_project_stack
+from .stack import VIEWS_UNAVAILABLE, ProjectStack, build_project_stack
 
 __all__ = [
+    "VIEWS_UNAVAILABLE",
     "Project",
     "ProjectError",
     "ProjectImage",

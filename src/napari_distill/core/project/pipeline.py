@@ -19,8 +19,8 @@ project, to repeat the run when its images are files). Existing files are never 
 unless ``overwrite``.
 
 Not done per project: the comparison with label propagation (it fills one volume from its
-own painted slices), and a views teacher (its members reslice one volume along other axes):
-the plan is asked for one axis.
+own painted slices), and a views teacher (its members would reslice the stack across its
+volumes; :data:`~.stack.VIEWS_UNAVAILABLE`): the plan says so and views asked for are refused.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from ..training import plan_for_data
 from .files import Project
 from .predict import Placement, stack_volumes, student_predictions, teacher_predictions
 from .report import ImageSummary, ProjectSummary, mean_score, write_project_report
-from .stack import ProjectStack, Span, build_project_stack
+from .stack import VIEWS_UNAVAILABLE, ProjectStack, Span, build_project_stack
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ def run_project_pipeline(
         ``plan`` used as given).
     plan_given:
         Plan the teacher from the project's painted slices, keeping these user settings
-        (one axis always); None: ``config.plan`` or the configs as they are.
+        (one axis: views off); None: ``config.plan`` or the configs as they are.
     max_pseudo_slices:
         At most this many accepted slices (the best-scored) train the student; None: all.
     client, worker_threads:
@@ -223,9 +223,13 @@ def run_project_pipeline(
     FileExistsError
         ``out_dir`` holds this run's files and ``overwrite`` is False.
     ValueError
-        The images' slices differ in size or colours (the image named), or a stage's error.
+        Views asked for (``config.model`` or ``plan_given``), the images' slices differ in size
+        or colours (the image named), or a stage's error.
     """
     project.check()
+    planned = config.plan.values() if config.plan is not None else {}
+    if config.model.views or planned.get("views") or (plan_given or {}).get("views"):
+        raise ValueError(f"views cannot be used for several images: {VIEWS_UNAVAILABLE}")
     common, per_image = check_project_out_dir(out_dir, project.names, overwrite)
     torch_device = select_device(device)
     seconds: dict[str, float] = {}
@@ -239,8 +243,8 @@ def run_project_pipeline(
         if plan_given is not None:
             plan = plan_for_data(
                 stack.image, stack.labels, rgb=stack.rgb, device=torch_device,
-                given={**plan_given, "views": False}, model_config=config.model,
-                train_config=config.teacher, class_names=class_names,
+                given=plan_given, model_config=config.model, train_config=config.teacher,
+                class_names=class_names, one_axis=VIEWS_UNAVAILABLE,
             )  # fmt: skip
 
         started = time.perf_counter()

@@ -31,6 +31,12 @@ import numpy as np
 from ..preprocess import check_label_ids, is_rgb
 
 COPY_SLICES = 16  # slices copied at a time: bounds the memory of building the stack
+#: Why a project's teacher slices along the first axis only: no views (``ModelConfig.views``).
+VIEWS_UNAVAILABLE = (
+    "several images train as one stack of slices, volume after volume, so a network slicing "
+    "across the slices (a view) would see one volume run into the next; every teacher slices "
+    "along the first axis (Views are for one image at a time)"
+)
 
 
 @dataclass(frozen=True)

@@ -293,6 +293,7 @@ def plan_teacher(
     train_config: TrainConfig | None = None,
     class_names: Mapping[int, str] | None = None,
     free_memory: int | None = None,
+    one_axis: str | None = None,
 ) -> TeacherPlan:
     """Plan a teacher's settings from the data's measurements (see the module's rules).
 
@@ -312,8 +313,18 @@ def plan_teacher(
         ``{class id: name}`` for the reasons.
     free_memory:
         Bytes free on an accelerator (None: asked of the device).
+    one_axis:
+        Why the data can only be sliced along its first axis (e.g. several volumes end to end
+        in one stack): views off, for this reason (a ``views`` given off is taken as such).
+
+    Raises
+    ------
+    ValueError
+        An unknown setting given, or views given on with ``one_axis``.
     """
     given = dict(given or {})
+    if one_axis is not None and given.pop("views", False):
+        raise ValueError(f"views cannot be used here: {one_axis}")
     unknown = sorted(set(given) - set(PLANNED))
     if unknown:
         raise ValueError(f"not planned settings {unknown}: the plan sets {sorted(PLANNED)}")
@@ -338,7 +349,7 @@ def plan_teacher(
         "pixels at the working scale; the field of view is set by the working scale below",
     )
     factor = decide("downsample", *_working_scale(fingerprint, patch, class_names))
-    views, reason = _views(fingerprint, model.depth)
+    views, reason = (False, one_axis) if one_axis else _views(fingerprint, model.depth)
     members_given = given.get("members")
     if views and members_given is not None and members_given < VIEW_AXES:
         views = False
