@@ -16,6 +16,7 @@ from napari_distill.core.inference import (
 )
 from napari_distill.core.inference.tiling import choose_tile, receptive_field, tile_grid
 from napari_distill.core.inference.tissue import estimate_background, tissue_bounding_box
+from napari_distill.core.models import MemberMean
 from napari_distill.core.preprocess import Normalization, as_stack
 from napari_distill.core.progress import run_to_completion
 
@@ -157,6 +158,24 @@ def test_tile_size_follows_free_memory() -> None:
 
 def test_receptive_field_is_measured() -> None:
     assert receptive_field(LocalNet(), 1) == 5
+
+
+class Saturated(nn.Module):
+    """A confident network: logits so large that the softmax is exactly 0 or 1."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = LocalNet()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 1e6 * self.net(x)
+
+
+def test_an_ensemble_of_confident_networks_keeps_its_members_field() -> None:
+    # The mean of saturated softmaxes has no gradient: measured through it, the field was 1
+    # pixel, and a trained ensemble's prediction was cropped to the tissue with no context.
+    ensemble = MemberMean([Saturated(), Saturated()])
+    assert receptive_field(ensemble, 1) == 5
 
 
 def test_background_and_tissue_box_come_from_the_data() -> None:

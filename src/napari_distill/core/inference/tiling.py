@@ -148,6 +148,12 @@ def receptive_field(model: nn.Module, in_channels: int, max_size: int = 1024) ->
     stated = getattr(model, "receptive_field", None)
     if isinstance(stated, int) and stated > 0:
         return stated
+    members = getattr(model, "members", None)
+    if isinstance(members, nn.ModuleList) and len(members):
+        # An ensemble answers the log of its members' mean softmax; once trained, that softmax
+        # saturates and the probe's gradient vanishes (a field of 1 pixel was measured, so the
+        # crop to tissue cut the context away). Its field is its widest member's.
+        return max(receptive_field(member, in_channels, max_size) for member in members)
     cached = _receptive_field_cache.setdefault(model, {})
     if in_channels in cached:
         return cached[in_channels]
