@@ -78,6 +78,38 @@ def _ranked_right(pair: tuple[float, float] | None, teacher: float, flow: float)
     return (pair[0] >= pair[1]) == (teacher >= flow)
 
 
+def _estimates(
+    rows: list[dict[str, Any]], seeds: list[int], teacher: str
+) -> tuple[list[dict[str, Any]], dict[str, list[int]]]:
+    """Per seed, ``teacher``'s comparison under each rule beside the true scores; and per rule
+    ``[right, scored]`` over the seeds."""
+    entries = []
+    votes = {rule: [0, 0] for rule in RULES}
+    for seed in seeds:
+        by = {r["method"]: r for r in rows if r["seed"] == seed}
+        taught, flow = by.get(teacher), by.get("flow")
+        if taught is None or flow is None or "comparison" not in taught:
+            continue
+        comparison = taught["comparison"]
+        rules = estimates(comparison)
+        right = {rule: _ranked_right(rules[rule], taught["miou"], flow["miou"]) for rule in RULES}
+        for rule in RULES:
+            if right[rule] is not None:
+                votes[rule][0] += right[rule]
+                votes[rule][1] += 1
+        entries.append(
+            {
+                "seed": seed, "teacher_true": taught["miou"], "flow_true": flow["miou"],
+                "teacher_loo": comparison["loo_teacher"], "flow_loo": comparison["loo_flow"],
+                "by_rule": {rule: list(v) if v else None for rule, v in rules.items()},
+                "ranked_right_by_rule": right,
+                "flow_own_loo": flow.get("loo_miou"), "held_out": comparison["held_out"],
+                "ranked_right": right["painted_classes"],
+            }
+        )  # fmt: skip
+    return entries, votes
+
+
 def grid_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """Per setting (resolution, spacing, k): each method's mean mIoU and spread (standard
     deviation over the seeds), the leave-out estimates beside the truth, and the targets:
@@ -89,13 +121,18 @@ def grid_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
       combination minus the better propagation, target 0.05;
     - ``rankings``: per estimate rule (:data:`RULES`), in how many runs and in how many
       settings (by majority over the seeds scored; a tie is not right) the leave-out
-      estimate ranks the planned teacher against flow propagation as their true scores do.
+      estimate ranks the planned teacher against flow propagation as their true scores do;
+      ``rankings_default_teacher`` the same for today's default teacher (one network: the
+      network scored on its held-out slice is the teacher itself).
     """
     settings = sorted({(r["resolution"], r["spacing"], r["k"]) for r in runs})
     largest = max((s for _, s, _ in settings), default=None)
     out_settings = []
-    rankings = {rule: {"runs_right": 0, "runs": 0, "settings_right": 0, "settings": 0}
-                for rule in RULES}  # fmt: skip
+    rankings = {
+        teacher: {rule: {"runs_right": 0, "runs": 0, "settings_right": 0, "settings": 0}
+                  for rule in RULES}
+        for teacher in ("teacher-plan", "teacher-default")
+    }  # fmt: skip
     for resolution, spacing, k in settings:
         rows = [
             r for r in runs if (r["resolution"], r["spacing"], r["k"]) == (resolution, spacing, k)
@@ -105,36 +142,19 @@ def grid_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "resolution": resolution, "spacing": spacing, "k": k,
             "seeds": sorted({r["seed"] for r in rows}), "miou": methods, "estimates": [],
         }  # fmt: skip
-        votes = {rule: [0, 0] for rule in RULES}  # right, scored
-        for seed in entry["seeds"]:
-            by = {r["method"]: r for r in rows if r["seed"] == seed}
-            plan, flow = by.get("teacher-plan"), by.get("flow")
-            if plan is None or flow is None:
-                continue
-            comparison = plan["comparison"]
-            rules = estimates(comparison)
-            right = {rule: _ranked_right(rules[rule], plan["miou"], flow["miou"]) for rule in RULES}
-            for rule in RULES:
-                if right[rule] is not None:
-                    votes[rule][0] += right[rule]
-                    votes[rule][1] += 1
-            entry["estimates"].append(
-                {
-                    "seed": seed, "teacher_true": plan["miou"], "flow_true": flow["miou"],
-                    "teacher_loo": comparison["loo_teacher"], "flow_loo": comparison["loo_flow"],
-                    "by_rule": {rule: list(v) if v else None for rule, v in rules.items()},
-                    "ranked_right_by_rule": right,
-                    "flow_own_loo": flow.get("loo_miou"), "held_out": comparison["held_out"],
-                    "ranked_right": right["painted_classes"],
-                }
-            )  # fmt: skip
-        for rule, (right, scored) in votes.items():
-            rankings[rule]["runs_right"] += right
-            rankings[rule]["runs"] += scored
-            if scored:
-                rankings[rule]["settings"] += 1
-                rankings[rule]["settings_right"] += right * 2 > scored
-        entry["ranking_votes"] = {r: {"right": v[0], "scored": v[1]} for r, v in votes.items()}
+        for teacher, tally in rankings.items():
+            estimates_, votes = _estimates(rows, entry["seeds"], teacher)
+            key = "" if teacher == "teacher-plan" else "_default_teacher"
+            entry["estimates" + key] = estimates_
+            entry["ranking_votes" + key] = {
+                r: {"right": v[0], "scored": v[1]} for r, v in votes.items()
+            }
+            for rule, (right, scored) in votes.items():
+                tally[rule]["runs_right"] += right
+                tally[rule]["runs"] += scored
+                if scored:
+                    tally[rule]["settings"] += 1
+                    tally[rule]["settings_right"] += right * 2 > scored
         singles = [m for m in METHODS[:4] if methods[m]["n"]]
         if methods["combined"]["n"] and singles:
             best = max(singles, key=lambda m: methods[m]["mean"])
@@ -152,9 +172,10 @@ def grid_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
         out_settings.append(entry)
     return {
         "settings": out_settings,
-        "rankings": rankings,
-        "ranked_right": rankings["painted_classes"]["runs_right"],
-        "ranked": rankings["painted_classes"]["runs"],
+        "rankings": rankings["teacher-plan"],
+        "rankings_default_teacher": rankings["teacher-default"],
+        "ranked_right": rankings["teacher-plan"]["painted_classes"]["runs_right"],
+        "ranked": rankings["teacher-plan"]["painted_classes"]["runs"],
         "combined_at_least_best_everywhere": all(
             e.get("combined_at_least_best", False) for e in out_settings
         ),
@@ -190,9 +211,10 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
                 + (f" (far apart, target 0.05 met: {e['lead_target_met']})"
                    if "lead_target_met" in e else "")
             )  # fmt: skip
-    for rule, r in summary["rankings"].items():
-        lines.append(
-            f"leave-out ranking ({rule}): right in {r['runs_right']} of {r['runs']} runs, "
-            f"{r['settings_right']} of {r['settings']} settings"
-        )
+    for teacher in ("rankings", "rankings_default_teacher"):
+        for rule, r in summary[teacher].items():
+            lines.append(
+                f"{teacher}, leave-out ({rule}): right in {r['runs_right']} of {r['runs']} "
+                f"runs, {r['settings_right']} of {r['settings']} settings"
+            )
     return lines

@@ -15,11 +15,15 @@ The rule, per class: the source ahead by at least ``margin`` IoU is used alone; 
 margin the two are averaged (their errors differ, docs/benchmarks.md "Label propagation");
 a class on no held-out slice and predicted there by neither source keeps the teacher.
 
-Both sources' mIoU (the overall estimate, which one "scored higher") is the mean over the same
-classes: those painted on the held-out slices. A mean over the classes each source predicted
-or the paint holds would average the two over different sets: a class one source predicts
-where it is not painted counts 0 against that source only (docs/benchmarks.md, "Why the
-leave-out estimate under-rated the teacher").
+Each source's mIoU (the overall estimate, which one "scored higher") is the mean over the
+classes that source predicts or the paint holds on the held-out slices, so the two are
+averaged over different sets. Also recorded: the classes painted there
+(:attr:`Comparison.scored_class_ids`) and each held-out set's scores over its own painted
+classes with the axes of the networks that predicted it (:attr:`Comparison.held_out_scores`).
+The mean over the painted classes only, the same set for both, ranked the teacher against
+flow propagation no better on the sample's grid (3 of 6 settings against 4 of 6), nor did
+the sets predicted by a network along the painted axis (1 of 3 runs), so neither replaced it
+(docs/benchmarks.md, "The rest of the grid and the leave-out rules").
 
 Bias: a held-out slice lies twice as far from its nearest painted neighbours as an unpainted
 slice between two painted ones does, and propagation loses accuracy with distance while a
@@ -105,12 +109,13 @@ class Comparison:
     held_out:
         Each set of slices held out together (one per group of ensemble members).
     teacher_miou, propagation_miou:
-        mIoU over :attr:`scored_class_ids` on every held-out slice (one confusion matrix).
+        mIoU over the foreground classes on every held-out slice (one confusion matrix; each
+        over the classes it predicts or the paint holds there).
     combined_miou:
         The combination's on the same slices: its weights were chosen there, so it flatters.
     scored_class_ids:
-        The foreground classes painted on the held-out slices: both sources' mIoU are means
-        over these, the same set for both.
+        The foreground classes painted on the held-out slices (for the record: a mean over
+        these is the same set for both sources).
     held_out_scores:
         Per held-out set (as :attr:`held_out`): the teacher's and the propagation's mIoU over
         the classes painted on that set, and the axes of the networks that predicted it.
@@ -310,6 +315,7 @@ def compare_held_out(
             )
         )  # fmt: skip
     weights = np.asarray([c.weight for c in classes])
+    combined = evaluate_semantic(_labels(mix(weights, teacher, propagation), ids), truth, ids)
     scored = painted_classes(truth, ids)
     per_set = tuple(
         {
@@ -323,9 +329,8 @@ def compare_held_out(
     )  # fmt: skip
     return Comparison(
         True, method, ids, tuple(classes), tuple(tuple(h.slices) for h in held_out),
-        mean_iou_over(teacher, truth, ids, scored), mean_iou_over(propagation, truth, ids, scored),
-        mean_iou_over(mix(weights, teacher, propagation), truth, ids, scored), note, margin,
-        scored, per_set,
+        scores["teacher"]["mean_iou"], scores["propagation"]["mean_iou"],
+        combined["mean_iou"], note, margin, scored, per_set,
     )  # fmt: skip
 
 
