@@ -22,7 +22,7 @@ averaged over different sets. Also recorded: the classes painted there
 classes with the axes of the networks that predicted it (:attr:`Comparison.held_out_scores`).
 The mean over the painted classes only, the same set for both, ranked the teacher against
 flow propagation no better on the sample's grid (3 of 6 settings against 4 of 6), nor did
-the sets predicted by a network along the painted axis (1 of 3 runs), so neither replaced it
+the sets predicted by a network along the painted axis (2 of 6 runs), so neither replaced it
 (docs/benchmarks.md, "The rest of the grid and the leave-out rules").
 
 Bias: a held-out slice lies twice as far from its nearest painted neighbours as an unpainted
