@@ -21,8 +21,8 @@ averaged over different sets. Also recorded: the classes painted there
 (:attr:`Comparison.scored_class_ids`) and each held-out set's scores over its own painted
 classes with the axes of the networks that predicted it (:attr:`Comparison.held_out_scores`).
 The mean over the painted classes only, the same set for both, ranked the teacher against
-flow propagation no better on the sample's grid (3 of 6 settings against 4 of 6), nor did
-the sets predicted by a network along the painted axis (2 of 6 runs), so neither replaced it
+flow propagation no better on the sample's grid (4 of 7 settings against 5 of 7), nor did
+the sets predicted by a network along the painted axis (3 of 9 runs), so neither replaced it
 (docs/benchmarks.md, "The rest of the grid and the leave-out rules").
 
 Bias: a held-out slice lies twice as far from its nearest painted neighbours as an unpainted
