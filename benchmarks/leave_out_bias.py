@@ -18,7 +18,9 @@ the full truth, mIoU over the organs:
   propagation into each held-out set with it erased (what the comparison scores);
   ``flow_each``: each painted slice erased in turn (an end of the painted range against
   interior slices);
-- ``comparison``: the product's estimate (``compare_with_propagation`` on the stored splits).
+- ``comparison``: the product's estimate (``compare_with_propagation`` on the stored splits),
+  with the classes painted on the held-out slices and each held-out set's scores over its own
+  painted classes (``held_out_scores``, with the axes of the networks that predicted it).
 
 Appends the run to ``--json`` (a list of runs, each with the commit it ran with).
 """
@@ -108,7 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     out["comparison"] = {
         "held_out": [list(g) for g in comparison.held_out],
         "loo_teacher": comparison.teacher_miou, "loo_flow": comparison.propagation_miou,
-        "classes": comparison.rows(),
+        "classes": comparison.rows(), "scored_class_ids": list(comparison.scored_class_ids),
+        "held_out_scores": [dict(s) for s in comparison.held_out_scores],
     }  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="lob-", ignore_cleanup_errors=True) as work:
         prediction = run_to_completion(

@@ -37,9 +37,10 @@ nine organs (background left out) on the unpainted slices against the full truth
 (``propagation.organ_scores``).
 
 Settings run seed by seed (the first seed across the whole grid first), and the JSON
-(``--json``) is written after each, with the summary (:func:`grid_summary`): per setting each
-method's mean and spread over the seeds, the estimates beside the truth, and issue 25's
-targets. ``--resume`` keeps the runs already in ``--json`` and skips their settings (each
+(``--json``) is written after each, with the summary
+(:func:`teacher_vs_propagation_summary.grid_summary`): per setting each method's mean and
+spread over the seeds, the estimates beside the truth (under each estimate rule), and issue
+25's targets. ``--resume`` keeps the runs already in ``--json`` and skips their settings (each
 run records the commit it ran with; runs written before that take the file's);
 ``--summarise FILE`` only recomputes the summary of a results file.
 """
@@ -49,10 +50,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -70,15 +69,12 @@ from napari_distill.core.samples import REFERENCE_SHAPE, make_medaka, reslice_me
 from napari_distill.core.stages import propagation_stage
 from napari_distill.core.training import plan_for_data, stored_splits, train_teacher
 from propagation import Case, Outcome, _commit, organ_scores, propagation_method
+from teacher_vs_propagation_summary import METHODS, grid_summary, summary_lines
 
 log = logging.getLogger("teacher_vs_propagation")
 
-METHODS = ("nearest", "flow", "teacher-default", "teacher-plan", "combined")
 FLOW = PropagationConfig(method="flow", flow="tvl1")
 NEAREST = PropagationConfig(method="nearest")
-# What the targets count as far apart: the largest spacing run; the combination must lead
-# propagation there by this much (issue 25).
-LEAD_FAR_APART = 0.05
 
 
 def make_case(seed: int, resolution: int, every: int, k: int, axis: int) -> Case:
@@ -102,6 +98,8 @@ def _comparison_facts(comparison: Comparison) -> dict[str, Any]:
         "loo_flow": comparison.propagation_miou,
         "loo_combined": comparison.combined_miou,
         "classes": comparison.rows(),
+        "scored_class_ids": list(comparison.scored_class_ids),
+        "held_out_scores": [dict(s) for s in comparison.held_out_scores],
         "summary": comparison.summary(),
     }
 
@@ -202,113 +200,6 @@ def record(case: Case, every: int, resolution: int, name: str, outcome: Outcome)
         row["loo_per_slice"] = {str(i): v for i, v in outcome.loo.per_slice.items()}
     row.update(outcome.extra)
     return row
-
-
-def _stats(values: list[float]) -> dict[str, Any]:
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return {"mean": float("nan"), "spread": float("nan"), "n": 0}
-    spread = statistics.stdev(values) if len(values) > 1 else float("nan")
-    return {"mean": statistics.mean(values), "spread": spread, "n": len(values)}
-
-
-def grid_summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per setting (resolution, spacing, k): each method's mean mIoU and spread (standard
-    deviation over the seeds), the leave-out estimates beside the truth, and the targets:
-
-    - ``combined_at_least_best``: the combination's mean is below the best single method's
-      (nearest, flow, either teacher) by no more than the larger of the two's spreads; with
-      one seed there is no spread and it must be at least as good;
-    - ``lead_over_propagation`` (and, at the largest spacing run, ``lead_target_met``): the
-      combination minus the better propagation, target 0.05;
-    - ``ranked_right``: per seed, whether the comparison's leave-out estimate ranks the
-      planned teacher against flow propagation as their true scores do (None when no fair
-      comparison was possible).
-    """
-    settings = sorted({(r["resolution"], r["spacing"], r["k"]) for r in runs})
-    largest = max((s for _, s, _ in settings), default=None)
-    out_settings = []
-    ranked = right = 0
-    for resolution, spacing, k in settings:
-        rows = [
-            r for r in runs if (r["resolution"], r["spacing"], r["k"]) == (resolution, spacing, k)
-        ]
-        methods = {m: _stats([r["miou"] for r in rows if r["method"] == m]) for m in METHODS}
-        entry: dict[str, Any] = {
-            "resolution": resolution, "spacing": spacing, "k": k,
-            "seeds": sorted({r["seed"] for r in rows}), "miou": methods, "estimates": [],
-        }  # fmt: skip
-        for seed in entry["seeds"]:
-            by = {r["method"]: r for r in rows if r["seed"] == seed}
-            plan, flow = by.get("teacher-plan"), by.get("flow")
-            if plan is None or flow is None:
-                continue
-            comparison = plan["comparison"]
-            est_t, est_f = comparison["loo_teacher"], comparison["loo_flow"]
-            scored = comparison["fair"] and not (math.isnan(est_t) or math.isnan(est_f))
-            is_right = (est_t >= est_f) == (plan["miou"] >= flow["miou"]) if scored else None
-            ranked += scored
-            right += bool(is_right)
-            entry["estimates"].append(
-                {
-                    "seed": seed, "teacher_true": plan["miou"], "teacher_loo": est_t,
-                    "flow_true": flow["miou"], "flow_loo": est_f,
-                    "flow_own_loo": flow.get("loo_miou"), "held_out": comparison["held_out"],
-                    "ranked_right": is_right,
-                }
-            )  # fmt: skip
-        singles = [m for m in METHODS[:4] if methods[m]["n"]]
-        if methods["combined"]["n"] and singles:
-            best = max(singles, key=lambda m: methods[m]["mean"])
-            spreads = [methods[m]["spread"] for m in (best, "combined")]
-            spread = max((s for s in spreads if not math.isnan(s)), default=0.0)
-            combined = methods["combined"]["mean"]
-            entry["best_single"] = best
-            entry["combined_minus_best"] = combined - methods[best]["mean"]
-            entry["combined_at_least_best"] = combined >= methods[best]["mean"] - spread
-            propagated = [methods[m]["mean"] for m in ("nearest", "flow") if methods[m]["n"]]
-            if propagated:
-                entry["lead_over_propagation"] = combined - max(propagated)
-                if spacing == largest:
-                    entry["lead_target_met"] = entry["lead_over_propagation"] >= LEAD_FAR_APART
-        out_settings.append(entry)
-    return {
-        "settings": out_settings,
-        "ranked_right": right,
-        "ranked": ranked,
-        "combined_at_least_best_everywhere": all(
-            e.get("combined_at_least_best", False) for e in out_settings
-        ),
-    }
-
-
-def summary_lines(summary: dict[str, Any]) -> list[str]:
-    """The summary as text: one line per setting and method, then the targets."""
-    lines = []
-    for e in summary["settings"]:
-        cells = []
-        for m in METHODS:
-            s = e["miou"][m]
-            if s["n"]:
-                spread = "" if math.isnan(s["spread"]) else f" ± {s['spread']:.3f}"
-                cells.append(f"{m} {s['mean']:.3f}{spread}")
-        lines.append(f"r {e['resolution']} spacing {e['spacing']} k {e['k']}: " + ", ".join(cells))
-        for x in e["estimates"]:
-            lines.append(
-                f"  seed {x['seed']}: teacher true {x['teacher_true']:.3f} / leave-out "
-                f"{x['teacher_loo']:.3f}; flow true {x['flow_true']:.3f} / leave-out "
-                f"{x['flow_loo']:.3f}; ranked right: {x['ranked_right']}"
-            )
-        if "combined_at_least_best" in e:
-            lead = e.get("lead_over_propagation", float("nan"))
-            lines.append(
-                f"  combined - best single ({e['best_single']}): {e['combined_minus_best']:+.3f}"
-                f" (target met: {e['combined_at_least_best']}); over propagation {lead:+.3f}"
-                + (f" (far apart, target 0.05 met: {e['lead_target_met']})"
-                   if "lead_target_met" in e else "")
-            )  # fmt: skip
-    lines.append(f"leave-out ranking right in {summary['ranked_right']} of {summary['ranked']}")
-    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -158,6 +158,8 @@ def test_views_networks_score_their_held_out_slices_through_the_volume():
     )
     assert result.fair and sorted(result.held_out) == [(2,), (4,), (6,)]
     assert "views network" in result.note
+    axes = {tuple(s["slices"]): s["axes"] for s in result.held_out_scores}
+    assert axes == {(2,): [0], (4,): [1], (6,): [2]}  # who predicted each, for the record
 
 
 def test_level_classes_are_averaged_and_missing_classes_stay_with_the_teacher():
@@ -176,3 +178,23 @@ def test_mix_renormalises_and_keeps_the_teacher_where_both_are_empty():
     out = mix(np.array([0.0, 1.0]), teacher, propagation)
     np.testing.assert_allclose(out[:, 0], [1.0 / 1.8, 0.8 / 1.8])
     np.testing.assert_allclose(out[:, 1], [0.0, 0.0])
+
+
+def test_the_classes_painted_on_the_held_out_slices_and_each_sets_scores_are_recorded():
+    """The overall mIoU averages each source over the classes it predicts or the paint holds
+    (a class 2 only the teacher calls counts 0 against it alone); the record beside it scores
+    both over the classes painted there (class 1), per held-out set."""
+    truth = np.array([[[0, 1, 1, 1]]], np.uint8)
+    classes = np.arange(3).reshape(-1, 1, 1, 1)
+    teacher = (np.array([[[2, 1, 1, 1]]])[np.newaxis] == classes).astype(np.float32)
+    propagation = (np.array([[[0, 1, 1, 0]]])[np.newaxis] == classes).astype(np.float32)
+    result = compare_held_out([HeldOut((5,), truth, teacher, propagation, (1,))], (0, 1, 2), "flow")
+    assert result.scored_class_ids == (1,)
+    square = result.classes[2]
+    assert square.teacher_iou == 0.0 and np.isnan(square.propagation_iou)
+    assert result.teacher_miou == 0.5 and result.propagation_miou == pytest.approx(2 / 3)
+    # Class 1 alone: the teacher finds all 3 of its pixels, the propagation 2.
+    assert result.held_out_scores == (
+        {"slices": [5], "axes": [1], "teacher_miou": 1.0, "propagation_miou": pytest.approx(2 / 3)},
+    )
+    assert result.to_dict()["scored_class_ids"] == [1]

@@ -213,6 +213,8 @@ def compare_with_propagation(
                 bundle, group, image, slices, config=predict_config, device=device, rgb=rgb
             ),
         )  # fmt: skip
+        # Like the networks that predict them, propagation never sees these slices' paint: it
+        # reaches them from the remaining painted slices only.
         others = np.array(paint)
         others[list(slices)] = 0
         propagated = yield from _records(
@@ -227,6 +229,7 @@ def compare_with_propagation(
                 paint[index],
                 _aligned(np.asarray(teacher.probabilities[:, index]), ids, ids),
                 _aligned(np.asarray(propagated.probabilities[:, index]), propagated.class_ids, ids),
+                tuple(bundle.model_config.member_axis(m) for m in group),
             )
         )
     names = bundle.class_names if class_names is None else class_names
