@@ -132,6 +132,16 @@ def test_a_volume_of_another_slice_size_is_refused_by_name(tmp_path):
         build_project_stack(iter([("a", a, None, False), ("b", b, None, False)]), [2, 2], tmp_path)
 
 
+def test_a_short_scale_sizes_the_last_axes_of_an_array_image():
+    # the Pap sample's (0.5, 0.5) pixel size on a stack of fields: read, and later written
+    # with the labels, not refused after the teacher has trained
+    fields = np.zeros((3, 8, 8), np.float32)
+    data, _ = ProjectImage("smear", fields, scale=(0.5, 0.5)).read()
+    assert data.scale == (1.0, 0.5, 0.5)
+    data, _ = ProjectImage("smear", fields).read()
+    assert data.scale == (1.0, 1.0, 1.0)
+
+
 def test_a_wider_intensity_type_later_widens_the_stack_and_keeps_every_value(tmp_path):
     small = np.full((2, 4, 4), 200, np.uint8)
     wide = np.full((3, 4, 4), 60000, np.uint16)

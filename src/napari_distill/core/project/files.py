@@ -52,7 +52,8 @@ class ProjectImage:
     """One image of a project: its name, the image and (optionally) its painted labels.
 
     ``image`` and ``labels`` are file paths or arrays (napari layers' data); ``scale`` and
-    ``rgb`` are used for arrays (a file carries its own).
+    ``rgb`` are used for arrays (a file carries its own); a ``scale`` shorter than the array
+    gives the last axes' pixel sizes, the others 1.
     """
 
     name: str
@@ -78,7 +79,10 @@ class ProjectImage:
         else:
             rgb = is_rgb(self.image, self.rgb)
             ndim = np.ndim(self.image) - (1 if rgb else 0)
-            scale = tuple(self.scale)[-ndim:] if self.scale is not None else (1.0,) * ndim
+            given = tuple(float(v) for v in self.scale or ())[-ndim:]
+            # a scale shorter than the array (a 2D pixel size for a stack of fields) sizes the
+            # last axes; the others keep 1, as napari would show them
+            scale = (1.0,) * (ndim - len(given)) + given
             data = ImageData(self.image, scale, rgb, Path(self.name))
         labels = None
         if self.labels is not None:
