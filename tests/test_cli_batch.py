@@ -242,6 +242,40 @@ def test_without_a_cluster_the_batch_runs_the_same_function_here(files, bundle, 
     assert [r.status for r in again] == ["skipped", "failed", "skipped", "skipped"]
 
 
+def test_a_fault_of_the_tool_is_logged_with_its_traceback(
+    files, bundle, tmp_path, monkeypatch, caplog
+):
+    """A wrong file's message says all; an error of the tool itself (here a bug stood in by
+    a ZeroDivisionError) is still one volume's row, and its traceback goes to the log."""
+    import napari_distill.core.batch.run as batch_run
+
+    volumes = list_volumes(str(files / "vols"))[:2]
+    broken = tmp_path / "broken.tif"
+    broken.write_bytes(b"not a tiff at all")
+    real = batch_run.predict_volume_steps
+
+    def faulty(bundle, volume, out, options):
+        if volume == volumes[1]:  # as a generator would: at its first step
+            raise ZeroDivisionError("division by zero")
+        return (yield from real(bundle, volume, out, options))
+
+    monkeypatch.setattr(batch_run, "predict_volume_steps", faulty)
+    volumes.append(broken)
+    outputs = output_paths(volumes, tmp_path / "out")
+    (tmp_path / "out").mkdir()
+    with caplog.at_level("DEBUG", logger="napari_distill.core.batch"):
+        results = run_to_completion(
+            run_batch(None, bundle, None, volumes, outputs, VolumeOptions())
+        )
+    assert [r.status for r in results] == ["done", "failed", "failed"]
+    assert results[1].error == "ZeroDivisionError: division by zero"
+    warned = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 1 and volumes[1].name in warned[0].getMessage()
+    assert warned[0].exc_info is not None and warned[0].exc_info[0] is ZeroDivisionError
+    quiet = [r for r in caplog.records if r.levelname == "DEBUG" and "broken" in r.getMessage()]
+    assert quiet and quiet[0].exc_info is not None  # the wrong file: its traceback in debug only
+
+
 def test_bad_volume_is_reported_the_rest_done_and_a_rerun_skips(files, cluster, tmp_path, capsys):
     volumes = tmp_path / "vols"
     shutil.copytree(files / "vols", volumes)

@@ -195,10 +195,7 @@ def run_batch(
             result = future.result()
         except Exception as exc:  # noqa: BLE001 - one volume's failure, whatever it is, is
             # a row of the summary and the batch goes on
-            result = VolumeResult(
-                volume_label(volumes[index]), _text(outputs[index]), "failed",
-                error=_message(exc),
-            )  # fmt: skip
+            result = _failed(volumes[index], outputs[index], exc)
         results[index] = result
         done += 1
         yield BatchProgress(done, len(volumes), result)
@@ -226,10 +223,7 @@ def _run_in_process(
                 result = stop.value
             except Exception as exc:  # noqa: BLE001 - as on a cluster: one volume's failure
                 # is its row, and the batch goes on
-                logger.debug("%s failed", volume_label(volume), exc_info=True)
-                result = VolumeResult(
-                    volume_label(volume), _text(out), "failed", error=_message(exc)
-                )
+                result = _failed(volume, out, exc)
         results.append(result)
         yield BatchProgress(index + 1, len(volumes), result)
     return results
@@ -290,6 +284,22 @@ def _submit_chunked(
         finish_task, plugin_name, str(volume), str(part), str(out), options, started, chunks,
         key=key, pure=False,
     )  # fmt: skip
+
+
+# What the user can act on from the message alone: an unreadable or wrong file, a full disk,
+# too little memory. Anything else is a fault of this tool, logged with its traceback.
+_EXPECTED_FAILURES = (OSError, ValueError, MemoryError)
+
+
+def _failed(volume: Volume, out: Path | None, exc: BaseException) -> VolumeResult:
+    """The row of a volume whose prediction raised ``exc``; a traceback in the log unless the
+    message says all (a cluster's exception carries its worker's traceback)."""
+    label = volume_label(volume)
+    if isinstance(exc, _EXPECTED_FAILURES):
+        logger.debug("%s failed", label, exc_info=exc)
+    else:
+        logger.warning("%s failed: an error in napari-distill", label, exc_info=exc)
+    return VolumeResult(label, _text(out), "failed", error=_message(exc))
 
 
 def _message(exc: BaseException) -> str:
