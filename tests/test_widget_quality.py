@@ -227,6 +227,48 @@ def test_table_row_and_plot_click_move_the_viewer(qtbot, viewer, teacher, fitted
     assert errors(notes) == []
 
 
+def test_the_slice_line_follows_the_viewer_without_a_full_draw(qtbot, monkeypatch):
+    """Scrolling the viewer moves the plot's slice line at every step: blitted over the last
+    full draw, never a whole figure drawn on the GUI thread."""
+    from matplotlib.figure import Figure
+
+    from napari_distill._widgets.quality.score_plot import ScorePlot
+
+    rng = np.random.default_rng(0)
+    plot = ScorePlot()
+    qtbot.addWidget(plot)
+    plot.resize(360, 260)
+    plot.show()
+    plot.set_selection(Selection.from_scores({i: float(rng.random()) for i in range(40)}))
+    qtbot.waitExposed(plot)
+    plot.canvas.draw()
+    QApplication.processEvents()  # the draws the showing asked for
+    draws = []
+    real_draw = Figure.draw
+    monkeypatch.setattr(
+        Figure, "draw", lambda fig, renderer: draws.append(1) or real_draw(fig, renderer)
+    )
+
+    def column(index):
+        x, _ = plot.axes.transData.transform((index, 0.5))
+        pixels = np.asarray(plot.canvas.buffer_rgba())[:, int(round(x)), :3]
+        return pixels[len(pixels) // 4 : 3 * len(pixels) // 4].astype(int)
+
+    empty, empty_30 = column(20), column(30)
+    plot.set_current(20)
+    QApplication.processEvents()
+    drawn = column(20)
+    assert (np.abs(drawn - empty).sum(axis=1) > 60).mean() > 0.8  # the line, top to bottom
+    plot.set_current(30)
+    QApplication.processEvents()
+    np.testing.assert_array_equal(column(20), empty)  # moved: the old one erased
+    assert (np.abs(column(30) - empty_30).sum(axis=1) > 60).mean() > 0.8
+    assert draws == []
+    plot.set_current(None)
+    QApplication.processEvents()
+    np.testing.assert_array_equal(column(30), empty_30)
+
+
 def test_threshold_and_keyboard_decisions(qtbot, widget, fitted, notes):
     selection = score(qtbot, widget, fitted)
     review = widget.review

@@ -5,7 +5,9 @@ accepted slices are green dots, rejected ones red crosses, annotated ones blue s
 marks a decision made by hand; small violet dots are the teacher's own confidence in each
 unannotated slice's pseudo-label (when the selection has it); a dashed line is ``tau`` and a
 vertical line the slice the viewer shows. Drawing goes through ``draw_idle``, so dragging the
-threshold slider redraws at most once per event-loop pass. A left click emits
+threshold slider redraws at most once per event-loop pass. The slice line alone moves by
+blitting over the last full draw's pixels: it follows the viewer's slider at every step, and a
+full draw (60-120 ms on a busy 2-core machine) there would stall the scrolling. A left click emits
 :attr:`ScorePlot.slice_clicked` with the nearest slice. Until a selection with scores is
 shown, a one-line hint stands in place of the empty axes.
 """
@@ -93,10 +95,12 @@ class ScorePlot(QWidget):
         self._tau_line = axes.axhline(
             tau, color=_TAU_COLOUR, linestyle="--", linewidth=1.2, label="τ", zorder=2
         )
+        # animated: left out of full draws, blitted over their pixels (set_current)
         self._current_line = axes.axvline(
-            0, color=_CURRENT_COLOUR, linewidth=1.0, alpha=0.8, zorder=0
+            0, color=_CURRENT_COLOUR, linewidth=1.0, alpha=0.8, zorder=0, animated=True
         )
         self._current_line.set_visible(False)
+        self._background = None  # the pixels of the last full draw, without the slice line
         # above the axes, outside them: the constrained layout makes room, no point is hidden
         self.figure.legend(
             loc="outside upper center", ncol=3, fontsize=7, frameon=False,
@@ -104,6 +108,8 @@ class ScorePlot(QWidget):
         )  # fmt: skip
         self.selection: Selection | None = None
         self.canvas.mpl_connect("button_press_event", self.on_press)
+        self.canvas.mpl_connect("draw_event", self._on_draw)
+        self.canvas.mpl_connect("resize_event", self._on_resize)
         self.canvas.draw_idle()
 
     # ------------------------------------------------------------------ content
@@ -142,11 +148,29 @@ class ScorePlot(QWidget):
         self.canvas.draw_idle()
 
     def set_current(self, index: int | None) -> None:
-        """Mark the slice the viewer shows (None hides the mark)."""
+        """Mark the slice the viewer shows (None hides the mark): blitted, no full draw."""
         self._current_line.set_visible(index is not None)
         if index is not None:
             self._current_line.set_xdata([index, index])
-        self.canvas.draw_idle()
+        if self._background is None:  # nothing drawn yet: the next full draw shows it
+            self.canvas.draw_idle()
+            return
+        self.canvas.restore_region(self._background)
+        self._draw_current()
+        self.canvas.blit(self.figure.bbox)
+
+    def _on_draw(self, _event) -> None:
+        """After a full draw: keep its pixels, then draw the slice line over them (the canvas
+        paints the result itself)."""
+        self._background = self.canvas.copy_from_bbox(self.figure.bbox)
+        self._draw_current()
+
+    def _on_resize(self, _event) -> None:
+        self._background = None  # another size: the next full draw keeps new pixels
+
+    def _draw_current(self) -> None:
+        if self._current_line.get_visible():
+            self.axes.draw_artist(self._current_line)
 
     @property
     def tau(self) -> float:
