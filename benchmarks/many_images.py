@@ -20,6 +20,10 @@ slice of a test image, averaged over the test images):
 - ``kd_no_filter``: the same KD student on every pseudo-labelled slice (``tau = 0``);
 - ``teacher_3k``: a teacher trained on ``3k`` painted slices of the same painted image, for the
   teacher's steps (the "three times less markup" reference).
+
+``--students NAME ...`` adds the product's student with one setting changed (issue 26's list:
+:data:`STUDENT_VARIANTS`), each on the same stack, teacher and pseudo-labels; ``--baselines
+teacher_matched_compute`` keeps only that control of the other methods.
 """
 
 from __future__ import annotations
@@ -64,6 +68,23 @@ METHODS = (
     "teacher_3k",
 )
 ANNOTATED = "painted"
+BASELINES = ("teacher_matched_compute", "naive_self_training", "kd_no_filter", "teacher_3k")
+
+# The product's student with one of issue 26's settings changed: (tau or None for the run's,
+# the strategy's settings). Each trains on the slices accepted at that tau.
+STUDENT_VARIANTS: dict[str, tuple[float | None, KDConfig]] = {
+    "from_scratch": (None, KDConfig(init_from_teacher=False)),
+    "noisy_student": (None, KDConfig(noisy_student=True)),
+    "larger_student": (None, KDConfig(larger_student=True, init_from_teacher=False)),
+    "larger_noisy_student": (
+        None, KDConfig(larger_student=True, noisy_student=True, init_from_teacher=False),
+    ),
+    "hard_labels": (None, KDConfig(lambda_kd=0.0)),
+    "tau_0.5": (0.5, KDConfig()),
+    "tau_0.9": (0.9, KDConfig()),
+    "annotated_share_0.25": (None, KDConfig(annotated_share=0.25)),
+    "annotated_share_0.75": (None, KDConfig(annotated_share=0.75)),
+}  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -208,6 +229,14 @@ def one_run(k: int, seed: int, make: Maker, args: argparse.Namespace, record) ->
             "naive_self_training": (every, KDConfig(lambda_kd=0.0)),
             "kd_no_filter": (every, KDConfig()),
         }
+        students = {n: v for n, v in students.items() if n in args.baselines}
+        for name in args.students:
+            tau, strategy_config = STUDENT_VARIANTS[name]
+            selection.set_tau(config.quality.tau if tau is None else tau)
+            chosen = selection.accepted().items()
+            slices = sorted(stack.to_global(image, i) for image, ids in chosen for i in ids)
+            students[name] = (slices, strategy_config)
+            record(f"n_accepted_{name}", len(slices))
         for name, (slices, strategy_config) in students.items():
             clock = time.perf_counter()
             run = get_strategy("kd").build(
@@ -218,6 +247,8 @@ def one_run(k: int, seed: int, make: Maker, args: argparse.Namespace, record) ->
             record(name, on_test(train(run), specimens))
             record(f"seconds_{name}", time.perf_counter() - clock)
 
+        if "teacher_3k" not in args.baselines:
+            return
         clock = time.perf_counter()
         stack_3k = stack_of(
             project_of(specimens, specimens.painted_labels_3k), work / "stack3k",
@@ -241,7 +272,7 @@ def summary(runs: list[dict[str, Any]]) -> dict[str, Any]:
                 **summarise([r[m]["mean"] for r in done if m in r]),
                 "seeds": [r["seed"] for r in done if m in r],
             }
-            for m in METHODS
+            for m in (*METHODS, *(v for v in STUDENT_VARIANTS if any(v in r for r in done)))
         }
     return out
 
@@ -285,6 +316,14 @@ def add_arguments(parser: argparse.ArgumentParser, ks: list[int], unannotated: i
     parser.add_argument(
         "--merge", nargs="+", metavar="JSON", help="join these results files into --json; no run"
     )
+    parser.add_argument(
+        "--students", nargs="*", default=[], choices=sorted(STUDENT_VARIANTS),
+        help="also the product's student with one setting changed (issue 26's list)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--baselines", nargs="*", default=list(BASELINES), choices=BASELINES,
+        help="which of the other methods to run (default: all)",
+    )  # fmt: skip
 
 
 def run_benchmark(
@@ -309,6 +348,8 @@ def run_benchmark(
             **data,
             "steps": args.steps,
             "quality_steps": args.quality_steps,
+            "students": args.students,
+            "baselines": args.baselines,
             "tau": QualityConfig.tau,
             "kd": dataclasses.asdict(KDConfig()),
             "machine": f"{platform.processor() or platform.machine()}, {args.threads} threads",
@@ -325,7 +366,7 @@ def run_benchmark(
 
         def record(name: str, value: Any, entry: dict[str, Any] = entry) -> None:
             entry[name] = value
-            if name in METHODS:
+            if name in METHODS or name in STUDENT_VARIANTS:
                 log.info(
                     "k=%d seed=%d %s: %.2f mIoU", entry["k"], entry["seed"], name, value["mean"]
                 )

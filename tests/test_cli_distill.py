@@ -110,6 +110,22 @@ def test_distill_from_the_run_teacher_and_scores(files, run_dir, tmp_path):
     assert bundle.extra["from_teacher"] is False
 
 
+def test_distill_a_larger_noisy_student(files, run_dir, tmp_path):
+    out = tmp_path / "student.pt"
+    code = main([
+        "distill", "--teacher", str(run_dir / "teacher.pt"), "--image", str(files / "image.tif"),
+        "--labels", str(files / "labels.tif"), "--larger-student", "--noisy-student",
+        "--steps", "2", "--device", "cpu", "--quiet", "--out", str(out),
+    ])  # fmt: skip
+    assert code == 0
+    bundle, _ = load_checkpoint(out, kind="student")
+    teacher, _ = load_checkpoint(run_dir / "teacher.pt")
+    assert bundle.extra["strategy_config"]["larger_student"] is True
+    assert bundle.extra["strategy_config"]["noisy_student"] is True
+    assert bundle.model_config.base_channels == 2 * teacher.model_config.base_channels
+    assert bundle.extra["from_teacher"] is False
+
+
 def test_distill_mistakes_are_one_line_errors(files, run_dir, tmp_path, capsys):
     common = [
         "distill", "--teacher", str(run_dir / "teacher.pt"), "--image", str(files / "image.tif"),
@@ -122,4 +138,6 @@ def test_distill_mistakes_are_one_line_errors(files, run_dir, tmp_path, capsys):
     assert "temperature" in capsys.readouterr().err
     assert main([*common, "--annotated-share", "2"]) == 2
     assert "annotated_share" in capsys.readouterr().err
+    assert main([*common, "--smaller-student", "--larger-student"]) == 2
+    assert "both smaller and larger" in capsys.readouterr().err
     assert main([*common, "--scores", str(tmp_path / "missing.csv")]) == 2

@@ -12,6 +12,7 @@ import tifffile
 
 import napari_distill.cli.distill  # noqa: F401  (registers run)
 from napari_distill.cli import main
+from napari_distill.core.models import load_checkpoint
 from synthetic import fixed_disk_square_volume
 
 FAST = ["--steps", "2", "--device", "cpu", "--quiet", "--no-plan"]
@@ -56,6 +57,7 @@ def test_run_images_writes_labels_per_image_and_scores_with_the_image(run_dir):
     assert "| fish0 | 8 | 0 | 8 |" in report and "| fish1 | 8 | 4 | 4 |" in report
     settings = json.loads((run_dir / "project.json").read_text())["settings"]
     assert settings["steps"] == 2 and settings["tau"] == 0
+    assert settings["noisy_student"] is False and settings["larger_student"] is False
 
 
 def test_run_project_repeats_a_run_and_a_local_cluster_predicts_the_same(run_dir, tmp_path):
@@ -114,6 +116,21 @@ def test_the_project_file_says_where_to_predict_and_flags_override_it(
     assert main(argv) == 2
     assert "--workers must be >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_the_project_file_sets_the_students_recipe(folders, tmp_path):
+    project = tmp_path / "p.toml"
+    scans, painted = (folders / "scans").as_posix(), (folders / "painted").as_posix()
+    project.write_text(
+        f'images = "{scans}"\nlabels_dir = "{painted}"\n[settings]\nsteps = 2\ntau = 0\n'
+        "noisy_student = true\nlarger_student = true\n"
+    )
+    out = tmp_path / "o"
+    assert main(["run", "--project", str(project), "--out-dir", str(out), *FAST]) == 0
+    student, _ = load_checkpoint(out / "student.pt", kind="student")
+    assert student.extra["strategy_config"]["noisy_student"] is True
+    assert student.extra["strategy_config"]["larger_student"] is True
+    assert student.extra["from_teacher"] is False
 
 
 def test_one_image_runs_refuse_cluster_options(folders, tmp_path, capsys):

@@ -222,6 +222,62 @@ def test_smaller_student_starts_from_scratch(teacher_setup, caplog):
     assert all(torch.equal(v, weights[k]) for k, v in teacher.model.state_dict().items())
 
 
+def test_larger_student_is_wider_and_trained_from_scratch(teacher_setup, caplog, tmp_path):
+    teacher, image, labels = teacher_setup
+    with caplog.at_level(logging.WARNING):
+        run = STRATEGIES["kd"].build(
+            teacher, image, labels, [0], train_config=TINY_TRAIN, device="cpu",
+            strategy_config=KDConfig(larger_student=True),
+        )  # fmt: skip
+    assert "larger student cannot start from the teacher" in caplog.text
+    config = run.model.config
+    assert config.base_channels == 2 * teacher.model_config.base_channels
+    assert config.depth == teacher.model_config.depth and config.members == 1
+    assert run.meta.extra["from_teacher"] is False
+    assert run_to_completion(run.steps()) is not None  # it trains
+    run.save(tmp_path / "student.pt")
+    loaded, _ = load_checkpoint(tmp_path / "student.pt", device="cpu")
+    assert loaded.model_config.base_channels == config.base_channels
+    assert loaded.extra["strategy_config"]["larger_student"] is True
+    with pytest.raises(ValueError, match="both smaller and larger"):
+        KDConfig(smaller_student=True, larger_student=True)
+
+
+def test_noisy_student_noise_reaches_the_student_only(teacher_setup):
+    """The student sees a noised patch and trains with more dropout; the teacher's logits
+    come from the clean patch; the student still starts from the teacher's weights."""
+    from napari_distill.core.strategies.kd import NOISY_STUDENT_DROPOUT
+
+    teacher, image, labels = teacher_setup
+    run = STRATEGIES["kd"].build(
+        teacher, image, labels, [0, 2], train_config=TINY_TRAIN, device="cpu",
+        strategy_config=KDConfig(noisy_student=True),
+    )  # fmt: skip
+    assert run.meta.model_config.dropout == NOISY_STUDENT_DROPOUT
+    rates = {m.p for m in run.model.modules() if isinstance(m, torch.nn.Dropout2d)}
+    assert rates == {NOISY_STUDENT_DROPOUT}  # the teacher had none (TINY_MODEL)
+    weights = run.model.state_dict()
+    assert all(torch.equal(v, weights[k]) for k, v in teacher.model.state_dict().items())
+    objective = run.objective
+    batch = objective.batch(np.random.default_rng(0))
+    assert batch["x"].shape == batch["x_teacher"].shape
+    assert not torch.equal(batch["x"], batch["x_teacher"])
+    seen = []
+    hook = objective.teacher.register_forward_hook(lambda _m, inputs, _o: seen.append(inputs[0]))
+    try:
+        objective.loss(run.model, batch)
+    finally:
+        hook.remove()
+    assert len(seen) == 1 and torch.equal(seen[0], batch["x_teacher"])
+    plain = (
+        STRATEGIES["kd"]
+        .build(teacher, image, labels, [0, 2], train_config=TINY_TRAIN, device="cpu")
+        .objective.batch(np.random.default_rng(0))
+    )
+    assert "x_teacher" not in plain
+    assert torch.equal(plain["x"], batch["x_teacher"])  # the same patches, un-noised
+
+
 def test_student_refuses_bad_input(teacher_setup):
     teacher, image, labels = teacher_setup
     with pytest.raises(ValueError, match="outside the stack"):

@@ -57,6 +57,7 @@ def _strategy_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="half the channels, one level fewer (always trained from scratch)",
     )
+    add_student_recipe_arguments(p)
     p.add_argument(
         "--kd-on-annotated",
         action="store_true",
@@ -72,20 +73,43 @@ def _strategy_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="optimiser steps (default: chosen from the data)")
 
 
+def add_student_recipe_arguments(p: argparse.ArgumentParser) -> None:
+    """``--larger-student`` and ``--noisy-student`` (KDConfig's self-training options)."""
+    p.add_argument(
+        "--larger-student",
+        action="store_true",
+        help="twice the teacher's channels, about 4x the compute (always trained from scratch)",
+    )
+    p.add_argument(
+        "--noisy-student",
+        action="store_true",
+        help="strong intensity noise and more dropout for the student only; the teacher's "
+        "targets come from the clean patches",
+    )
+
+
+def _from_scratch(args: argparse.Namespace) -> bool:
+    """Whether the student is trained from scratch (a smaller or larger one always is)."""
+    for flag in ("smaller_student", "larger_student"):
+        if getattr(args, flag) and not getattr(args, "from_scratch", False):
+            log.info("--%s: the student is trained from scratch", flag.replace("_", "-"))
+    return bool(getattr(args, "from_scratch", False) or args.smaller_student or args.larger_student)
+
+
 def _strategy_config(args: argparse.Namespace) -> KDConfig:
     if args.strategy != "kd":
         raise UserError(
             f"distill trains kd students; for strategy {args.strategy!r} use "
             f"'napari-distill run --strategy {args.strategy}'"
         )
-    if args.smaller_student and not args.from_scratch:
-        log.info("--smaller-student: the student is trained from scratch")
     try:
         return KDConfig(
             temperature=args.temperature,
             lambda_kd=args.lambda_kd,
-            init_from_teacher=not (args.from_scratch or args.smaller_student),
+            init_from_teacher=not _from_scratch(args),
             smaller_student=args.smaller_student,
+            larger_student=args.larger_student,
+            noisy_student=args.noisy_student,
             kd_on_annotated=args.kd_on_annotated,
             annotated_share=args.annotated_share,
         )
@@ -202,6 +226,7 @@ def _run_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="a cheaper student (half the channels, one level fewer), trained from scratch",
     )
+    add_student_recipe_arguments(p)
     p.add_argument(
         "--mirror",
         action="store_true",
@@ -248,7 +273,10 @@ def pipeline_config(args: argparse.Namespace) -> PipelineConfig:
             student=dataclasses.replace(base.student, seed=args.seed),
             quality=dataclasses.replace(base.quality, tau=args.tau, seed=args.seed),
             strategy_config=KDConfig(
-                init_from_teacher=not args.smaller_student, smaller_student=args.smaller_student
+                init_from_teacher=not _from_scratch(args),
+                smaller_student=args.smaller_student,
+                larger_student=args.larger_student,
+                noisy_student=args.noisy_student,
             ),
             predict=dataclasses.replace(base.predict, mirror=args.mirror),
             cleanup=cleanup_config(args),  # classes checked against the painted ones

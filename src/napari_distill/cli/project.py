@@ -28,8 +28,8 @@ log = logging.getLogger("napari_distill")
 
 # Options a project file's [settings] may set (their command-line names, dashes as "_").
 PROJECT_SETTINGS = (
-    "steps", "tau", "seed", "teachers", "downsample", "smaller_student", "mirror", "plan",
-    "largest_component", "min_size",
+    "steps", "tau", "seed", "teachers", "downsample", "smaller_student", "larger_student",
+    "noisy_student", "mirror", "plan", "largest_component", "min_size",
 )  # fmt: skip
 # Where the predictions run: a project file may say so too, but a run's project.json does not
 # record it (the same run repeated elsewhere, or after the cluster is gone, runs as asked then).

@@ -127,6 +127,14 @@ class ModelConfig:
         """The axis of the stack that member ``member`` slices along (0 without views)."""
         return member % VIEW_AXES if self.views else 0
 
+    def larger(self) -> ModelConfig:
+        """A wider student: twice the channels at every level, the same depth (about four
+        times the compute). One network without deep-supervision heads, like :meth:`student`."""
+        return dataclasses.replace(
+            self, members=1, views=False, base_channels=2 * self.base_channels,
+            deep_supervision=False,
+        )  # fmt: skip
+
     def student(self) -> ModelConfig:
         """The cheaper student configuration: half the channels, one level fewer (min 3).
 

@@ -153,6 +153,28 @@ class KDConfig:
             "from scratch.",
         },
     )
+    # Self-training's recipe (Xie et al. 2020, "noisy student"): a student as large as its
+    # teacher or larger, noised while the teacher is not. Both off by default: on the synthetic
+    # many-fish benchmark neither beat the plain student (docs/benchmarks.md, "Student settings").
+    larger_student: bool = field(
+        default=False,
+        metadata={
+            "label": "Larger student",
+            "help": "A network twice as wide as the teacher (about four times the compute per "
+            "step): room to learn more than the teacher from many pseudo-labelled images. "
+            "Always trained from scratch, so it needs more steps.",
+        },
+    )
+    noisy_student: bool = field(
+        default=False,
+        metadata={
+            "label": "Noise on the student only",
+            "help": "The student sees each patch with strong changes of brightness and "
+            "contrast and added noise, and trains with more dropout, while the teacher's "
+            "targets come from the clean patch: the student has to be right where the "
+            "teacher had it easy.",
+        },
+    )
     # METHODS.md: annotated slices learn from their ground truth, kept slices from the teacher.
     # Measured (docs/benchmarks.md): the KL term on annotated slices too pulled an undertrained
     # teacher's students 7 mIoU points below the teacher alone.
@@ -187,6 +209,8 @@ class KDConfig:
             raise ValueError(f"lambda_kd must be >= 0, got {self.lambda_kd}")
         if not 0.0 <= self.annotated_share <= 1.0:
             raise ValueError(f"annotated_share must be in [0, 1], got {self.annotated_share}")
+        if self.smaller_student and self.larger_student:
+            raise ValueError("a student cannot be both smaller and larger: choose one")
 
 
 @dataclass(frozen=True)

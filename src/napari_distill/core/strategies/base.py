@@ -168,6 +168,9 @@ def student_model(
     smaller_student: bool,
     seed: int,
     validator: Validator | None = None,
+    *,
+    larger_student: bool = False,
+    dropout: float | None = None,
 ) -> tuple[torch.nn.Module, ModelConfig, bool]:
     """The student network, its configuration and whether it starts from the teacher's weights.
 
@@ -177,31 +180,48 @@ def student_model(
     student's validation slices), or the first member without one: when the members held out
     different slices (:func:`members_held_out_apart`) the first is the only one that never
     trained on the student's validation slices, so the student's score stays honest. A smaller
-    student cannot take the teacher's weights (their shapes differ): it starts from scratch,
-    and a warning says so when both were asked for.
+    or larger student cannot take the teacher's weights (their shapes differ): it starts from
+    scratch, and a warning says so when both were asked for. ``dropout`` (a noisy student's)
+    replaces the configuration's dropout rate, in a network started from the teacher too.
     """
     torch.manual_seed(seed)  # reproducible initial weights and dropout masks
-    if smaller_student:
+    if smaller_student or larger_student:
+        size = "smaller" if smaller_student else "larger"
         if init_from_teacher:
             logger.warning(
-                "a smaller student cannot start from the teacher's weights (the shapes differ): "
-                "training it from scratch"
+                "a %s student cannot start from the teacher's weights (the shapes differ): "
+                "training it from scratch",
+                size,
             )
-        config = teacher.model_config.student()
+        config = (
+            teacher.model_config.student() if smaller_student else teacher.model_config.larger()
+        )
+        config = _with_dropout(config, dropout)
         return build_model(config), config, False
-    config = teacher.model_config.single()
-    if init_from_teacher:
-        if members_held_out_apart(teacher):
-            members = ensemble_members(teacher.model)
-            logger.info(
-                "student: starts from teacher member 1 of %d, the one that never trained on the "
-                "validation slices",
-                len(members),
-            )
-            return copy.deepcopy(members[0]).cpu(), config, True
-        model = copy.deepcopy(best_member(teacher.model, validator)).cpu()
-        return model, config, True
-    return build_model(config), config, False
+    config = _with_dropout(teacher.model_config.single(), dropout)
+    if not init_from_teacher:
+        return build_model(config), config, False
+    if members_held_out_apart(teacher):
+        members = ensemble_members(teacher.model)
+        logger.info(
+            "student: starts from teacher member 1 of %d, the one that never trained on the "
+            "validation slices",
+            len(members),
+        )
+        source = members[0]
+    else:
+        source = best_member(teacher.model, validator)
+    if dropout is None:
+        return copy.deepcopy(source).cpu(), config, True
+    # Another dropout rate: the same network built anew, the member's weights loaded into it
+    # (dropout layers hold no weights and come last in their block, so the names match).
+    model = build_model(config)
+    model.load_state_dict({k: v.detach().cpu() for k, v in source.state_dict().items()})
+    return model, config, True
+
+
+def _with_dropout(config: ModelConfig, dropout: float | None) -> ModelConfig:
+    return config if dropout is None else dataclasses.replace(config, dropout=dropout)
 
 
 def best_member(model: torch.nn.Module, validator: Validator | None) -> torch.nn.Module:

@@ -28,6 +28,11 @@ Choices (the paper leaves them open):
   (:func:`~napari_distill.core.inference.views_probabilities`).
 - Unaccepted unannotated slices never contribute; the teacher's validation slices stay held
   out and validate the student against their ground truth.
+- **A noisy student** (``KDConfig.noisy_student``, off by default) sees each patch with
+  strong brightness, contrast and noise changes on top of the usual augmentation, and trains
+  with dropout :data:`NOISY_STUDENT_DROPOUT`; the teacher's logits come from the same patch
+  before that noise (self-training's "noisy student", Xie et al. 2020). Geometric changes stay
+  shared: the targets must still line up with the pixels.
 - Half the patches come from the annotated slices and half from the accepted ones
   (``KDConfig.annotated_share``), however many of each there are: in proportion to their
   numbers, 27 accepted slices beside 5 annotated ones left the ground truth 1 patch in 6 and
@@ -75,6 +80,25 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 NAME = "kd"
+
+# A noisy student's noise, on top of the sampler's augmentation (normalised intensities): each
+# patch's contrast times U(1 - s, 1 + s), brightness plus U(-s, s), Gaussian noise of std
+# U(0, NOISY_STUDENT_NOISE_STD). Two and a half to three times the training augmentation's
+# (Augmentation: 0.1, 0.1, 0.03), the "strong" against "weak" ratio of the noisy-student recipe.
+NOISY_STUDENT_INTENSITY = 0.25
+NOISY_STUDENT_NOISE_STD = 0.1
+NOISY_STUDENT_DROPOUT = 0.3  # the teacher's default is 0.1 (ModelConfig.dropout)
+
+
+def student_noise(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A batch ``(B, C, H, W)`` as a noisy student sees it (see the constants above)."""
+    per_patch = (x.shape[0],) + (1,) * (x.ndim - 1)
+    s = NOISY_STUDENT_INTENSITY
+    contrast = 1.0 + rng.uniform(-s, s, per_patch)
+    brightness = rng.uniform(-s, s, per_patch)
+    sigma = rng.uniform(0.0, NOISY_STUDENT_NOISE_STD, per_patch)
+    noise = rng.standard_normal(x.shape) * sigma
+    return (x * contrast + brightness + noise).astype(np.float32)
 
 
 def kd_objective_loss(
@@ -150,11 +174,15 @@ class KDObjective:
         sources = rng.choice(len(self.samplers), size=self.batch_size, p=self._odds)
         patches = [self.samplers[s][0].sample(rng) for s in sources]
         kd = [self.samplers[s][1] for s in sources]
+        x = np.stack([p["x"] for p in patches]).astype(np.float32)
         batch = {
-            "x": torch.from_numpy(np.stack([p["x"] for p in patches]).astype(np.float32)),
+            "x": torch.from_numpy(x),
             "y": torch.from_numpy(np.stack([p["y"] for p in patches]).astype(np.int64)),
             "kd": torch.as_tensor(kd, dtype=torch.float32),
         }
+        if self.config.noisy_student:  # the teacher keeps the clean patch
+            batch["x_teacher"] = batch["x"]
+            batch["x"] = torch.from_numpy(student_noise(x, rng))
         if any("soft" in p for p in patches):
             # The teacher's probabilities computed beforehand (a views teacher, which cannot
             # see a patch on its own); patches without them have no KD term (weight 0).
@@ -176,7 +204,7 @@ class KDObjective:
             else:
                 self.teacher.eval()  # dropout off: the teacher's best guess, not a sample
                 with torch.no_grad():
-                    teacher_logits = self.teacher(x)
+                    teacher_logits = self.teacher(batch.get("x_teacher", x))
             kd_mask = batch["kd"][:, None, None].expand(-1, *logits.shape[-2:])
         class_weight = None
         if self.class_weight is not None:
@@ -321,6 +349,8 @@ def build_kd(
             strategy_config.init_from_teacher,
             strategy_config.smaller_student,
             train_config.seed,
+            larger_student=strategy_config.larger_student,
+            dropout=NOISY_STUDENT_DROPOUT if strategy_config.noisy_student else None,
             validator=(
                 student_validator(data, teacher, torch_device)
                 if teacher.model_config.members > 1 and not members_held_out_apart(teacher)
