@@ -262,6 +262,18 @@ def shoot_teacher_settings(out_dir: Path) -> None:
     viewer.close()
 
 
+def shoot_student_settings(out_dir: Path) -> None:
+    """``widget_student_settings.png``: the Student dock before any data, its strategy's
+    settings (the ``kd`` form: temperature, weight, start, student size, noise, share)."""
+    viewer = napari.Viewer(show=True, title="napari")
+    viewer.window._qt_window.resize(*WINDOW_SIZE)
+    _, student = open_from_menu(viewer, WIDGETS[2])
+    settle()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    student.content.grab().save(str(out_dir / "widget_student_settings.png"))
+    viewer.close()
+
+
 def shoot_teacher_propagation(out_dir: Path, steps: int | None) -> None:
     """``widget_teacher_propagation(_dock).png``: three teachers compared with propagation."""
     tour = Tour("medaka_ct", out_dir, "", steps)
@@ -302,7 +314,12 @@ def main(
     steps: int | None = None,
     propagation_only: bool = False,
     cells_only: bool = False,
+    settings_only: bool = False,
 ) -> None:
+    if settings_only:
+        shoot_teacher_settings(out_dir)
+        shoot_student_settings(out_dir)
+        return
     if propagation_only:
         shoot_teacher_propagation(out_dir, steps)
         return
@@ -311,6 +328,7 @@ def main(
         return
     shoot_plugins_menu(out_dir)
     shoot_teacher_settings(out_dir)
+    shoot_student_settings(out_dir)
     for sample in samples:
         suffix, instance_class, one_piece = TOURS[sample]
         tour = Tour(sample, out_dir, suffix, steps)
@@ -342,5 +360,13 @@ if __name__ == "__main__":
         "--cells-only", action="store_true",
         help="only the Pap smear cells pictures (widget_cells_*.png, cells_overlap.png)",
     )  # fmt: skip
+    parser.add_argument(
+        "--settings-only", action="store_true",
+        help="only the docks before any data (widget_teacher_advanced.png, "
+        "widget_student_settings.png)",
+    )  # fmt: skip
     args = parser.parse_args()
-    main(args.out, args.samples, args.steps, args.propagation_only, args.cells_only)
+    main(
+        args.out, args.samples, args.steps, args.propagation_only, args.cells_only,
+        args.settings_only,
+    )  # fmt: skip

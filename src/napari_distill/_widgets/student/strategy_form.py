@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox, QGroupBox, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QCheckBox, QComboBox, QGroupBox, QVBoxLayout, QWidget
 
 from napari_distill._widgets.common.config_form import ConfigForm, field_label, field_tooltips
 from napari_distill.core.config import from_dict
@@ -51,6 +51,7 @@ class StrategyPicker(QGroupBox):
         spec = self.strategies[self.name()]
         self.combo.setToolTip(spec.description)  # a tooltip: the dock is tall already
         self.form.set_config_class(spec.config_class, values)
+        link_student_size(self.form)
 
     def show_saved(self, name: str | None, values: Mapping[str, Any] | None) -> None:
         """Choose strategy ``name`` and show its saved settings (a checkpoint's
@@ -61,3 +62,39 @@ class StrategyPicker(QGroupBox):
         self.combo.setCurrentIndex(self.combo.findData(name))
         self.combo.blockSignals(False)
         self._show(from_dict(self.strategies[name].config_class, dict(values or {})))
+
+
+def link_student_size(form: ConfigForm) -> None:
+    """A ``kd`` form's student size: *Smaller* and *Larger* exclude each other, and either one
+    unticks and greys out *Start from the teacher's weights* (their shapes differ from the
+    teacher's), which comes back as it was when both are off. Other forms are left alone."""
+    fields = form.fields
+    if not {"smaller_student", "larger_student", "init_from_teacher"} <= set(fields):
+        return
+    smaller, larger = fields["smaller_student"], fields["larger_student"]
+    start = fields["init_from_teacher"]
+    tooltip = start.toolTip()
+    remembered = [start.isChecked()]
+
+    def sync(changed: QCheckBox, other: QCheckBox) -> None:
+        if changed.isChecked() and other.isChecked():
+            other.setChecked(False)  # its own signal syncs the start box
+            return
+        resized = smaller.isChecked() or larger.isChecked()
+        if resized and start.isEnabled():
+            remembered[0] = start.isChecked()
+            start.setChecked(False)
+        elif not resized and not start.isEnabled():
+            start.setChecked(remembered[0])
+        start.setEnabled(not resized)
+        start.setToolTip(RESIZED_TIP if resized else tooltip)
+
+    smaller.toggled.connect(lambda _on: sync(smaller, larger))
+    larger.toggled.connect(lambda _on: sync(larger, smaller))
+    sync(smaller, larger)
+
+
+RESIZED_TIP = (
+    "A smaller or larger student has other shapes than the teacher's network: it is trained "
+    "from scratch."
+)
