@@ -353,6 +353,22 @@ def test_default_local_cluster_and_one_volume_in_process(files, bundle, expected
     np.testing.assert_array_equal(read_labels(tmp_path / "here.tif").data, expected["fish_1"])
 
 
+def test_the_commands_cluster_is_never_the_default_client(monkeypatch):
+    """dask's own computations during a batch (a lazy file read here) stay in this process:
+    the command's client is not made the default, which other code would pick up."""
+    import argparse
+
+    from distributed import default_client
+
+    from napari_distill.cli.batch import cluster_client
+
+    args = argparse.Namespace(scheduler=None, workers=1, threads=None)
+    with cluster_client(args) as client:
+        assert client is not None and client.status == "running"
+        with pytest.raises(ValueError, match="No clients found"):
+            default_client()
+
+
 def test_batch_options_that_write_one_file_are_refused(files, tmp_path, capsys):
     argv = predict_argv(files, files / "vols", tmp_path / "o", "--probabilities", "p.tif")
     assert main(argv) == 2

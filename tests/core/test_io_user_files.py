@@ -114,3 +114,34 @@ def test_finite_and_integer_images_are_read_untouched(tmp_path, recwarn):
     tifffile.imwrite(tmp_path / "u.tif", rng.integers(0, 4000, (6, 8, 8), dtype=np.uint16))
     io.read_image(tmp_path / "u.tif")
     assert not [w for w in recwarn if issubclass(w.category, io.ReadWarning)]
+
+
+def test_a_lazy_read_stays_here_whatever_dask_client_is_the_default(tmp_path, monkeypatch):
+    """A Dask client the user made the default (here one of a cluster without workers, where
+    any task would wait forever) does not receive a file's reading: its reductions run on this
+    process's threads."""
+    import threading
+
+    from distributed import Client, LocalCluster
+
+    stack, expected = _ct_with_holes()
+    path = tmp_path / "reconstruction.tif"
+    tifffile.imwrite(path, stack, compression="zlib")
+    monkeypatch.setattr(io_read, "LAZY_THRESHOLD_BYTES", 100)
+    read: list = []
+    cluster = LocalCluster(n_workers=0, processes=False, dashboard_address=None)
+    with cluster, Client(cluster):  # the default client from here on
+
+        def work() -> None:
+            with pytest.warns(io.ReadWarning):
+                read.append(io.read_image(path))
+            labels = np.zeros(stack.shape, np.uint8)
+            io.write_labels(tmp_path / "labels.tif", da.from_array(labels, chunks=(2, 20, 24)))
+            read.append(tmp_path / "labels.tif")
+
+        reader = threading.Thread(target=work, daemon=True)
+        reader.start()
+        reader.join(timeout=60)
+        assert not reader.is_alive(), "the read waited for the default client's workers"
+    assert len(read) == 2 and read[1].exists()
+    np.testing.assert_array_equal(np.asarray(read[0].data, dtype=np.float32), expected)

@@ -103,7 +103,8 @@ def cluster_client(args: argparse.Namespace, *, local_by_default: bool = True) -
     logging.getLogger("distributed").setLevel(logging.WARNING)
     if args.scheduler:
         try:
-            client = Client(args.scheduler)
+            # not the default: dask's own computations (a lazy file read here) stay here
+            client = Client(args.scheduler, set_as_default=False)
         except OSError as exc:
             raise UserError(f"--scheduler: no Dask scheduler answers at {args.scheduler}") from exc
         except (TypeError, ValueError) as exc:  # not an address: no port, unknown protocol
@@ -111,7 +112,7 @@ def cluster_client(args: argparse.Namespace, *, local_by_default: bool = True) -
         with client:
             yield client
         return
-    with local_cluster(args.workers) as cluster, Client(cluster) as client:
+    with local_cluster(args.workers) as cluster, Client(cluster, set_as_default=False) as client:
         link = dashboard_link(client)
         workers = len(cluster.workers)
         log.info("local Dask cluster: %d worker process%s", workers, "" if workers == 1 else "es")

@@ -43,6 +43,12 @@ _MICROMETRES_PER_UNIT = {
 }
 
 
+# The dask scheduler of the reads' and writes' own computations: this process's threads,
+# whatever Dask client the user (or a batch run) made the default: a file is read where it lies,
+# never sent to a cluster whose workers may not see it.
+LOCAL_SCHEDULER = "threads"
+
+
 class ReadError(ValueError):
     """A file napari-distill claims (by its name) but cannot read; the message names it."""
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .common import ImageData, ReadError
+from .common import LOCAL_SCHEDULER, ImageData, ReadError
 
 
 class ReadWarning(UserWarning):
@@ -98,7 +98,8 @@ def _lazy_slice_stats(stack: Any) -> tuple[np.ndarray, np.ndarray]:
     axes = tuple(range(1, stack.ndim))
     bad = (~finite).sum(axis=axes)
     low = da.where(finite, stack, np.inf).min(axis=axes)
-    bad, low = dask.compute(bad, low)  # both from the same chunks, read once
+    # both from the same chunks, read once, in this process (LOCAL_SCHEDULER)
+    bad, low = dask.compute(bad, low, scheduler=LOCAL_SCHEDULER)
     return np.asarray(bad, np.int64), np.asarray(low, np.float64)
 
 

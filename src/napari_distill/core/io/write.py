@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from .common import MICROMETER, TIFF_SUFFIXES
+from .common import LOCAL_SCHEDULER, MICROMETER, TIFF_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
@@ -125,8 +125,10 @@ def check_scale(scale: Sequence[float] | None, spatial_ndim: int) -> tuple[float
 
 def _pages(array: Any, page_ndim: int, dtype: np.dtype) -> Iterator[np.ndarray]:
     """2D planes of ``array`` one at a time, so a dask or memory-mapped array is never whole."""
+    lazy = hasattr(array, "compute")  # dask: read here, by threads (see LOCAL_SCHEDULER)
     for index in np.ndindex(*array.shape[: array.ndim - page_ndim]):
-        yield np.asarray(array[index]).astype(dtype, copy=False)
+        page = array[index].compute(scheduler=LOCAL_SCHEDULER) if lazy else array[index]
+        yield np.asarray(page).astype(dtype, copy=False)
 
 
 def write_tiff_atomically(
@@ -181,7 +183,7 @@ def _min_max(array: Any) -> tuple[int, int]:
     if hasattr(array, "compute"):  # dask: both reductions in one pass over the chunks
         import dask
 
-        low, high = dask.compute(array.min(), array.max())
+        low, high = dask.compute(array.min(), array.max(), scheduler=LOCAL_SCHEDULER)
     else:
         low, high = array.min(), array.max()
     return int(low), int(high)
