@@ -185,6 +185,12 @@ def test_report_text_and_plot(tmp_path):
     assert "| teacher | one network |" in text
     views = render_report(dataclasses.replace(summary, teachers=3, views=True))
     assert "| teacher | an ensemble of 3 networks slicing the volume along its three axes" in views
+    apart = dataclasses.replace(  # members held out other slices: no difference drawn
+        summary, teachers=3, validation=(3,), member_validation=((3,), (1,), (4,))
+    )
+    assert "(on slice(s) 3; not compared with the teacher's, a mean over other slices)" in (
+        render_report(apart)
+    ) and "vs the teacher" not in render_report(apart)
     sure = render_report(dataclasses.replace(summary, score_agreement=0.25, least_confident=(4, 0)))
     assert "| quality score vs teacher confidence (Spearman) | 0.250 |" in sure
     assert "| slices the teacher is least sure of | 4, 0 |" in sure

@@ -131,6 +131,17 @@ def _teacher_text(summary: RunSummary) -> str:
     return text
 
 
+def _student_comparison(summary: RunSummary, change: float | None) -> str:
+    if change is not None:
+        return f" ({change:+.3f} vs the teacher) |"
+    if summary.member_validation and summary.student_score is not None:
+        return (
+            f" (on slice(s) {_slice_list(summary.validation)}; not compared with the teacher's, "
+            "a mean over other slices) |"
+        )
+    return " |"
+
+
 def _few_validation_slices_caveat(n_validation: int) -> list[str]:
     # As few as teachers refuse to stop early on: too noisy to rank two models by.
     if not 0 < n_validation < MIN_SLICES_FOR_EARLY_STOPPING:
@@ -150,6 +161,8 @@ def render_report(summary: RunSummary, plot_name: str | None = "scores.png") -> 
     change = None
     if summary.teacher_score is not None and summary.student_score is not None:
         change = summary.student_score - summary.teacher_score
+    if summary.member_validation:  # the teacher's score is its networks' on their own slices
+        change = None
     total = sum(summary.stage_seconds.values())
     lines = [
         "# napari-distill run",
@@ -168,7 +181,7 @@ def render_report(summary: RunSummary, plot_name: str | None = "scores.png") -> 
         f"| slices accepted at tau = {summary.tau:g} | {len(summary.accepted)} of "
         f"{unannotated} unannotated |",
         f"| student ({summary.strategy}) validation Dice | {_number(summary.student_score)}"
-        + (f" ({change:+.3f} vs the teacher) |" if change is not None else " |"),
+        + _student_comparison(summary, change),
         f"| device | {summary.device} |",
         f"| total time | {_duration(total)} |",
         "",
