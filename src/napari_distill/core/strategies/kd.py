@@ -57,6 +57,7 @@ from ..models import MIN_PROBABILITY, ModelBundle
 from ..training import (
     Augmentation,
     SliceSampler,
+    augment,
     ce_dice_loss,
     class_weights_from_labels,
     early_stopping_allowed,
@@ -81,24 +82,18 @@ logger = logging.getLogger(__name__)
 
 NAME = "kd"
 
-# A noisy student's noise, on top of the sampler's augmentation (normalised intensities): each
-# patch's contrast times U(1 - s, 1 + s), brightness plus U(-s, s), Gaussian noise of std
-# U(0, NOISY_STUDENT_NOISE_STD). Two and a half to three times the training augmentation's
-# (Augmentation: 0.1, 0.1, 0.03), the "strong" against "weak" ratio of the noisy-student recipe.
-NOISY_STUDENT_INTENSITY = 0.25
-NOISY_STUDENT_NOISE_STD = 0.1
+# A noisy student's noise, on top of the sampler's augmentation (normalised intensities):
+# contrast, brightness and Gaussian noise two and a half to three times the training
+# augmentation's (0.1, 0.1, 0.03), the "strong" against "weak" ratio of the noisy-student recipe.
+NOISY_STUDENT_NOISE = Augmentation(
+    flips=False, rotations=False, intensity_scale=0.25, intensity_shift=0.25, noise_std=0.1
+)
 NOISY_STUDENT_DROPOUT = 0.3  # the teacher's default is 0.1 (ModelConfig.dropout)
 
 
 def student_noise(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A batch ``(B, C, H, W)`` as a noisy student sees it (see the constants above)."""
-    per_patch = (x.shape[0],) + (1,) * (x.ndim - 1)
-    s = NOISY_STUDENT_INTENSITY
-    contrast = 1.0 + rng.uniform(-s, s, per_patch)
-    brightness = rng.uniform(-s, s, per_patch)
-    sigma = rng.uniform(0.0, NOISY_STUDENT_NOISE_STD, per_patch)
-    noise = rng.standard_normal(x.shape) * sigma
-    return (x * contrast + brightness + noise).astype(np.float32)
+    """A batch ``(B, C, H, W)`` as a noisy student sees it (:data:`NOISY_STUDENT_NOISE`)."""
+    return np.stack([augment({"x": patch}, NOISY_STUDENT_NOISE, rng)["x"] for patch in x])
 
 
 def kd_objective_loss(

@@ -14,7 +14,7 @@ from .losses import ce_dice_loss, class_weights_from_labels, kd_loss
 from .objectives import DiceValidator, SliceValidator, SupervisedObjective
 from .plan import Decision, TeacherPlan, plan_for_data, plan_teacher
 from .records import Objective, TrainStep, Validator
-from .sampler import Augmentation, SliceSampler
+from .sampler import Augmentation, SliceSampler, augment
 from .schedule import auto_steps, lr_at
 from .splits import (
     MIN_SLICES_FOR_EARLY_STOPPING,
@@ -29,6 +29,7 @@ from .teacher import prepare_pair, resume_training, train_teacher
 __all__ = [
     "MIN_SLICES_FOR_EARLY_STOPPING",
     "Augmentation",
+    "augment",
     "DataFingerprint",
     "Decision",
     "DiceValidator",
