@@ -189,7 +189,8 @@ def run_batch(
     for index in ready:
         done += 1
         yield BatchProgress(done, len(volumes), results[index])
-    for future in as_completed(list(pending)):
+    # the client's own loop: it need not be dask's default client (the CLI's is not)
+    for future in as_completed(list(pending), loop=client.loop):
         index = pending.pop(future)
         try:
             result = future.result()
