@@ -131,15 +131,17 @@ def _teacher_text(summary: RunSummary) -> str:
     return text
 
 
-def _student_comparison(summary: RunSummary, change: float | None) -> str:
-    if change is not None:
-        return f" ({change:+.3f} vs the teacher) |"
-    if summary.member_validation and summary.student_score is not None:
+def _student_comparison(summary: RunSummary) -> str:
+    """The student's score against the teacher's, when both were scored on the same slices."""
+    teacher, student = summary.teacher_score, summary.student_score
+    if student is None:
+        return " |"
+    if summary.member_validation:  # the teacher's score is its networks' on their own slices
         return (
             f" (on slice(s) {_slice_list(summary.validation)}; not compared with the teacher's, "
             "a mean over other slices) |"
         )
-    return " |"
+    return " |" if teacher is None else f" ({student - teacher:+.3f} vs the teacher) |"
 
 
 def _few_validation_slices_caveat(n_validation: int) -> list[str]:
@@ -158,11 +160,6 @@ def _few_validation_slices_caveat(n_validation: int) -> list[str]:
 def render_report(summary: RunSummary, plot_name: str | None = "scores.png") -> str:
     """The Markdown text of ``report.md``."""
     unannotated = summary.n_slices - len(summary.annotated)
-    change = None
-    if summary.teacher_score is not None and summary.student_score is not None:
-        change = summary.student_score - summary.teacher_score
-    if summary.member_validation:  # the teacher's score is its networks' on their own slices
-        change = None
     total = sum(summary.stage_seconds.values())
     lines = [
         "# napari-distill run",
@@ -181,7 +178,7 @@ def render_report(summary: RunSummary, plot_name: str | None = "scores.png") -> 
         f"| slices accepted at tau = {summary.tau:g} | {len(summary.accepted)} of "
         f"{unannotated} unannotated |",
         f"| student ({summary.strategy}) validation Dice | {_number(summary.student_score)}"
-        + _student_comparison(summary, change),
+        + _student_comparison(summary),
         f"| device | {summary.device} |",
         f"| total time | {_duration(total)} |",
         "",
